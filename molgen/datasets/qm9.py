@@ -1,0 +1,186 @@
+"""QM9 with DFT 3D coordinates (130,831 molecules), read from the ``qm9pack`` package's CSV files.
+
+The CSVs are parsed once into a compact ``.npz`` cache (``molgen._cache.cache_dir("qm9")``) that
+loads in well under two seconds. Coordinates are in Angstrom. The train / validation / test split
+(100,000 / 17,748 / 13,083, EDM's sizes) is a seeded permutation stored in ``data/qm9_split.npz``.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .._cache import cache_dir
+from ..chem.elements import VOCABULARIES, atomic_number
+
+N_MOLECULES = 130_831
+SPLIT_SIZES = {"train": 100_000, "valid": 17_748, "test": 13_083}
+SPLIT_SEED = 0
+_CACHE_VERSION = 1
+
+#: Properties kept from the CSV, with their units.
+PROPERTIES: dict[str, str] = {
+    "Dipole_debye": "D", "Polarizability_bohr3": "bohr^3", "HOMO_au": "Ha", "LUMO_au": "Ha",
+    "HOMO_LUMO_gap_au": "Ha", "R2_bohr2": "bohr^2", "ZPVE_au": "Ha", "InternalEnergy_0K_au": "Ha",
+    "InternalEnergy_298K_au": "Ha", "Enthalphy_298K_au": "Ha", "GibbsFreeEnergy_298K_au": "Ha",
+    "Heatcapacity_Cv_cal_mol_K": "cal/(mol K)", "RotA_GHz": "GHz", "RotB_GHz": "GHz", "RotC_GHz": "GHz",
+}
+
+
+class DataMissingError(RuntimeError):
+    """A data file that molgen needs is not installed."""
+
+
+def qm9pack_data_dir() -> Path:
+    """The ``qm9pack`` data folder, found without importing the package (it needs pkg_resources)."""
+    spec = importlib.util.find_spec("qm9pack")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataMissingError("QM9 needs the qm9pack package: pip install qm9pack")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data"
+    if not (path / "qm9_part1.csv").exists():
+        raise DataMissingError(f"qm9pack is installed but has no CSV files in {path}")
+    return path
+
+
+def _parse_floats(strings: "list[str]") -> np.ndarray:
+    """Parse '[[x,y,z],...]' strings, concatenated, into one flat float array."""
+    joined = ",".join(strings).replace("[", "").replace("]", "")
+    return np.array(joined.split(","), dtype=np.float64)
+
+
+def _build_cache(path: Path) -> None:
+    import pandas as pd
+
+    src = qm9pack_data_dir()
+    cols = ["Index", "SMILES", "N_atoms", "Elements", "XYZ_Ang", *PROPERTIES]
+    df = pd.concat([pd.read_csv(src / f"qm9_part{k}.csv", usecols=cols) for k in (1, 2, 3)],
+                   ignore_index=True).sort_values("Index", kind="stable").reset_index(drop=True)
+    n_atoms = df["N_atoms"].to_numpy(np.int64)
+    symbols = ",".join(df["Elements"]).replace("[", "").replace("]", "").replace("'", "").split(",")
+    table = {s: atomic_number(s) for s in set(symbols)}
+    z = np.array([table[s] for s in symbols], dtype=np.int8)
+    pos = _parse_floats(df["XYZ_Ang"].tolist()).reshape(-1, 3).astype(np.float32)
+    if z.size != n_atoms.sum() or pos.shape[0] != z.size:
+        raise DataMissingError("qm9pack CSVs are inconsistent (atom counts do not match)")
+    ptr = np.concatenate([[0], np.cumsum(n_atoms)])
+    props = np.stack([df[c].to_numpy(np.float64) for c in PROPERTIES], axis=1)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, z=z, pos=pos, ptr=ptr, smiles=df["SMILES"].to_numpy(dtype=str),
+             index=df["Index"].to_numpy(np.int64), props=props, version=_CACHE_VERSION)
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class QM9Arrays:
+    """All of QM9 as flat arrays: molecule i has atoms ``ptr[i]:ptr[i+1]``."""
+
+    z: np.ndarray        # (n_atoms_total,) int8 atomic numbers
+    pos: np.ndarray      # (n_atoms_total, 3) float32, Angstrom
+    ptr: np.ndarray      # (n_molecules + 1,) int64 offsets
+    smiles: np.ndarray   # (n_molecules,) str, as shipped by QM9
+    index: np.ndarray    # (n_molecules,) QM9 (GDB) index
+    props: np.ndarray    # (n_molecules, len(PROPERTIES)) float64
+
+    def __len__(self) -> int:
+        return self.ptr.size - 1
+
+    def molecule(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Atomic numbers and coordinates (Angstrom) of molecule ``i``."""
+        a, b = self.ptr[i], self.ptr[i + 1]
+        return self.z[a:b].astype(np.int64), self.pos[a:b].astype(np.float64)
+
+    @property
+    def n_atoms(self) -> np.ndarray:
+        return np.diff(self.ptr)
+
+
+@lru_cache(maxsize=2)
+def load_qm9_arrays(cache: str | None = None) -> QM9Arrays:
+    """Load QM9 from the cache, parsing the qm9pack CSVs on first use (about a minute)."""
+    folder = Path(cache) if cache else cache_dir("qm9")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "qm9.npz"
+    if path.exists():
+        with np.load(path) as f:
+            if int(f["version"]) != _CACHE_VERSION:
+                path.unlink()
+    if not path.exists():
+        _build_cache(path)
+    with np.load(path) as f:
+        return QM9Arrays(z=f["z"], pos=f["pos"], ptr=f["ptr"], smiles=f["smiles"], index=f["index"],
+                         props=f["props"])
+
+
+def make_split(n: int = N_MOLECULES, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
+    """The seeded split: a permutation cut into EDM's sizes, each part sorted."""
+    if n != sum(SPLIT_SIZES.values()):
+        raise ValueError(f"split sizes are defined for {sum(SPLIT_SIZES.values())} molecules, got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    a = SPLIT_SIZES["train"]
+    b = a + SPLIT_SIZES["valid"]
+    return {"train": np.sort(perm[:a]), "valid": np.sort(perm[a:b]), "test": np.sort(perm[b:])}
+
+
+def _split_file() -> Path:
+    return Path(__file__).resolve().parents[2] / "data" / "qm9_split.npz"
+
+
+@lru_cache(maxsize=1)
+def split_indices() -> dict[str, np.ndarray]:
+    """Train / valid / test indices: from ``data/qm9_split.npz`` when present, else regenerated."""
+    path = _split_file()
+    if path.exists():
+        with np.load(path) as f:
+            return {k: f[k].astype(np.int64) for k in SPLIT_SIZES}
+    return make_split()
+
+
+def check_split(split: str) -> str:
+    if split not in (*SPLIT_SIZES, "all"):
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join([*SPLIT_SIZES, 'all'])}")
+    return split
+
+
+def indices(split: str) -> np.ndarray:
+    """Molecule indices (rows of :func:`load_qm9_arrays`) of a split, or all of them."""
+    check_split(split)
+    return np.arange(N_MOLECULES) if split == "all" else split_indices()[split]
+
+
+def qm9_smiles(split: str = "train") -> list[str]:
+    """QM9's own SMILES strings for a split."""
+    return load_qm9_arrays().smiles[indices(split)].tolist()
+
+
+@dataclass(frozen=True)
+class DatasetStatistics:
+    """Statistics computed from a split, used for sampling atom counts and as reference."""
+
+    atom_count_hist: np.ndarray      # (max_atoms + 1,) number of molecules with k atoms
+    atom_type_counts: dict[str, int]  # element symbol -> count over all atoms
+    charge_counts: dict[int, int]     # formal charge -> count (QM9: all neutral)
+
+    def atom_count_probs(self) -> np.ndarray:
+        return self.atom_count_hist / self.atom_count_hist.sum()
+
+
+@lru_cache(maxsize=4)
+def statistics(split: str = "train", heavy_only: bool = False) -> DatasetStatistics:
+    """Atom-count histogram, atom-type counts and charge counts of a split, computed from the data."""
+    arr = load_qm9_arrays()
+    idx = indices(split)
+    counts = np.zeros(120, dtype=np.int64)
+    sel = np.concatenate([np.arange(arr.ptr[i], arr.ptr[i + 1]) for i in idx]) if idx.size else np.array([], int)
+    z = arr.z[sel].astype(np.int64)
+    owner = np.repeat(np.arange(idx.size), arr.n_atoms[idx])
+    if heavy_only:
+        owner, z = owner[z != 1], z[z != 1]
+    np.add.at(counts, z, 1)
+    per_mol = np.bincount(owner, minlength=idx.size)
+    hist = np.bincount(per_mol)
+    vocab = VOCABULARIES["qm9_heavy" if heavy_only else "qm9"]
+    types = {s: int(counts[atomic_number(s)]) for s in vocab}
+    return DatasetStatistics(hist, types, {0: int(z.size)})

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: make a virtual environment, install molgen with its test extra
+# (torch pinned to the CPU build by constraints.txt), fetch the MOSES files, run the default suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q -c constraints.txt -e ".[test]"
+python -m molgen.datasets.moses fetch
+python -m pytest -q "$@"
