@@ -1,0 +1,5 @@
+"""The shared training loop."""
+from .setup import TrainingSetup
+from .trainer import BatchDataset, TrainConfig, Trainer, TrainingDiverged
+
+__all__ = ["BatchDataset", "TrainConfig", "Trainer", "TrainingDiverged", "TrainingSetup"]
