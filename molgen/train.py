@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         import os
 
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.manual_seed(int(train_cfg.get("seed", TrainConfig.seed)))  # reproducible initial weights
     setup = cls.training_setup(args.dataset, model_cfg, train_cfg)
     trainer = Trainer(setup.model, setup.data, TrainConfig(**{**setup.train_defaults, **train_cfg}), out,
                       device=device, evaluate=setup.evaluate, extra_metrics=setup.metrics)

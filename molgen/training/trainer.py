@@ -54,6 +54,7 @@ class TrainConfig:
     eval_every: int | None = None
     seed: int = 0
     bf16: bool = True                # autocast to bfloat16 on CUDA (ignored on CPU)
+    compile: bool = False            # torch.compile the loss on CUDA (falls back to eager on failure)
     progress: bool = True
 
 
@@ -98,6 +99,10 @@ class Trainer:
         self.state = _State()
         self.curve: list[dict[str, float]] = []
         self.wrapped: torch.nn.Module = (DistributedDataParallel(model) if self.world > 1 else model)
+        self._loss_fn = self.wrapped if self.world > 1 else model.loss
+        self._compiled = config.compile and self.device.type == "cuda"
+        if self._compiled:
+            self._loss_fn = torch.compile(self._loss_fn)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -175,7 +180,15 @@ class Trainer:
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         use_bf16 = self.cfg.bf16 and self.device.type == "cuda"
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss, logs = self.model.loss(batch) if self.world == 1 else self._ddp_loss(batch)
+            try:
+                loss, logs = self._loss_fn(batch)
+            except Exception as exc:  # a torch.compile failure: report once, continue in eager mode
+                if not self._compiled:
+                    raise
+                self._compiled = False
+                tqdm.write(f"torch.compile failed ({exc.__class__.__name__}: {str(exc)[:200]}); running eagerly")
+                self._loss_fn = self.wrapped if self.world > 1 else self.model.loss
+                loss, logs = self._loss_fn(batch)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at step {self.state.step}; the last good checkpoint is in {self.out}")
@@ -185,11 +198,7 @@ class Trainer:
         self.optimizer.step()
         self.ema.update_parameters(self.model)
         self.state.step += 1
-        return {"loss": float(loss.detach()), "grad_norm": grad_norm, **logs}
-
-    def _ddp_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        # DDP hooks gradients through forward(); models route forward() to loss().
-        return self.wrapped(batch)
+        return {"loss": float(loss.detach()), "grad_norm": grad_norm, **{k: float(v) for k, v in logs.items()}}
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""E(n)-equivariant graph network (Satorras et al. 2021) in EDM's variant, over dense padded batches.
+
+All pairs of real atoms are edges (a fully connected graph, as in EDM). Shapes: h (B, N, F),
+x (B, N, 3), node_mask (B, N, 1). Padding is masked out of every sum, so a batch can be trimmed to
+its largest molecule. The first layer of each edge MLP is split into per-node products that are
+broadcast over pairs, which saves a (B, N, N, 2F) concatenation.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _pair_mask(node_mask: torch.Tensor) -> torch.Tensor:
+    """(B, N, N, 1) mask of edges between distinct real atoms."""
+    m = node_mask[..., 0]
+    n = m.shape[1]
+    eye = torch.eye(n, dtype=m.dtype, device=m.device)
+    return (m[:, :, None] * m[:, None, :] * (1 - eye)).unsqueeze(-1)
+
+
+class _PairLinear(nn.Module):
+    """Linear layer on concat(h_i, h_j, e_ij) computed as A h_i + B h_j + C e_ij."""
+
+    def __init__(self, node_dim: int, edge_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.src = nn.Linear(node_dim, out_dim)
+        self.dst = nn.Linear(node_dim, out_dim, bias=False)
+        self.edge = nn.Linear(edge_dim, out_dim, bias=False)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return self.src(h)[:, :, None, :] + self.dst(h)[:, None, :, :] + self.edge(e)
+
+
+class GCL(nn.Module):
+    """Invariant message passing layer with optional attention and a residual node update."""
+
+    def __init__(self, hidden: int, edge_dim: int, normalization_factor: float, attention: bool) -> None:
+        super().__init__()
+        self.edge_in = _PairLinear(hidden, edge_dim, hidden)
+        self.edge_mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        self.att = nn.Sequential(nn.Linear(hidden, 1), nn.Sigmoid()) if attention else None
+        self.node_mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.norm = normalization_factor
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, node_mask: torch.Tensor,
+                pair_mask: torch.Tensor) -> torch.Tensor:
+        m = self.edge_mlp(self.edge_in(h, e))
+        if self.att is not None:
+            m = m * self.att(m)
+        agg = (m * pair_mask).sum(2) / self.norm
+        return (h + self.node_mlp(torch.cat([h, agg], dim=-1))) * node_mask
+
+
+class EquivariantUpdate(nn.Module):
+    """x_i += sum_j (x_i - x_j) / (|x_i - x_j| + 1) * phi(h_i, h_j, e_ij), phi bounded by tanh."""
+
+    def __init__(self, hidden: int, edge_dim: int, normalization_factor: float, tanh: bool,
+                 coords_range: float) -> None:
+        super().__init__()
+        self.inp = _PairLinear(hidden, edge_dim, hidden)
+        last = nn.Linear(hidden, 1, bias=False)
+        nn.init.xavier_uniform_(last.weight, gain=0.001)
+        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), last)
+        self.tanh, self.range, self.norm = tanh, coords_range, normalization_factor
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor, e: torch.Tensor, diff: torch.Tensor,
+                node_mask: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
+        w = self.mlp(self.inp(h, e))
+        if self.tanh:
+            w = torch.tanh(w) * self.range
+        trans = (diff * w * pair_mask).sum(2) / self.norm
+        return (x + trans) * node_mask
+
+
+class EquivariantBlock(nn.Module):
+    def __init__(self, hidden: int, edge_dim: int, n_sublayers: int, normalization_factor: float,
+                 attention: bool, tanh: bool, coords_range: float) -> None:
+        super().__init__()
+        self.gcls = nn.ModuleList(GCL(hidden, edge_dim, normalization_factor, attention)
+                                  for _ in range(n_sublayers))
+        self.update = EquivariantUpdate(hidden, edge_dim, normalization_factor, tanh, coords_range)
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor, d0: torch.Tensor, node_mask: torch.Tensor,
+                pair_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rel = x[:, :, None, :] - x[:, None, :, :]
+        radial = (rel ** 2).sum(-1, keepdim=True)
+        diff = rel / (torch.sqrt(radial + 1e-8) + 1.0)
+        e = torch.cat([radial, d0], dim=-1)
+        for gcl in self.gcls:
+            h = gcl(h, e, node_mask, pair_mask)
+        x = self.update(h, x, e, diff, node_mask, pair_mask)
+        return h, x
+
+
+class EGNN(nn.Module):
+    """EDM's EGNN: returns updated invariant features (B, N, out_dim) and coordinates (B, N, 3)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, n_layers: int = 9,
+                 n_sublayers: int = 1, attention: bool = True, tanh: bool = True,
+                 coords_range: float = 15.0, normalization_factor: float = 1.0) -> None:
+        super().__init__()
+        self.embed = nn.Linear(in_dim, hidden)
+        self.blocks = nn.ModuleList(
+            EquivariantBlock(hidden, 2, n_sublayers, normalization_factor, attention, tanh,
+                             coords_range / n_layers) for _ in range(n_layers))
+        self.out = nn.Linear(hidden, out_dim)
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor, node_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pair_mask = _pair_mask(node_mask)
+        d0 = ((x[:, :, None, :] - x[:, None, :, :]) ** 2).sum(-1, keepdim=True)
+        h = self.embed(h) * node_mask
+        for block in self.blocks:
+            h, x = block(h, x, d0, node_mask, pair_mask)
+        return self.out(h) * node_mask, x
