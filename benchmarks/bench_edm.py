@@ -1,0 +1,109 @@
+"""EDM speed: seconds per training step (batch 64, QM9 with hydrogens) and per sampling step, at EDM's
+paper width (256 hidden x 9 layers) and at the shipped size; sampling 100 molecules end to end.
+
+    python -m benchmarks.bench_edm [--device cpu|cuda] [--out benchmarks/results/bench_edm_cpu.txt]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def bench_config(name: str, cfg: dict, data, device: str, repeats: int) -> str:
+    from molgen.models.edm import EDM
+
+    torch.manual_seed(0)
+    model = EDM(**{**cfg, "atom_count_hist": data.atom_count_hist.tolist()}).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rng = np.random.default_rng(0)
+    use_bf16 = device == "cuda"
+
+    def train_step() -> None:
+        b = {k: v.to(device) for k, v in data.batch(rng.choice(len(data), 64, replace=False)).items()}
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
+            loss, _ = model.loss(b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    b = {k: v.to(device) for k, v in data.batch(rng.choice(len(data), 64, replace=False)).items()}
+    mask = b["mask"].unsqueeze(-1).float()
+    z = model.noise_like(torch.zeros(*b["types"].shape, 3 + model.h_dim, device=device), mask)
+
+    @torch.no_grad()
+    def sample_step() -> None:
+        model.dynamics(z, torch.full((z.shape[0],), 0.5, device=device), mask)
+
+    t_train = _time(train_step, repeats)
+    t_sample = _time(sample_step, repeats)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    return (f"{name:<28} {params:6.2f}M params   train step (batch 64): {t_train:7.3f} s   "
+            f"sampling step (64 molecules): {t_sample:7.3f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=None)
+    p.add_argument("--skip-paper-size", action="store_true")
+    args = p.parse_args()
+    from molgen.datasets.qm9_3d import QM9Padded
+    from molgen.models import load, pretrained_path
+
+    data = QM9Padded("train")
+    lines = [f"command: python -m benchmarks.{' '.join(['bench_edm', *sys.argv[1:]])}",
+             f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
+             + (f", GPU {torch.cuda.get_device_name()}" if args.device == "cuda" else "")]
+    configs = []
+    if not args.skip_paper_size:
+        configs.append(("EDM paper size 256x9", {"hidden": 256, "n_layers": 9}))
+    shipped = pretrained_path("edm")
+    if (shipped / "config.json").exists():
+        model = load("edm")
+        c = model.config
+        configs.append((f"shipped {c['hidden']}x{c['n_layers']}", {k: c[k] for k in ("hidden", "n_layers")}))
+        configs.append((f"e3nn at matched width {c['hidden'] // 2}+{16}v x{c['n_layers'] // 2}",
+                        {"backbone": "e3nn", "hidden": c["hidden"] // 2, "n_layers": max(c["n_layers"] // 2, 1)}))
+    else:
+        configs.append(("small 128x6", {"hidden": 128, "n_layers": 6}))
+    for name, cfg in configs:
+        lines.append(bench_config(name, cfg, data, args.device, args.repeats))
+        print(lines[-1], flush=True)
+    if (shipped / "config.json").exists():
+        model = load("edm", device=args.device)
+        t = time.perf_counter()
+        out = model.sample(100, seed=0)
+        secs = time.perf_counter() - t
+        lines.append(f"100 molecules with the default settings ({model.default_sampling_steps} steps): {secs:.1f} s "
+                     f"(valid {100 * out.validity:.0f} %)")
+        print(lines[-1])
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
