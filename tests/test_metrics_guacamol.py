@@ -1,0 +1,101 @@
+"""GuacaMol KL score and distribution-learning scores: hand-checked KL values and set identities."""
+import math
+
+import numpy as np
+import pytest
+from rdkit import Chem, DataStructs
+from rdkit.Chem import AllChem
+
+from molgen.metrics import guacamol as G
+
+DRUGS = [
+    "CC1C2CCC(C2)C1CN(CCO)C(=O)c1ccc(Cl)cc1", "COc1ccc(-c2cc(=O)c3c(O)c(OC)c(OC)cc3o2)cc1O",
+    "CCOC(=O)c1ncn2c1CN(C)C(=O)c1cc(F)ccc1-2", "Clc1ccccc1-c1nc(-c2ccncc2)no1",
+    "CC(C)(Oc1ccc(Cl)cc1)C(=O)OCc1cccc(CO)n1", "Cc1nc2c(OCc3ccccc3)cccn2c1CC#N",
+    "O=C1c2cccnc2CN1Cc1ccccc1Cl", "O=C(NC1CCc2ccccc2C1)c1ccncc1", "OC(Cn1cncn1)(Cn1cncn1)c1ccc(F)cc1F",
+    "Cc1[nH]cnc1Cc1nc(-c2ccccc2)cs1", "COc1ccc(-c2nc3n(c2-c2ccncc2)CCC3)cc1",
+    "CC(=O)NC(C(=O)NCc1ccccc1)c1ccco1", "COc1ccc(C2CNC(=O)C2)cc1OC1CCCC1",
+    "O=C(NCCc1cccc2ccccc12)C1CCC1", "Cc1ccc(S(=O)(=O)NCc2ccccc2)cc1", "CC(=O)Nc1ccc(S(=O)(=O)NC2CCCCC2)cc1",
+    "CCN(CC)C(=O)c1ccc(NC(C)=O)c(Cl)c1", "Cc1ccccc1C(=O)Nc1ccccc1C(=O)N1CCCC1",
+    "Fc1ccccc1CSc1nnnn1-c1ccc2c(c1)OCO2", "CS(=O)(=O)N(Cc1ccccc1)Cc1ccccc1",
+    "CC1CCCN(C(=O)c2ccc(Br)cc2)C1", "COc1ccc(CNC(=O)c2ccccc2Cl)cc1", "Cc1cc(Br)ccc1NC(=O)c1cccnc1",
+    "O=C(c1ccco1)N1CCN(c2cccc(Cl)c2)CC1", "COc1cccc(C(=O)Nc2nc3ccccc3s2)c1",
+]
+
+
+def test_discrete_kl_by_hand():
+    # bins from the reference [0, 1] in 10 steps: P = (1/2, 1/2), Q = (3/4, 1/4) on the end bins
+    expected = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    assert G.discrete_kl([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx(expected, rel=1e-6)
+    assert G.discrete_kl([0, 1, 2, 3], [0, 1, 2, 3]) == 0.0
+
+
+def test_continuous_kl_is_zero_for_equal_samples_and_grows_with_a_shift():
+    x = np.random.default_rng(0).normal(size=300)
+    assert G.continuous_kl(x, x) == pytest.approx(0.0, abs=1e-12)
+    small, large = G.continuous_kl(x, x + 0.2), G.continuous_kl(x, x + 1.0)
+    assert 0.0 < small < large
+    # two unit Gaussians one sd apart: KL = 1/2; KDE smoothing widens both, so a bit less
+    assert 0.3 < large < 0.55
+
+
+def test_descriptors_of_ethanol_and_benzene():
+    d = G.physchem_descriptors(["CCO", "c1ccccc1"])
+    names = G.CONTINUOUS_DESCRIPTORS + G.DISCRETE_DESCRIPTORS
+    ethanol, benzene = dict(zip(names, d[0])), dict(zip(names, d[1]))
+    assert ethanol["MolWt"] == pytest.approx(46.069, abs=1e-3)
+    assert ethanol["TPSA"] == pytest.approx(20.23, abs=1e-2)
+    assert (ethanol["NumHDonors"], ethanol["NumHAcceptors"], ethanol["NumAromaticRings"]) == (1, 1, 0)
+    assert benzene["MolWt"] == pytest.approx(78.114, abs=1e-3)
+    assert (benzene["TPSA"], benzene["NumAromaticRings"], benzene["NumAliphaticRings"]) == (0, 1, 0)
+
+
+def test_nearest_neighbour_similarity_excludes_self():
+    fp = [AllChem.GetMorganFingerprintAsBitVect(Chem.MolFromSmiles(s), 2, nBits=4096) for s in ("CCO", "CCCO")]
+    t = DataStructs.TanimotoSimilarity(*fp)
+    np.testing.assert_allclose(G.nearest_neighbour_similarity(["CCO", "CCCO"]), [t, t], rtol=1e-6)
+    np.testing.assert_allclose(G.nearest_neighbour_similarity(["CCO", "OCC", "CCCO"]), [1, 1, t], rtol=1e-6)
+
+
+def test_kl_score_of_a_set_against_itself_is_one():
+    assert G.kl_score(DRUGS, DRUGS) == pytest.approx(1.0, abs=1e-9)
+    reference = G.kl_reference(DRUGS)
+    assert G.kl_score(DRUGS[::-1], reference) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_kl_score_drops_for_a_different_distribution():
+    others = ["C" * n + "O" for n in range(1, 12)] + ["CC(C)" * n + "N" for n in range(1, 8)]
+    kls = G.kl_divergences(others, DRUGS)
+    assert set(kls) == set(G.CONTINUOUS_DESCRIPTORS + G.DISCRETE_DESCRIPTORS) | {"internal_similarity"}
+    # no alcohol/amine has an aromatic ring, and every drug has one: nothing in the reference bins
+    assert kls["NumAromaticRings"] == math.inf
+    assert G.discrete_kl([1, 2, 3], [0, 0]) == math.inf
+    assert G.kl_score(others, DRUGS) < 0.6
+
+
+def test_random_subset_is_guacamols_seeded_draw():
+    items = [f"item{i}" for i in range(50)]
+    expected = np.random.RandomState(42).choice(np.array(items), 10, replace=False).tolist()
+    assert G.random_subset(items, 10, seed=42) == expected
+    with pytest.raises(ValueError):
+        G.random_subset(items, 51)
+
+
+def test_guacamol_ratios_by_hand():
+    gen = ["CCO", "OCC", "xx", "C[C@H](N)O", "CC(N)O", "c1ccccc1"]
+    scores = G.guacamol_scores(gen, ["OCC"] + DRUGS, n_reference=10, include_fcd=False)
+    assert scores["validity"] == pytest.approx(5 / 6)
+    # without stereo: CCO, CCO, CC(N)O, CC(N)O, c1ccccc1 -> 3 distinct of 5 valid
+    assert scores["uniqueness"] == pytest.approx(3 / 5)
+    # 4 distinct canonical SMILES; stereo-free {CC(N)O, c1ccccc1} are not in training
+    assert scores["novelty"] == pytest.approx(2 / 4)
+    assert 0.0 <= scores["kl_score"] <= 1.0
+    assert "fcd" not in scores
+
+
+def test_guacamol_scores_of_the_training_set_itself():
+    scores = G.guacamol_scores(DRUGS, DRUGS, n_reference=len(DRUGS))
+    assert scores["validity"] == scores["uniqueness"] == 1.0
+    assert scores["novelty"] == 0.0
+    assert scores["kl_score"] == pytest.approx(1.0, abs=1e-9)
+    assert abs(scores["fcd"]) < 1e-3 and scores["fcd_score"] == pytest.approx(1.0, abs=1e-3)

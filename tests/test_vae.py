@@ -1,0 +1,277 @@
+"""Graph VAE: featurisation, KL, masked decoding, overfitting, likelihood bounds, latent tools, I/O."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+
+from molgen.models import load, model_class
+from molgen.models.vae import (GraphTable, GraphVAE, featurize, gaussian_kl, max_valence, parse_token,
+                               scan_atom_tokens, token_name)
+
+TOKENS = ("C", "N", "O", "F", "N+", "O-")
+MOLECULES = ["CCO", "c1ccccc1", "CC(=O)N", "N#CC1CC1", "OC1COC1", "FC(F)F", "C[NH3+]", "CC(=O)[O-]"]
+
+
+def tiny(**kw) -> GraphVAE:
+    torch.manual_seed(0)
+    cfg = dict(atom_types=TOKENS, max_atoms=9, latent_dim=16, encoder_hidden=32, encoder_layers=2,
+               decoder_dim=32, decoder_layers=2, decoder_heads=2, sample_batch_size=256)
+    return GraphVAE(**{**cfg, **kw})
+
+
+def canon(s: str) -> str:
+    return Chem.MolToSmiles(Chem.MolFromSmiles(s), isomericSmiles=False)
+
+
+@pytest.fixture(scope="module")
+def overfit() -> GraphVAE:
+    """A tiny VAE trained to memorise MOLECULES (a few seconds on a CPU)."""
+    model = tiny(beta=0.01, kl_warmup_steps=100)
+    table = GraphTable(MOLECULES, TOKENS, 9)
+    batch = table.batch(np.arange(len(MOLECULES)))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    torch.manual_seed(1)
+    model.train()
+    for _ in range(500):
+        loss, logs = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logs["nll"] < 1.0, logs
+    return model.eval()
+
+
+# --- tokens and featurisation -------------------------------------------------------------------
+def test_tokens_round_trip_and_valence_caps():
+    assert [token_name(*parse_token(t)) for t in ("C", "N+", "O-", "Fe+2")] == ["C", "N+", "O-", "Fe+2"]
+    assert parse_token("O-") == ("O", -1)
+    assert [max_valence(t) for t in ("C", "N", "N+", "O", "O-", "F", "S", "C-")] == [4, 3, 4, 2, 1, 1, 6, 3]
+    with pytest.raises(ValueError, match="malformed"):
+        parse_token("c1")
+
+
+def test_scan_atom_tokens_counts_heavy_atoms_from_text():
+    counts, largest = scan_atom_tokens(["[NH3+]CC(=O)[O-]", "c1cc[nH]c1", "[H]OC([2H])Cl"])
+    assert counts == {"N+": 1, "C": 7, "O": 2, "O-": 1, "N": 1, "Cl": 1}
+    assert largest == 5
+
+
+def test_featurize_is_independent_of_input_atom_order():
+    a, b = featurize("OCC(N)=O", TOKENS, 9), featurize("NC(=O)CO", TOKENS, 9)
+    assert not isinstance(a, str) and not isinstance(b, str)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1][np.lexsort(a[1].T[::-1])], b[1][np.lexsort(b[1].T[::-1])])
+    assert a[2] == b[2]
+    # BFS order: every atom after the first bonds to an earlier one
+    nodes, edges, _ = a
+    assert set(range(1, len(nodes))) == set(edges[:, 0].tolist()) | set()
+    assert (edges[:, 0] > edges[:, 1]).all()
+
+
+def test_featurize_kekulises_and_keeps_charges_and_hydrogens():
+    nodes, edges, _ = featurize("c1ccc[nH]1", TOKENS, 9)
+    assert sorted(edges[:, 2].tolist()) == [1, 1, 1, 2, 2]          # Kekulé orders
+    assert nodes[:, 2].all() and edges[:, 3].all()                  # aromatic flags kept for the encoder
+    nodes, _, _ = featurize("C[NH3+]", TOKENS, 9)
+    assert sorted(nodes[:, 0].tolist()) == [0, TOKENS.index("N+")] and sorted(nodes[:, 1].tolist()) == [3, 3]
+
+
+@pytest.mark.parametrize("smiles, reason", [
+    ("C1CC", "cannot parse"), ("", "cannot parse"), ("CCS", "not in this model's vocabulary"),
+    ("C.O", "disconnected"), ("CCCCCCCCCC", "at most 9"), ("[CH2]C", "radical"), ("C[NH2+]", "radical"),
+])
+def test_featurize_gives_reasons(smiles, reason):
+    result = featurize(smiles, TOKENS, 9)
+    assert isinstance(result, str) and reason in result
+
+
+def test_collate_builds_consistent_encoder_and_decoder_tensors():
+    table = GraphTable(["CC=O", "C1CC1", "bad"], TOKENS, 9)
+    batch = table.batch(np.arange(3))
+    assert batch["atoms"].shape == (2, 3) and batch["n_atoms"].tolist() == [3, 3]
+    bonds = batch["bonds"]
+    assert torch.equal(bonds, bonds.transpose(1, 2))
+    assert bonds.sum().item() == 2 * (1 + 2) + 2 * 3
+    assert batch["edge_index"].shape == (2, 2 * 5) and batch["x"].shape == (6, 4)
+    assert int(batch["edge_index"].max()) == 5
+    assert table.reasons == {2: "RDKit cannot parse this SMILES"}
+
+
+def test_background_prefetch_fills_the_table_like_inline_featurisation():
+    items = MOLECULES * 3 + ["C1CC", "CCS"]
+    inline, background = GraphTable(items, TOKENS, 9), GraphTable(items, TOKENS, 9)
+    inline.ensure(np.arange(len(items)))
+    background.prefetch(workers=1, chunk=7)
+    background.wait()
+    assert background.complete and background.reasons == inline.reasons
+    for name in ("nodes", "edges", "n_nodes", "n_edges", "keys", "status"):
+        np.testing.assert_array_equal(getattr(background, name), getattr(inline, name))
+
+
+# --- the objective ----------------------------------------------------------------------------------
+def test_kl_matches_closed_form():
+    mu = torch.tensor([[1.0, 0.0], [0.0, -2.0]])
+    logvar = torch.tensor([[0.0, math.log(4.0)], [math.log(0.25), 0.0]])
+    expected = [0.5 * (1.0 + 0 + 4.0 - 1 - math.log(4.0)), 0.5 * (0.25 - 1 - math.log(0.25) + 4.0)]
+    np.testing.assert_allclose(gaussian_kl(mu, logvar).numpy(), expected, rtol=1e-6)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
+    np.testing.assert_allclose(gaussian_kl(mu, logvar).numpy(),
+                               torch.distributions.kl_divergence(q, p).sum(-1).numpy(), rtol=1e-6)
+
+
+def test_loss_is_nll_plus_annealed_kl_and_counts_steps():
+    model = tiny(beta=0.5, kl_start_step=2, kl_warmup_steps=4)
+    assert [model.kl_weight(s) for s in (0, 2, 4, 6, 100)] == [0.0, 0.0, 0.25, 0.5, 0.5]
+    batch = GraphTable(MOLECULES, TOKENS, 9).batch(np.arange(8))
+    model.train()
+    for _ in range(4):
+        torch.manual_seed(3)
+        loss, logs = model.loss(batch)
+    assert int(model.step) == 4 and "step" in model.state_dict()
+    assert loss.item() == pytest.approx(logs["nll"] + 0.125 * logs["kl"], rel=1e-5)
+    model.eval()
+    model.loss(batch)
+    assert int(model.step) == 4  # evaluation does not advance the schedule
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_teacher_forced_nll_equals_log_probability_of_sampled_graphs(constrained):
+    model = tiny().eval()
+    z = torch.randn(100, model.latent_dim, generator=torch.Generator().manual_seed(0))
+    atoms, bonds, n, logp = model.decoder.generate(z, constrained=constrained,
+                                                   generator=torch.Generator().manual_seed(1))
+    big_n = int(n.max())
+    nll = model.decoder.nll(z, atoms[:, :big_n], bonds[:, :big_n, :big_n], n, valence_masks=constrained)
+    np.testing.assert_allclose((-nll).detach().numpy(), logp.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_constrained_decoding_never_exceeds_a_valence(temperature):
+    model = tiny().eval()
+    caps = np.array([max_valence(t) for t in TOKENS])
+    z = 3.0 * torch.randn(1500, model.latent_dim, generator=torch.Generator().manual_seed(2))
+    atoms, bonds, n, _ = model.decoder.generate(z, temperature=temperature, generator=torch.Generator().manual_seed(3))
+    atoms, bonds, n = atoms.numpy(), bonds.numpy(), n.numpy()
+    for i, k in enumerate(n):
+        used = bonds[i, :k, :k].sum(1)
+        assert (used <= caps[atoms[i, :k]]).all()
+        assert k == 1 or (bonds[i, :k, :k] > 0).sum(1).min() > 0
+    out = model.decode(z[:500], greedy=False, seed=0)
+    assert out.validity == 1.0
+    assert all(len(Chem.GetMolFrags(m)) == 1 for m in out.mols)
+    # the same untrained network without the masks makes invalid molecules: the masks do the work
+    assert model.decode(z[:500], greedy=False, seed=0, constrained=False).validity < 0.9
+
+
+# --- a trained tiny model --------------------------------------------------------------------------
+def test_tiny_vae_overfits_and_reconstructs(overfit):
+    assert overfit.reconstruct(MOLECULES) == [canon(s) for s in MOLECULES]
+    samples = overfit.sample(200, seed=0)
+    assert samples.validity == 1.0
+    assert {canon(s) for s in MOLECULES} & set(samples.smiles)
+
+
+def test_log_likelihood_bounds_and_bad_input(overfit):
+    elbo = overfit.log_likelihood(MOLECULES, samples=16, seed=0)
+    iwae = overfit.log_likelihood(MOLECULES, samples=16, importance_weighted=True, seed=0)
+    assert np.isfinite(elbo).all() and (elbo < 0).all()
+    assert iwae.mean() >= elbo.mean() - 0.05
+    loose = overfit.log_likelihood(MOLECULES, samples=4, constrained=False, seed=0)
+    tight = overfit.log_likelihood(MOLECULES, samples=4, constrained=True, seed=0)
+    assert (tight >= loose - 1e-4).all()  # masks only renormalise over allowed choices
+    values, reasons = overfit.log_likelihood(["CCO", "C1CC", "CCS"], return_reasons=True)
+    assert np.isfinite(values[0]) and np.isnan(values[1:]).all()
+    assert reasons[0] is None and "parse" in reasons[1] and "vocabulary" in reasons[2]
+    with pytest.warns(UserWarning, match="NaN for 1 of 2"):
+        overfit.log_likelihood(["CCO", "xyz"])
+
+
+def test_latent_tools(overfit):
+    z = overfit.encode(MOLECULES)
+    assert z.shape == (8, overfit.latent_dim)
+    torch.testing.assert_close(overfit.encode("CCO")[0], z[0])
+    path = overfit.interpolate("CCO", "c1ccccc1", steps=5)
+    assert len(path) == 5 and path[0] == "CCO" and path[-1] == "c1ccccc1"
+    assert overfit.interpolate("CCO", "c1ccccc1", steps=3, spherical=True)[0] == "CCO"
+    near = overfit.neighbours("CC(=O)N", n=6, scale=0.0)
+    assert near == ["CC(N)=O"] * 6
+    assert len(overfit.neighbours("CC(=O)N", n=6, scale=1.0, seed=1)) == 6
+    assert overfit.encode("CCO", sample=True, seed=0).shape == (1, overfit.latent_dim)
+
+
+def test_unparseable_smiles_give_clear_errors(overfit):
+    with pytest.raises(ValueError, match=r"cannot encode 'C1CC': RDKit cannot parse this SMILES"):
+        overfit.encode(["CCO", "C1CC"])
+    with pytest.raises(ValueError, match=r"cannot encode 'CCS': atom S is not in this model's vocabulary"):
+        overfit.interpolate("CCS", "CCO")
+    with pytest.raises(ValueError, match="steps must be at least 2"):
+        overfit.interpolate("CCO", "CCO", steps=1)
+
+
+def test_save_load_round_trip(overfit, tmp_path):
+    overfit.save_pretrained(tmp_path / "ckpt", metrics={"note": "test"})
+    again = load("vae", checkpoint=tmp_path / "ckpt")
+    assert isinstance(again, GraphVAE) and again.atom_types == TOKENS
+    assert again.config == json.loads(json.dumps(overfit.config))
+    for k, v in overfit.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v)
+    assert again.sample(50, seed=4).smiles == overfit.sample(50, seed=4).smiles
+    assert model_class("vae") is GraphVAE
+
+
+def test_interpolate_cli(overfit, tmp_path, capsys):
+    from molgen._cli import run_cli
+    from molgen.interpolate import main
+
+    overfit.save_pretrained(tmp_path / "ckpt")
+    argv = ["--checkpoint", str(tmp_path / "ckpt"), "--steps", "3"]
+    with pytest.raises(SystemExit) as ok:
+        run_cli(lambda: main(argv + ["CCO", "c1ccccc1"]))
+    out = capsys.readouterr()
+    assert ok.value.code == 0 and out.out.split() == overfit.interpolate("CCO", "c1ccccc1", steps=3)
+    assert out.out.split()[0] == "CCO" and out.out.split()[-1] == "c1ccccc1"
+    with pytest.raises(SystemExit) as bad:
+        run_cli(lambda: main(argv + ["CCO", "C1CC"]))
+    out = capsys.readouterr()
+    assert bad.value.code == 2 and out.out == ""
+    assert out.err == "error: cannot encode 'C1CC': RDKit cannot parse this SMILES\n"
+
+
+def test_learning_curve_evaluator(overfit):
+    from molgen.models.vae import CurveEvaluator
+
+    table = GraphTable(MOLECULES, TOKENS, 9)
+    table.ensure(np.arange(len(MOLECULES)))
+    row = CurveEvaluator(table, MOLECULES + ["C1CC"], n_samples=40, n_recon=8)(overfit)
+    assert row["validity"] == 1.0 and row["reconstruction"] == 1.0 and row["train_featurised"] == 1.0
+    assert 0.0 <= row["novelty"] < 1.0  # the memorised molecules come back and are not novel
+
+
+def test_sample_set_records_settings_and_batches_agree():
+    model = tiny().eval()
+    a = model.sample(30, seed=5, batch_size=30)
+    assert a.info["constrained"] is True and len(a) == 30 and a.validity == 1.0
+    assert model.sample(30, seed=5, batch_size=30).smiles == a.smiles
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample(3, temperature=0.0)
+
+
+def test_shipped_qm9_checkpoint_samples_valid_molecules():
+    from molgen.models import pretrained_path
+    from molgen.models.checkpoint import read_metrics
+
+    folder = pretrained_path("vae", "qm9")
+    if not (folder / "config.json").exists():
+        pytest.skip("the vae-qm9 checkpoint is not installed")
+    model = load("vae", dataset="qm9")
+    out = model.sample(300, seed=0)
+    assert out.validity == 1.0 and len(set(out.smiles)) > 280
+    assert model.reconstruct("CCO") == ["CCO"]
+    evaluation = read_metrics(folder)["evaluation"]
+    assert evaluation["constrained"]["validity"] == 1.0 and "command" in evaluation
