@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from .chem.io import MoleculeFileError
+from .datasets.qm9 import DataMissingError
 from .metrics.evaluate import REFERENCES, evaluate
 
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         print(result.table())
         if args.json:
             result.to_json(args.json)
-    except (MoleculeFileError, ValueError, FileNotFoundError) as err:
+    except (MoleculeFileError, ValueError, FileNotFoundError, DataMissingError) as err:
         print(f"molgen.evaluate: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -67,6 +67,14 @@ def test_sdf_round_trip_keeps_atoms_coordinates_bonds_charges_and_flags(tmp_path
            [canonical_smiles(Chem.MolFromSmiles(s)) for s in SMILES]
 
 
+def test_sdf_v3000_keeps_six_decimals(tmp_path, embedded):
+    result = read_molecules(write_sdf(embedded, tmp_path / "v3.sdf", v3000=True))
+    assert "V3000" in (tmp_path / "v3.sdf").read_text()
+    for original, record in zip(embedded, result):
+        np.testing.assert_allclose(record.positions, original.GetConformer().GetPositions(), atol=1e-6)
+        assert _bonds(record.mol) == _bonds(original)
+
+
 def test_sdf_embed_writes_3d_conformers_with_hydrogens(tmp_path):
     path = write_sdf([Chem.MolFromSmiles(s) for s in SMILES], tmp_path / "e.sdf", embed=True)
     result = read_molecules(path)

@@ -47,11 +47,11 @@ class Stability:
 
 _MAX_Z = 119
 # Charge-aware lookup: implied charge for (Z, valence), or a sentinel where not allowed.
-_NOT_ALLOWED = 99
-_CHARGE_BY_Z_VALENCE = np.full((_MAX_Z, 16), _NOT_ALLOWED, dtype=np.int64)
+NOT_ALLOWED = 99
+CHARGE_BY_Z_VALENCE = np.full((_MAX_Z, 16), NOT_ALLOWED, dtype=np.int64)
 for _sym, _table in CHARGED_VALENCES.items():
     for _val, _chg in _table.items():
-        _CHARGE_BY_Z_VALENCE[atomic_number(_sym), _val] = _chg
+        CHARGE_BY_Z_VALENCE[atomic_number(_sym), _val] = _chg
 _P = atomic_number("P")
 
 
@@ -72,6 +72,6 @@ def stability(atomic_numbers: np.ndarray, order: np.ndarray) -> Stability:
     ok = VALENCE_BY_Z[z] == val
     ok |= (z == _P) & (val == 5)
     ok &= VALENCE_BY_Z[z] > 0
-    charges = _CHARGE_BY_Z_VALENCE[z, np.clip(val, 0, 15)]
-    aware = bool(np.all(charges != _NOT_ALLOWED) and charges.sum() == 0) if z.size else False
+    charges = CHARGE_BY_Z_VALENCE[z, np.clip(val, 0, 15)]
+    aware = bool(np.all(charges != NOT_ALLOWED) and charges.sum() == 0) if z.size else False
     return Stability(int(z.size), int(ok.sum()), aware)

@@ -312,22 +312,23 @@ def embed_3d(mol: Chem.Mol, seed: int = 0) -> Chem.Mol | None:
     return m
 
 
-def _mol_block(mol: Chem.Mol) -> str:
-    """A V2000/V3000 mol block; kekulised when possible (unsanitised molecules are written as is)."""
+def _mol_block(mol: Chem.Mol, v3000: bool) -> str:
+    """A mol block; kekulised when possible (unsanitised molecules are written as they are)."""
     try:
-        return Chem.MolToMolBlock(mol)
+        return Chem.MolToMolBlock(mol, forceV3000=v3000)
     except Exception:  # e.g. an unsanitised molecule with aromatic bonds that cannot be kekulised
         m = Chem.Mol(mol)
         m.UpdatePropertyCache(strict=False)
-        return Chem.MolToMolBlock(m, kekulize=False)
+        return Chem.MolToMolBlock(m, kekulize=False, forceV3000=v3000)
 
 
 def write_sdf(mols: Sequence[Chem.Mol | None], path: str | os.PathLike,
-              valid: Sequence[bool] | None = None, embed: bool = False, seed: int = 0) -> Path:
+              valid: Sequence[bool] | None = None, embed: bool = False, seed: int = 0,
+              v3000: bool = False) -> Path:
     """Write molecules to an SDF file and return its path.
 
     Each Mol is written with its own atoms, bonds (kekulised), formal charges and conformer
-    (Angstrom). ``valid`` flags, if given, are stored as the SDF property ``molgen_valid`` (1 / 0).
+    (Angstrom; V2000 keeps 4 decimals, ``v3000=True`` keeps 6). ``valid`` flags, if given, are stored as the SDF property ``molgen_valid`` (1 / 0).
     With ``embed`` each molecule first gets hydrogens and a 3D conformer (:func:`embed_3d`); a
     molecule that cannot be embedded is written with 2D depiction coordinates and the property
     ``molgen_embedded=0``, so no molecule is dropped. A None entry is written as an empty record
@@ -350,7 +351,7 @@ def write_sdf(mols: Sequence[Chem.Mol | None], path: str | os.PathLike,
                 m.SetProp("molgen_valid", str(int(bool(valid[k]))))
             elif mol is None:
                 m.SetProp("molgen_valid", "0")
-            block = _mol_block(m)
+            block = _mol_block(m, v3000)
             props = "".join(f">  <{name}>\n{m.GetProp(name)}\n\n" for name in m.GetPropNames())
             yield f"{block}{props}$$$$\n"
 

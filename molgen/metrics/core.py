@@ -24,7 +24,7 @@ from rdkit import Chem
 from .._cache import cache_dir
 from ..chem.build import as_mol, canonical_smiles, is_connected, largest_fragment, mol_from_graph, sanitize
 from ..chem.elements import TABLE_ELEMENTS, atomic_number
-from ..chem.geometry import _CHARGE_BY_Z_VALENCE, _NOT_ALLOWED, bond_orders, stability
+from ..chem.geometry import CHARGE_BY_Z_VALENCE, NOT_ALLOWED, bond_orders, stability
 
 MolLike = Chem.Mol | str | None
 
@@ -114,10 +114,10 @@ def _atoms_stable_2d(mol: Chem.Mol) -> np.ndarray:
     z = np.array([a.GetAtomicNum() for a in atoms], dtype=np.int64)
     charge = np.array([a.GetFormalCharge() for a in atoms], dtype=np.int64)
     radicals = np.array([a.GetNumRadicalElectrons() for a in atoms], dtype=np.int64)
-    whole = (valence == np.round(valence)) & (valence >= 0) & (valence < _CHARGE_BY_Z_VALENCE.shape[1])
+    whole = (valence == np.round(valence)) & (valence >= 0) & (valence < CHARGE_BY_Z_VALENCE.shape[1])
     v = np.where(whole, valence, 0).astype(np.int64)
-    implied = _CHARGE_BY_Z_VALENCE[np.clip(z, 0, _CHARGE_BY_Z_VALENCE.shape[0] - 1), v]
-    return whole & (implied != _NOT_ALLOWED) & (implied == charge) & (radicals == 0)
+    implied = CHARGE_BY_Z_VALENCE[np.clip(z, 0, CHARGE_BY_Z_VALENCE.shape[0] - 1), v]
+    return whole & (implied != NOT_ALLOWED) & (implied == charge) & (radicals == 0)
 
 
 def stability_2d(mols: Sequence[MolLike]) -> dict[str, float]:

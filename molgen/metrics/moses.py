@@ -284,7 +284,6 @@ def moses_reference(reference: Sequence[MolLike], name: str | None = None) -> Mo
     ``cache_dir("refstats") / f"{name}.moses.npz"`` together with a hash of the reference SMILES,
     and reused when the same set is passed again.
     """
-    mols = to_mols(reference)
     path = digest = None
     if name is not None:
         smiles = [s if isinstance(s, str) else Chem.MolToSmiles(s) for s in reference]
@@ -296,6 +295,7 @@ def moses_reference(reference: Sequence[MolLike], name: str | None = None) -> Mo
             if stored == digest:
                 return MosesReference.load(path)
             warnings.warn(f"cached reference statistics {path} were computed on another set; recomputing")
+    mols = to_mols(reference)  # parse only when the cache cannot answer
     stats = MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
     if path is not None:
         tmp = path.with_name(path.name + ".part.npz")

@@ -360,8 +360,9 @@ class ARModel(GenerativeModel):
     """Autoregressive graph transformer over canonical BFS action sequences (see module docstring).
 
     ``atom_types`` are (element, charge) tokens such as ``"C"``, ``"N+"``, ``"O-"``; ``max_atoms`` caps
-    the heavy atoms of a molecule (sampling and scoring); sequences hold at most ``2 * max_atoms``
-    actions; graph distances are clipped at ``max_distance`` bonds.
+    the heavy atoms of a molecule (sampling and scoring; :meth:`training_setup` sets it to the
+    training set's largest molecule, so the model never samples sizes it has not seen); sequences hold
+    at most ``2 * max_atoms`` actions; graph distances are clipped at ``max_distance`` bonds.
     """
 
     name: ClassVar[str] = "ar"
