@@ -98,6 +98,7 @@ class Trainer:
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.state = _State()
         self.curve: list[dict[str, float]] = []
+        self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
         self.wrapped: torch.nn.Module = (DistributedDataParallel(model) if self.world > 1 else model)
         self._loss_fn = self.wrapped if self.world > 1 else model.loss
         self._compiled = config.compile and self.device.type == "cuda"
@@ -156,7 +157,10 @@ class Trainer:
     def _indices_for_step(self, step: int) -> np.ndarray:
         per_epoch = self._batches_per_epoch()
         epoch, k = divmod(step, per_epoch)
-        perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.dataset))
+        if self._perm_epoch != epoch:  # one permutation per epoch, cached
+            self._perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.dataset))
+            self._perm_epoch = epoch
+        perm = self._perm
         b = self.cfg.batch_size
         start = (k * self.world + self.rank) * b
         return perm[start:start + b]
