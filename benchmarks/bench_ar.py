@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -27,18 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script or as a module
+from benchmarks._machine import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _load(dataset: str, checkpoint: str | None = None):
@@ -101,7 +92,7 @@ def _speed_one(dataset: str, n: int, batch: int, device: str) -> list[str]:
 
 def speed(args: argparse.Namespace) -> None:
     lines = [f"# {' '.join(['python', *sys.argv])}",
-             f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}; {_cpu_name()}; "
+             f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}; {cpu_name()}; "
              f"{os.cpu_count()} CPUs visible; torch {torch.__version__}; device {args.device}",
              "# the machine is shared with other jobs: the load average (runnable processes on these CPUs) "
              "says how busy it was"]

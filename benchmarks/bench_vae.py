@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script or as a module
+from benchmarks._machine import cpu_name  # noqa: E402
 
 
 def _command() -> str:
@@ -53,20 +54,10 @@ def _model(dataset: str, checkpoint: str | None, device: str):
     return model.to(device).eval(), "RANDOM WEIGHTS at the shipped size (no checkpoint installed)"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def throughput(args: argparse.Namespace) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [f"# {_command()}", f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, "
-             f"{_cpu_name()} ({os.cpu_count()} cores, load average {load:.1f}), torch {torch.__version__}, "
+             f"{cpu_name()} ({os.cpu_count()} cores, load average {load:.1f}), torch {torch.__version__}, "
              f"{torch.get_num_threads()} CPU thread(s), device {args.device}"
              + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
              "# end to end: prior draw, valence-masked decoding (sampled, temperature 1), RDKit sanitising "

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 from rdkit import Chem
@@ -326,26 +326,24 @@ def snn(gen: Sequence[MolLike], reference: MosesReference | np.ndarray | Sequenc
     return float(max_tanimoto(gen_fps, ref_fps, empty=1.0, n_bits=1024).mean())
 
 
+def _reference_counts(reference: "MosesReference | Mapping[str, int] | Sequence[MolLike]", field: str,
+                      count: "Callable[[Sequence[MolLike]], Mapping[str, int]]") -> Mapping[str, int]:
+    """Counts of a reference given as precomputed stats, a count mapping, or molecules."""
+    if isinstance(reference, MosesReference):
+        return getattr(reference, field)
+    if isinstance(reference, Mapping):
+        return reference
+    return count(reference)
+
+
 def frag_similarity(gen: Sequence[MolLike], reference: MosesReference | Mapping[str, int] | Sequence[MolLike]) -> float:
     """Cosine similarity of BRICS fragment counts (``reference``: stats, counts, or molecules)."""
-    if isinstance(reference, MosesReference):
-        ref_counts = reference.fragments
-    elif isinstance(reference, Mapping):
-        ref_counts = reference
-    else:
-        ref_counts = fragment_counts(reference)
-    return cosine_similarity(ref_counts, fragment_counts(gen))
+    return cosine_similarity(_reference_counts(reference, "fragments", fragment_counts), fragment_counts(gen))
 
 
 def scaffold_similarity(gen: Sequence[MolLike], reference: MosesReference | Mapping[str, int] | Sequence[MolLike]) -> float:
     """Cosine similarity of Bemis-Murcko scaffold counts (>= 2 rings; ``reference`` as in Frag)."""
-    if isinstance(reference, MosesReference):
-        ref_counts = reference.scaffolds
-    elif isinstance(reference, Mapping):
-        ref_counts = reference
-    else:
-        ref_counts = scaffold_counts(reference)
-    return cosine_similarity(ref_counts, scaffold_counts(gen))
+    return cosine_similarity(_reference_counts(reference, "scaffolds", scaffold_counts), scaffold_counts(gen))
 
 
 def internal_diversity(gen: Sequence[MolLike], p: float = 1) -> float:
