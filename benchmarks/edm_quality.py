@@ -1,0 +1,55 @@
+"""Sample an EDM checkpoint with its default settings, evaluate with molgen.evaluate, and record the
+result (with this command) in the checkpoint's metrics.json.
+
+    python -m benchmarks.edm_quality [-n 1000] [--steps K] [--checkpoint DIR] [--fcd]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("-n", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--checkpoint", default=None, help="default: the shipped edm-qm9")
+    p.add_argument("--fcd", action="store_true")
+    p.add_argument("--samples-out", default=None, help="also write the samples (.xyz/.sdf)")
+    args = p.parse_args()
+
+    import torch
+
+    import molgen
+    from molgen.models import pretrained_path
+    from molgen.models.checkpoint import atomic_write_text
+
+    folder = Path(args.checkpoint) if args.checkpoint else pretrained_path("edm")
+    model = molgen.load("edm", checkpoint=str(folder))
+    t0 = time.perf_counter()
+    out = model.sample(args.n, seed=0, steps=args.steps)
+    seconds = time.perf_counter() - t0
+    if args.samples_out:
+        out.save(args.samples_out)
+    result = molgen.evaluate(out, reference="qm9", fcd=args.fcd)
+    print(result.table())
+    record = {
+        "command": "python -m benchmarks." + " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "n_samples": args.n, "seed": 0, "steps": args.steps or model.default_sampling_steps,
+        "sampling_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(),
+        "metrics": result.as_dict(),
+    }
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    key = f"evaluation_{record['steps']}_steps"
+    metrics[key] = record
+    atomic_write_text(path, json.dumps(metrics, indent=2))
+    print(f"{args.n} molecules in {seconds:.1f} s; wrote {key} into {path}")
+
+
+if __name__ == "__main__":
+    main()
