@@ -32,6 +32,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+    os.chmod(tmp, 0o644)  # safetensors creates the file readable by its owner only
     os.replace(tmp, path)
 
 
