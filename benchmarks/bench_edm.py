@@ -67,6 +67,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=None)
     p.add_argument("--skip-paper-size", action="store_true")
+    p.add_argument("--skip-e3nn", action="store_true", help="skip the e3nn backbone (slow on a CPU)")
     p.add_argument("--checkpoint", default=None, help="EDM checkpoint to time (default: the shipped one)")
     args = p.parse_args()
     from molgen.datasets.qm9_3d import QM9Padded
@@ -86,7 +87,8 @@ def main() -> None:
         model = load("edm", checkpoint=shipped)
         c = model.config
         configs.append((f"shipped {c['hidden']}x{c['n_layers']}", {k: c[k] for k in ("hidden", "n_layers")}))
-        configs.append(("e3nn backbone 64x0e+16x1o x4", {"backbone": "e3nn", "hidden": 64, "n_layers": 4}))
+        if not args.skip_e3nn:
+            configs.append(("e3nn backbone 64x0e+16x1o x4", {"backbone": "e3nn", "hidden": 64, "n_layers": 4}))
     else:
         configs.append(("small 128x6", {"hidden": 128, "n_layers": 6}))
     for name, cfg in configs:
