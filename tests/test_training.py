@@ -125,3 +125,15 @@ def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     # two ranks each take their own 4 molecules per step: 3 steps see 24 molecules
     assert metrics["epochs"] == pytest.approx(3 * 4 * 2 / 100_000)
+
+
+def test_ema_warmup_follows_the_weights_early_and_the_decay_later() -> None:
+    from molgen.training.trainer import ema_with_warmup
+
+    update = ema_with_warmup(0.999)
+    ema, cur = [torch.zeros(3)], [torch.ones(3)]
+    update(ema, cur, torch.tensor(0))  # first update: decay 0.1
+    torch.testing.assert_close(ema[0], torch.full((3,), 0.9))
+    ema = [torch.zeros(3)]
+    update(ema, cur, torch.tensor(10_000))  # late: decay 0.999
+    torch.testing.assert_close(ema[0], torch.full((3,), 0.001))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..models.base import GenerativeModel
@@ -31,6 +31,19 @@ class BatchDataset(Protocol):
     def __len__(self) -> int: ...
 
     def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]: ...
+
+
+def ema_with_warmup(decay: float) -> Callable:
+    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so that a
+    short run's average is not dominated by the initial weights."""
+
+    @torch.no_grad()
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,7 +59,7 @@ class TrainConfig:
     weight_decay: float = 1e-12
     max_steps: int | None = None
     max_minutes: float | None = None
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999          # with a warm-up: min(ema_decay, (1 + n) / (10 + n)) after n updates
     clip_quantile: bool = True       # EDM-style adaptive clipping: 1.5 * mean + 2 * std of recent norms
     clip_max: float = 10.0           # clipping bound before enough history exists
     checkpoint_every: int = 1000
@@ -95,7 +108,7 @@ class Trainer:
         self.extra_metrics = extra_metrics or {}
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            amsgrad=True)
-        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
+        self.ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(config.ema_decay))
         self.state = _State()
         self.curve: list[dict[str, float]] = []
         self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
