@@ -18,3 +18,10 @@ def cache_dir(*parts: str) -> Path:
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def digest_strings(strings: "list[str] | tuple[str, ...]") -> str:
+    """SHA-256 of strings joined by newlines: the key that ties a cached statistic to its input set."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(strings).encode()).hexdigest()

@@ -11,7 +11,6 @@ in ``cache_dir("refstats")`` under a name such as ``"moses-test"``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import re
 import warnings
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from molgen._cache import cache_dir
+from molgen._cache import cache_dir, digest_strings
 
 __all__ = ["chemnet_activations", "chemnet_stats", "chemnet_reference", "frechet_distance", "fcd", "fcd_score"]
 
@@ -119,8 +118,6 @@ def chemnet_stats(molecules: Sequence[MolLike], **kwargs) -> Stats:
     return act.mean(axis=0), np.cov(act, rowvar=False)
 
 
-def _digest(smiles: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(smiles).encode()).hexdigest()
 
 
 def chemnet_reference(molecules: Sequence[MolLike], name: str | None = None) -> Stats:
@@ -132,7 +129,7 @@ def chemnet_reference(molecules: Sequence[MolLike], name: str | None = None) -> 
     if name is None:
         return chemnet_stats(molecules)
     smiles = [m if isinstance(m, str) else Chem.MolToSmiles(m) for m in molecules]
-    digest = _digest(smiles)
+    digest = digest_strings(smiles)
     path = cache_dir("refstats") / f"{name}.chemnet.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:

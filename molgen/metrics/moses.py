@@ -18,7 +18,6 @@ Reference-side statistics (fingerprints, fragment and scaffold counts) are compu
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,7 +31,7 @@ from rdkit import Chem
 from rdkit.Chem import FilterCatalog, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from molgen._cache import cache_dir
+from molgen._cache import cache_dir, digest_strings
 
 __all__ = [
     "MolLike", "to_mols", "morgan_fingerprints", "tanimoto_matrix", "max_tanimoto",
@@ -273,8 +272,6 @@ class MosesReference:
             )
 
 
-def _digest(smiles: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(smiles).encode()).hexdigest()
 
 
 def moses_reference(reference: Sequence[MolLike], name: str | None = None) -> MosesReference:
@@ -287,7 +284,7 @@ def moses_reference(reference: Sequence[MolLike], name: str | None = None) -> Mo
     path = digest = None
     if name is not None:
         smiles = [s if isinstance(s, str) else Chem.MolToSmiles(s) for s in reference]
-        digest = _digest(smiles)
+        digest = digest_strings(smiles)
         path = cache_dir("refstats") / f"{name}.moses.npz"
         if path.is_file():
             with np.load(path, allow_pickle=False) as data:
