@@ -137,3 +137,14 @@ def test_ema_warmup_follows_the_weights_early_and_the_decay_later() -> None:
     ema = [torch.zeros(3)]
     update(ema, cur, torch.tensor(10_000))  # late: decay 0.999
     torch.testing.assert_close(ema[0], torch.full((3,), 0.001))
+
+
+def test_epochs_count_molecules_seen_across_a_batch_size_change(tmp_path: Path) -> None:
+    _train(tmp_path / "r", 4)  # 4 steps of 8 molecules
+    torch.manual_seed(0)
+    cfg = TrainConfig(batch_size=16, lr=1e-2, max_steps=6, checkpoint_every=5, log_every=2, progress=False)
+    trainer = Trainer(_Toy(), _Data(), cfg, tmp_path / "r")
+    trainer.fit()  # 2 more steps of 16
+    assert trainer.state.samples == 4 * 8 + 2 * 16
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["epochs"] == pytest.approx((4 * 8 + 2 * 16) / 64)

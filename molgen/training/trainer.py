@@ -76,6 +76,7 @@ class _State:
     step: int = 0
     grad_norms: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
+    samples: int = -1                # molecules seen (all ranks); -1: unknown (a state saved before this field)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -130,8 +131,11 @@ class Trainer:
         self.ema.load_state_dict(st["ema"])
         self.optimizer.load_state_dict(st["optimizer"])
         self.state = _State(**st["state"])
+        if self.state.samples < 0:  # older train_state: the batch size was constant until then
+            saved = st.get("train_config", {}).get("batch_size", self.cfg.batch_size)
+            self.state.samples = self.state.step * saved * self.world
         self.curve = st.get("curve", [])
-        torch.set_rng_state(st["rng_cpu"])
+        torch.set_rng_state(st["rng_cpu"].cpu())
         if self.device.type == "cuda" and st.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(st["rng_cuda"].cpu())
         if self.rank == 0:
@@ -153,7 +157,7 @@ class Trainer:
         torch.save(st, tmp)
         os.replace(tmp, self.out / "train_state.pt")
         metrics = {**self.extra_metrics, "steps": self.state.step,
-                   "epochs": self.state.step * self.cfg.batch_size * self.world / max(len(self.dataset), 1),
+                   "epochs": self.epochs(),
                    "train_seconds": round(self.state.wall_seconds, 1), "train_config": asdict(self.cfg),
                    "learning_curve": self.curve}
         old = self.out / "metrics.json"
@@ -162,6 +166,10 @@ class Trainer:
             metrics = {**prev, **metrics}
         ema_weights = self.ema.module.state_dict()
         self.model.save_pretrained(self.out, metrics=metrics, weights=ema_weights)
+
+    def epochs(self) -> float:
+        """Passes over the training set so far (from the molecules seen, so batch-size changes count)."""
+        return max(self.state.samples, 0) / max(len(self.dataset), 1)
 
     # --- data order ----------------------------------------------------------------------------
     def _batches_per_epoch(self) -> int:
@@ -193,7 +201,8 @@ class Trainer:
 
     def step(self) -> dict[str, float]:
         self.model.train()
-        batch = self.dataset.batch(self._indices_for_step(self.state.step))
+        batch_ids = self._indices_for_step(self.state.step)
+        batch = self.dataset.batch(batch_ids)
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         use_bf16 = self.cfg.bf16 and self.device.type == "cuda"
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -215,6 +224,7 @@ class Trainer:
         self.optimizer.step()
         self.ema.update_parameters(self.model)
         self.state.step += 1
+        self.state.samples = max(self.state.samples, 0) + len(batch_ids) * self.world
         return {"loss": float(loss.detach()), "grad_norm": grad_norm, **{k: float(v) for k, v in logs.items()}}
 
     # --- the loop ------------------------------------------------------------------------------
@@ -266,8 +276,7 @@ class Trainer:
         if self.evaluate is None or self.rank != 0:
             return
         result = self.evaluate(self.ema.module)
-        row = {"step": self.state.step, "epochs": round(self.state.step * self.cfg.batch_size * self.world
-                                                        / max(len(self.dataset), 1), 3),
+        row = {"step": self.state.step, "epochs": round(self.epochs(), 3),
                "wall_seconds": round(self.state.wall_seconds, 1), **result}
         self.curve.append(row)
         tqdm.write("eval " + json.dumps(row))
