@@ -2,6 +2,9 @@
 result (with this command) in the checkpoint's metrics.json.
 
     python -m benchmarks.edm_quality [-n 1000] [--steps K] [--checkpoint DIR] [--fcd]
+
+Samples drawn elsewhere (on a GPU, say) are evaluated the same way with ``--samples FILE --sampled-by
+"the command that drew them"``; ``-n`` and ``--steps`` then only describe that file.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ def main() -> None:
     p.add_argument("--checkpoint", default=None, help="default: the shipped edm-qm9")
     p.add_argument("--fcd", action="store_true")
     p.add_argument("--samples-out", default=None, help="also write the samples (.xyz/.sdf)")
+    p.add_argument("--samples", default=None, help="evaluate this .xyz/.sdf file instead of sampling")
+    p.add_argument("--sampled-by", default=None, help="with --samples: the command that wrote the file")
     p.add_argument("--nll", type=int, default=0, help="also estimate the NLL bound on this many QM9 test molecules")
     args = p.parse_args()
 
@@ -30,10 +35,16 @@ def main() -> None:
 
     folder = Path(args.checkpoint) if args.checkpoint else pretrained_path("edm")
     model = molgen.load("edm", checkpoint=str(folder))
-    t0 = time.perf_counter()
-    out = model.sample(args.n, seed=0, steps=args.steps)
-    seconds = time.perf_counter() - t0
-    if args.samples_out:
+    seconds = None
+    if args.samples:
+        if not args.sampled_by:
+            p.error("--samples needs --sampled-by (the command that drew the file)")
+        out = args.samples
+    else:
+        t0 = time.perf_counter()
+        out = model.sample(args.n, seed=0, steps=args.steps)
+        seconds = round(time.perf_counter() - t0, 1)
+    if args.samples_out and not args.samples:
         out.save(args.samples_out)
     result = molgen.evaluate(out, reference="qm9", fcd=args.fcd)
     print(result.table())
@@ -41,9 +52,11 @@ def main() -> None:
         "command": "python -m benchmarks." + " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "n_samples": args.n, "seed": 0, "steps": args.steps or model.default_sampling_steps,
-        "sampling_seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(),
+        "sampling_seconds": seconds, "torch_threads": torch.get_num_threads(),
         "metrics": result.as_dict(),
     }
+    if args.samples:
+        record.update(samples_file=args.samples, sampled_by=args.sampled_by, n_samples=result.as_dict()["n_molecules"])
     if args.nll:
         import numpy as np
 
@@ -60,7 +73,7 @@ def main() -> None:
     key = f"evaluation_{record['steps']}_steps"
     metrics[key] = record
     atomic_write_text(path, json.dumps(metrics, indent=2))
-    print(f"{args.n} molecules in {seconds:.1f} s; wrote {key} into {path}")
+    print(f"{record['n_samples']} molecules; wrote {key} into {path}")
 
 
 if __name__ == "__main__":

@@ -211,3 +211,18 @@ def test_unwritable_path_raises_and_leaves_no_temporary_file(tmp_path):
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not the owner-only mode of a temp file
     assert set(os.listdir(tmp_path)) == {"afile", "out.smi"}
+
+
+def test_gzipped_files_are_read_like_plain_ones(tmp_path) -> None:
+    import gzip
+
+    from molgen.chem.io import MoleculeFileError, read_molecules
+
+    text = "3\nwater\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n"
+    with gzip.open(tmp_path / "w.xyz.gz", "wt") as f:
+        f.write(text)
+    got = read_molecules(tmp_path / "w.xyz.gz")
+    assert got.format == "xyz" and len(got.records) == 1 and list(got.records[0].atomic_numbers) == [8, 1, 1]
+    (tmp_path / "bad.xyz.gz").write_text(text)  # not compressed
+    with pytest.raises(MoleculeFileError, match="not a gzip file"):
+        read_molecules(tmp_path / "bad.xyz.gz")

@@ -11,6 +11,7 @@ an interrupted write never leaves a half-written file behind. Round trips keep a
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import os
 import tempfile
@@ -114,10 +115,12 @@ def read_molecules(path: str | os.PathLike) -> ReadResult:
     reading resumes at the next plausible block. SMILES files: the first whitespace-separated token
     of each line (a header line ``smiles`` is skipped). CSV: the column named smiles /
     canonical_smiles (any case), else the first column. SMILES that RDKit cannot parse are kept as
-    entries with ``mol=None``: they are invalid molecules, not unreadable entries.
+    entries with ``mol=None``: they are invalid molecules, not unreadable entries. Any of these may be
+    gzip-compressed (``samples.xyz.gz``).
     """
     p = Path(path)
-    kind = READ_FORMATS.get(p.suffix.lower())
+    gz = p.suffix.lower() == ".gz"
+    kind = READ_FORMATS.get((p.with_suffix("").suffix if gz else p.suffix).lower())
     if kind is None:
         raise MoleculeFileError(f"cannot read {p.name}: unknown extension {p.suffix or '(none)'!r}; "
                                 f"use one of {', '.join(sorted(set(READ_FORMATS)))}")
@@ -126,7 +129,13 @@ def read_molecules(path: str | os.PathLike) -> ReadResult:
     if p.is_dir():
         raise MoleculeFileError(f"{p} is a folder, not a molecule file")
     try:
-        text = p.read_text(encoding="utf-8")
+        if gz:
+            with gzip.open(p, "rt", encoding="utf-8") as f:
+                text = f.read()
+        else:
+            text = p.read_text(encoding="utf-8")
+    except gzip.BadGzipFile as err:
+        raise MoleculeFileError(f"{p} is not a gzip file ({err})") from None
     except UnicodeDecodeError:
         raise MoleculeFileError(f"{p} is not a text file (it is not valid UTF-8)") from None
     except OSError as err:
