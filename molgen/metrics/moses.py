@@ -32,6 +32,7 @@ from rdkit.Chem import FilterCatalog, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from molgen._cache import cache_dir, digest_strings
+from molgen.chem.build import as_mol
 
 __all__ = [
     "MolLike", "to_mols", "morgan_fingerprints", "tanimoto_matrix", "max_tanimoto",
@@ -57,10 +58,7 @@ def to_mols(molecules: Iterable[MolLike]) -> list[Chem.Mol]:
     """RDKit Mols for a mix of SMILES and Mols; raises ``ValueError`` on an unparsable SMILES."""
     mols = []
     for i, item in enumerate(molecules):
-        if isinstance(item, Chem.Mol):
-            mols.append(item)
-            continue
-        mol = Chem.MolFromSmiles(item) if isinstance(item, str) and item else None
+        mol = item if isinstance(item, Chem.Mol) else as_mol(item) if isinstance(item, str) else None
         if mol is None:
             raise ValueError(f"invalid molecule at index {i}: {item!r} (remove invalid molecules first)")
         mols.append(mol)
