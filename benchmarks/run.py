@@ -1,0 +1,172 @@
+"""Run the benchmark suite on the shipped models and write the results and the report.
+
+    python -m benchmarks.run [--models ar,vae,edm] [--dataset qm9|moses] [-n N] [--quick]
+                             [--samples edm=FILE] [--edm-n N] [--nll-n N] [--out DIR]
+
+Samples ``-n`` molecules from each model's shipped checkpoint for the dataset (or reads them from
+``--samples MODEL=FILE``), evaluates them with ``molgen.metrics`` against the dataset, measures the
+NLL of test molecules, sampling and training speed with memory, scores the data itself, draws the
+figures, and writes ``<out>/results/<name>.json``, ``<out>/results/<name>/*.png`` and the report
+``<out>/RESULTS.md`` (built from every run JSON in ``<out>/results``, so the QM9 and MOSES runs share
+one report). ``<out>`` is ``benchmarks/`` by default.
+
+``--quick`` (CI): 200 molecules per model (32 for EDM), NLL on 32 test molecules, QM9, written to a
+temporary folder unless ``--out`` is given; the run fails with one line if any metric is out of
+range or not finite. Every run is checked the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _pairs(items: list[str] | None, option: str, value_type: type = str) -> dict:
+    out = {}
+    for item in items or []:
+        for part in item.split(","):
+            model, sep, value = part.partition("=")
+            if not sep or not model or not value:
+                raise SystemExit(f"error: {option} takes MODEL=VALUE, got {part!r}")
+            try:
+                out[model.strip()] = value_type(value.strip())
+            except ValueError:
+                raise SystemExit(f"error: {option} {part!r}: {value!r} is not a {value_type.__name__}") from None
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="ar,vae,edm", help="comma-separated shipped models (default: ar,vae,edm)")
+    p.add_argument("--dataset", default="qm9", choices=("qm9", "moses"))
+    p.add_argument("-n", type=int, default=None, help="molecules per model (default 10,000; --quick: 200)")
+    p.add_argument("--edm-n", type=int, default=None, help="molecules for edm (default: -n; --quick: 32)")
+    p.add_argument("--quick", action="store_true", help="small CI run with the range check")
+    p.add_argument("--samples", action="append", metavar="MODEL=FILE",
+                   help="score molecules drawn earlier (.xyz/.sdf/.smi, .gz allowed) instead of sampling MODEL")
+    p.add_argument("--sampled-by", action="append", metavar="MODEL=TEXT",
+                   help="how the --samples file was drawn (command, device, seconds), recorded in the report")
+    p.add_argument("--nll-n", type=int, default=None, help="test molecules for the NLL (default 500; --quick: 32)")
+    p.add_argument("--speed-n", action="append", metavar="MODEL=N",
+                   help="molecules for a separate timed sampling call (used with --samples and --speed-devices; "
+                        "default: min(n, 1000), edm 64)")
+    p.add_argument("--no-fcd", action="store_true", help="skip FCD and GuacaMol's FCD score (ChemNet)")
+    p.add_argument("--no-data", action="store_true", help="skip the rows measured on the data itself")
+    p.add_argument("--device", default="cpu", help="where the models sample (default cpu)")
+    p.add_argument("--speed-devices", default=None,
+                   help="further devices to time sampling and training on (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--out", default=None, help="folder for RESULTS.md and results/ (default benchmarks/; "
+                                               "--quick: a temporary folder)")
+    p.add_argument("--name", default=None, help="run name (default suite-<dataset>, quick-<dataset>)")
+    p.add_argument("--report-only", action="store_true", help="only rebuild RESULTS.md from the JSON files in --out")
+    args = p.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.n = args.n or (200 if args.quick else 10_000)
+    args.edm_n = args.edm_n or (32 if args.quick else args.n)
+    args.nll_n = args.nll_n if args.nll_n is not None else (32 if args.quick else 500)
+    args.samples = _pairs(args.samples, "--samples")
+    args.sampled_by = _pairs(args.sampled_by, "--sampled-by")
+    args.speed_n = {"edm": 16 if args.quick else 64, **_pairs(args.speed_n, "--speed-n", int)}
+    args.out = Path(args.out) if args.out else (Path(tempfile.gettempdir()) / "molgen-benchmarks-quick"
+                                                if args.quick else HERE)
+    args.name = args.name or f"{'quick' if args.quick else 'suite'}-{args.dataset}"
+    for model, path in args.samples.items():
+        if not Path(path).is_file():
+            p.error(f"--samples {model}={path}: file not found")
+    return args
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def draw_figures(run, results: Path, base: Path) -> None:
+    """Molecule grids per model and the property histograms, paths stored relative to ``base``."""
+    from .figures import molecule_grid, property_histograms
+
+    folder = results / run.name
+    generated, data = {}, {}
+    for row in run.rows:
+        if row.molecules is None:
+            continue
+        if row.role == "model":
+            generated[row.name] = row.molecules
+            path = molecule_grid(row.molecules, folder / f"grid-{row.name}.png")
+            if path is not None:
+                row.figures["grid"] = path.relative_to(base).as_posix()
+        elif "moses" in row.tables:
+            data[row.name] = row.molecules
+    path = property_histograms(generated, data, folder / "properties.png",
+                               title=f"{run.dataset}: generated (lines) against data (grey)")
+    if path is not None:
+        run.figures["properties"] = path.relative_to(base).as_posix()
+
+
+def load_runs(results: Path) -> list:
+    """Every run JSON in a results folder (other JSON files are ignored)."""
+    import json
+
+    from .suite import Run
+
+    runs = []
+    for path in sorted(results.glob("*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "rows" in data and "dataset" in data:
+            runs.append(Run.from_dict(data))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from .report import check_run, write_report
+    from .suite import run_suite
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = args.out / "results"
+    report = args.out / "RESULTS.md"
+    if args.report_only:
+        write_report(load_runs(results), report)
+        print(f"wrote {report}")
+        return 0
+    speed_devices = (args.speed_devices.split(",") if args.speed_devices is not None
+                     else ["cuda"] if torch.cuda.is_available() and args.device != "cuda" else [])
+    start = time.perf_counter()
+    try:
+        run = run_suite(args.models, args.dataset, args.n, model_n={"edm": args.edm_n}, samples=args.samples,
+                        sampled_by=args.sampled_by, nll_molecules=args.nll_n, speed_n=args.speed_n,
+                        fcd=not args.no_fcd, seed=args.seed, device=args.device,
+                        speed_devices=[d for d in speed_devices if d], data=not args.no_data, name=args.name,
+                        log=_log)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run.command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None
+                                                                                   else argv))
+    run.settings["quick"] = args.quick
+    draw_figures(run, results, args.out)
+    run.seconds = round(time.perf_counter() - start, 1)
+    json_path = run.save(results / f"{run.name}.json")
+    write_report(load_runs(results), report)
+    _log(f"wrote {json_path} and {report} ({run.seconds / 60:.1f} min)")
+    problems = check_run(run)
+    if problems:
+        more = f" (and {len(problems) - 1} more; see {json_path})" if len(problems) > 1 else ""
+        print(f"benchmark check failed: {problems[0]}{more}", file=sys.stderr)
+        return 1
+    print(f"benchmark check passed: {len(run.rows)} rows, every metric in range; report {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
