@@ -27,16 +27,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def _pairs(items: list[str] | None, option: str, value_type: type = str) -> dict:
+    """``MODEL=VALUE`` options (repeated for several models) as a dict."""
     out = {}
     for item in items or []:
-        for part in item.split(","):
-            model, sep, value = part.partition("=")
-            if not sep or not model or not value:
-                raise SystemExit(f"error: {option} takes MODEL=VALUE, got {part!r}")
-            try:
-                out[model.strip()] = value_type(value.strip())
-            except ValueError:
-                raise SystemExit(f"error: {option} {part!r}: {value!r} is not a {value_type.__name__}") from None
+        model, sep, value = item.partition("=")
+        if not sep or not model.strip() or not value.strip():
+            raise SystemExit(f"error: {option} takes MODEL=VALUE, got {item!r}")
+        try:
+            out[model.strip()] = value_type(value.strip())
+        except ValueError:
+            raise SystemExit(f"error: {option} {item!r}: {value!r} is not a {value_type.__name__}") from None
     return out
 
 
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nll-n", type=int, default=None, help="test molecules for the NLL (default 500; --quick: 32)")
     p.add_argument("--speed-n", action="append", metavar="MODEL=N",
                    help="molecules for a separate timed sampling call (used with --samples and --speed-devices; "
-                        "default: min(n, 1000), edm 64)")
+                        "default: min(n, 1000), edm 64); options taking MODEL=... repeat for several models")
     p.add_argument("--no-fcd", action="store_true", help="skip FCD and GuacaMol's FCD score (ChemNet)")
     p.add_argument("--no-data", action="store_true", help="skip the rows measured on the data itself")
     p.add_argument("--device", default="cpu", help="where the models sample (default cpu)")
@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     speed_devices = (args.speed_devices.split(",") if args.speed_devices is not None
                      else ["cuda"] if torch.cuda.is_available() and args.device != "cuda" else [])
+    if "edm" in args.models and "edm" not in args.samples and args.device == "cpu" and args.edm_n > 1000:
+        _log(f"edm: sampling {args.edm_n:,} molecules on the CPU takes hours (about 0.3 s or more per molecule); "
+             "--samples edm=FILE scores molecules drawn on a GPU instead, --edm-n N draws fewer")
     start = time.perf_counter()
     try:
         run = run_suite(args.models, args.dataset, args.n, model_n={"edm": args.edm_n}, samples=args.samples,
