@@ -368,7 +368,8 @@ def score(generator: Any = None, n: int = 1000, dataset: str | os.PathLike = "qm
     from .speed import timed_sample
 
     ds = _dataset_key(dataset)
-    name = name or getattr(generator, "name", None) or type(generator).__name__
+    name = name or getattr(generator, "name", None) or (type(generator).__name__ if generator is not None
+                                                        else "samples")
     start = time.perf_counter()
     device = _device_of(generator)
     timing = None
@@ -390,7 +391,7 @@ def score(generator: Any = None, n: int = 1000, dataset: str | os.PathLike = "qm
               molecules=mols)
     model_name = getattr(generator, "name", None)
     if samples is None and _is_molgen(generator) and model_name in _UNCONSTRAINED:
-        raw = generator.sample(n, seed=seed, **_UNCONSTRAINED[model_name])
+        raw = generator.sample(n, seed=seed or 0, **_UNCONSTRAINED[model_name])
         row.metrics["validity_unconstrained"] = raw.validity
         row.samples["unconstrained"] = _UNCONSTRAINED[model_name]
     if generator is not None and nll_molecules > 0:
