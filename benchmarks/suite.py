@@ -353,7 +353,7 @@ def score(generator: Any = None, n: int = 1000, dataset: str | os.PathLike = "qm
     """Score a generator against a dataset: one :class:`Row` for the report.
 
     ``generator``: anything with ``sample(n)`` returning SMILES strings, RDKit Mols or a molgen
-    SampleSet (``seed`` and ``sample_kwargs`` are passed when its ``sample`` takes them).
+    SampleSet (``seed`` is passed when its ``sample`` takes it, ``sample_kwargs`` always).
     ``dataset``: ``"qm9"``, ``"moses"`` or the path of a reference molecule file. ``samples``:
     molecules drawn earlier (a file path, a SampleSet or a list) to score instead of sampling
     ``n``; ``sampled_by`` says how they were drawn. ``nll_molecules``: score that many test molecules
