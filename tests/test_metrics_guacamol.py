@@ -89,3 +89,16 @@ def test_guacamol_scores_of_the_training_set_itself():
     assert scores["novelty"] == 0.0
     assert scores["kl_score"] == pytest.approx(1.0, abs=1e-9)
     assert abs(scores["fcd"]) < 1e-3 and scores["fcd_score"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_generated_set_without_spread_scores_zero_on_that_term_instead_of_raising() -> None:
+    import math
+
+    import numpy as np
+
+    from molgen.metrics.guacamol import continuous_kl
+
+    ref = np.random.default_rng(0).normal(size=200)
+    assert continuous_kl(ref, np.array([0.5, 0.5, 0.5])) == math.inf
+    assert continuous_kl(ref, np.array([0.5])) == math.inf
+    assert math.isfinite(continuous_kl(ref, ref[:50]))

@@ -54,8 +54,14 @@ def nearest_neighbour_similarity(molecules: Sequence[MolLike]) -> np.ndarray:
 
 
 def continuous_kl(ref_values: np.ndarray, gen_values: np.ndarray) -> float:
-    """KL(P_ref || Q_gen) between Gaussian KDEs evaluated on 1,000 points spanning both samples."""
+    """KL(P_ref || Q_gen) between Gaussian KDEs evaluated on 1,000 points spanning both samples.
+
+    A generated sample without spread (one value, or fewer than two molecules) has no density to
+    estimate: the result is ``inf``, so that term scores exp(-KL) = 0 (GuacaMol's code raises there).
+    """
     ref_values, gen_values = np.asarray(ref_values, float), np.asarray(gen_values, float)
+    if gen_values.size < 2 or np.ptp(gen_values) == 0:
+        return math.inf
     both = np.concatenate([ref_values, gen_values])
     grid = np.linspace(both.min(), both.max(), num=1000)
     p = gaussian_kde(ref_values)(grid) + 1e-10
