@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: make a virtual environment, install molgen with its test extra
-# (torch pinned to the CPU build by constraints.txt), fetch the MOSES files, run the default suite.
+# (torch pinned to the CPU build by constraints.txt), fetch the MOSES files, run the default suite,
+# then the benchmark suite's quick run (a few hundred molecules per shipped model, every metric
+# range-checked, the report built in a temporary folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -9,3 +11,4 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -c constraints.txt -e ".[test]"
 python -m molgen.datasets.moses fetch
 python -m pytest -q "$@"
+python -m benchmarks.run --quick
