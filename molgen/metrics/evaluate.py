@@ -189,7 +189,7 @@ def _prepare(molecules: Any) -> _Input:
 # --- references ------------------------------------------------------------------------------
 @dataclass
 class _Reference:
-    name: str                       # cache key prefix
+    name: str | None                # cache key prefix (None: not cached)
     label: str                      # shown in the table
     smiles: Callable[[], list[str]]  # comparison set (valid SMILES)
     training: str | None = None     # name for core.training_smiles
@@ -225,6 +225,9 @@ def _moses_test_smiles() -> list[str]:
     return load_moses("test")
 
 
+_CACHE_FILE_REFERENCES_FROM = 2000  # molecules
+
+
 def _file_reference(path: Path) -> _Reference:
     result = read_molecules(path)
     inp = _from_read_result(result)
@@ -235,7 +238,10 @@ def _file_reference(path: Path) -> _Reference:
     valid = [s for s in smiles if s]
     if not valid:
         raise ValueError(f"the reference file {path} holds no valid molecule")
-    key = "file-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    # Statistics of a large reference file are cached (keyed by its path, checked by a digest of its
+    # SMILES); a small one is cheaper to recompute than to leave a cache file behind for.
+    key = ("file-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+           if len(valid) >= _CACHE_FILE_REFERENCES_FROM else None)
     return _Reference(key, path.name, lambda: valid)
 
 
@@ -278,6 +284,8 @@ def _cached_arrays(name: str, digest: str, compute: Callable[[], dict[str, np.nd
 def _property_reference(ref: _Reference, smiles: list[str]) -> dict[str, np.ndarray]:
     from .properties import property_table
 
+    if ref.name is None:
+        return property_table(smiles)
     return _cached_arrays(f"{ref.name}.properties", _digest(smiles), lambda: property_table(smiles))
 
 
