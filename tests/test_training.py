@@ -146,5 +146,9 @@ def test_epochs_count_molecules_seen_across_a_batch_size_change(tmp_path: Path) 
     trainer = Trainer(_Toy(), _Data(), cfg, tmp_path / "r")
     trainer.fit()  # 2 more steps of 16
     assert trainer.state.samples == 4 * 8 + 2 * 16
+    # the data order carried on where the batch-8 run stopped: epoch 0's permutation from molecule 32
+    trainer.state.samples = 32
+    perm = np.random.default_rng([0, 0]).permutation(64)
+    assert trainer._next_indices().tolist() == perm[32:48].tolist()
     saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert saved["epochs"] == pytest.approx((4 * 8 + 2 * 16) / 64)

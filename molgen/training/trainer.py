@@ -3,8 +3,10 @@ resume, wall-clock budgets, bf16 on GPUs, DistributedDataParallel under ``torchr
 
 A dataset given to :class:`Trainer` implements ``__len__`` and ``batch(indices) -> dict`` of
 tensors; the model implements ``loss(batch) -> (loss, logs)``. Epoch ``e`` visits the data in the
-order of a permutation seeded by ``(seed, e)``, so the position in the data follows from the step
-count and a resumed run sees exactly the batches the uninterrupted run would have seen.
+order of a permutation seeded by ``(seed, e)``, and the position in the data follows from the number
+of molecules seen (saved with the checkpoint), so a resumed run sees exactly the batches the
+uninterrupted run would have seen, and a run resumed with another batch size carries on from where
+the last one stopped.
 """
 from __future__ import annotations
 
@@ -175,16 +177,19 @@ class Trainer:
     def _batches_per_epoch(self) -> int:
         return max(len(self.dataset) // (self.cfg.batch_size * self.world), 1)
 
-    def _indices_for_step(self, step: int) -> np.ndarray:
-        per_epoch = self._batches_per_epoch()
-        epoch, k = divmod(step, per_epoch)
+    def _next_indices(self) -> np.ndarray:
+        """This rank's share of the next global batch, from the molecules seen so far."""
+        b = self.cfg.batch_size
+        global_batch = b * self.world
+        per_epoch = self._batches_per_epoch() * global_batch  # the tail that fills no batch is skipped
+        epoch, offset = divmod(max(self.state.samples, 0), per_epoch)
+        if offset + global_batch > per_epoch:  # after a batch-size change: start the next epoch
+            epoch, offset = epoch + 1, 0
         if self._perm_epoch != epoch:  # one permutation per epoch, cached
             self._perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.dataset))
             self._perm_epoch = epoch
-        perm = self._perm
-        b = self.cfg.batch_size
-        start = (k * self.world + self.rank) * b
-        return perm[start:start + b]
+        start = offset + self.rank * b
+        return self._perm[start:start + b]
 
     # --- one step ------------------------------------------------------------------------------
     def _clip(self) -> float:
@@ -201,7 +206,7 @@ class Trainer:
 
     def step(self) -> dict[str, float]:
         self.model.train()
-        batch_ids = self._indices_for_step(self.state.step)
+        batch_ids = self._next_indices()
         batch = self.dataset.batch(batch_ids)
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         use_bf16 = self.cfg.bf16 and self.device.type == "cuda"
@@ -224,7 +229,8 @@ class Trainer:
         self.optimizer.step()
         self.ema.update_parameters(self.model)
         self.state.step += 1
-        self.state.samples = max(self.state.samples, 0) + len(batch_ids) * self.world
+        seen = min(self.cfg.batch_size * self.world, len(self.dataset))
+        self.state.samples = max(self.state.samples, 0) + seen
         return {"loss": float(loss.detach()), "grad_norm": grad_norm, **{k: float(v) for k, v in logs.items()}}
 
     # --- the loop ------------------------------------------------------------------------------
