@@ -224,5 +224,12 @@ def test_gzipped_files_are_read_like_plain_ones(tmp_path) -> None:
     got = read_molecules(tmp_path / "w.xyz.gz")
     assert got.format == "xyz" and len(got.records) == 1 and list(got.records[0].atomic_numbers) == [8, 1, 1]
     (tmp_path / "bad.xyz.gz").write_text(text)  # not compressed
-    with pytest.raises(MoleculeFileError, match="not a gzip file"):
+    with pytest.raises(MoleculeFileError, match="not a readable gzip file"):
         read_molecules(tmp_path / "bad.xyz.gz")
+    whole = (tmp_path / "w.xyz.gz").read_bytes()
+    (tmp_path / "cut.xyz.gz").write_bytes(whole[: len(whole) // 2])  # truncated
+    with pytest.raises(MoleculeFileError, match="not a readable gzip file"):
+        read_molecules(tmp_path / "cut.xyz.gz")
+    (tmp_path / "w.pdb.gz").write_bytes(whole)
+    with pytest.raises(MoleculeFileError, match="unknown extension '.pdb.gz'"):
+        read_molecules(tmp_path / "w.pdb.gz")

@@ -15,6 +15,7 @@ import gzip
 import io
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -122,8 +123,9 @@ def read_molecules(path: str | os.PathLike) -> ReadResult:
     gz = p.suffix.lower() == ".gz"
     kind = READ_FORMATS.get((p.with_suffix("").suffix if gz else p.suffix).lower())
     if kind is None:
-        raise MoleculeFileError(f"cannot read {p.name}: unknown extension {p.suffix or '(none)'!r}; "
-                                f"use one of {', '.join(sorted(set(READ_FORMATS)))}")
+        ext = (p.with_suffix("").suffix + p.suffix) if gz else p.suffix
+        raise MoleculeFileError(f"cannot read {p.name}: unknown extension {ext or '(none)'!r}; "
+                                f"use one of {', '.join(sorted(set(READ_FORMATS)))} (optionally gzipped: .gz)")
     if not p.exists():
         raise MoleculeFileError(f"file not found: {p}")
     if p.is_dir():
@@ -134,8 +136,8 @@ def read_molecules(path: str | os.PathLike) -> ReadResult:
                 text = f.read()
         else:
             text = p.read_text(encoding="utf-8")
-    except gzip.BadGzipFile as err:
-        raise MoleculeFileError(f"{p} is not a gzip file ({err})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise MoleculeFileError(f"{p} is not a readable gzip file ({err or err.__class__.__name__})") from None
     except UnicodeDecodeError:
         raise MoleculeFileError(f"{p} is not a text file (it is not valid UTF-8)") from None
     except OSError as err:
