@@ -54,7 +54,7 @@ class PublishedRow:
 
 _EDM = "Hoogeboom et al., Equivariant Diffusion for Molecule Generation in 3D, ICML 2022, Table 2"
 _MOSES = ("Polykovskiy et al., Molecular Sets (MOSES), Front. Pharmacol. 2020; molecularsets/moses README "
-          "metrics table (mean over 3 runs)")
+          "metrics table")
 _GUACAMOL = "Brown et al., GuacaMol: Benchmarking Models for de Novo Molecular Design, JCIM 2019, Table 1"
 
 

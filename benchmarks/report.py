@@ -42,7 +42,8 @@ TABLES: dict[str, Table] = {
         percent=True, digits=1, published="qm9_edm",
         note="Stability is EDM's rule (bonds from interatomic distances, allowed valences) and exists only for 3D "
              "samples; graph models show —. NLL is the mean over test molecules of -log p in nats per molecule: "
-             "exact for `ar`, -ELBO (an upper bound) for `vae`, EDM's variational bound for `edm`. The graph "
+             "exact for `ar` for its canonical atom order (so an upper bound on -log p of the graph), -ELBO (an "
+             "upper bound) for `vae`, EDM's variational bound for `edm`. The graph "
              "models' NLL is over heavy-atom graphs, EDM's over 3D coordinates and atom types with hydrogens (a "
              "density, so it can be negative): the two are not comparable."),
     "qm9_2d": Table(

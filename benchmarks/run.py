@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.samples = _pairs(args.samples, "--samples")
     args.sampled_by = _pairs(args.sampled_by, "--sampled-by")
     args.speed_n = {"edm": 16 if args.quick else 64, **_pairs(args.speed_n, "--speed-n", int)}
-    args.out = Path(args.out) if args.out else (Path(tempfile.gettempdir()) / "molgen-benchmarks-quick"
+    args.out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="molgen-benchmarks-quick-"))
                                                 if args.quick else HERE)
     args.name = args.name or f"{'quick' if args.quick else 'suite'}-{args.dataset}"
     for model, path in args.samples.items():

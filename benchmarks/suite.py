@@ -34,7 +34,7 @@ __all__ = ["Row", "Run", "score", "as_sample_set", "data_rows", "run_suite", "nl
 
 SHIPPED_MODELS = ("ar", "vae", "edm")
 #: What each molgen model's ``log_likelihood`` gives, negated.
-NLL_KINDS = {"ar": "exact", "vae": "-ELBO, upper bound", "edm": "variational bound"}
+NLL_KINDS = {"ar": "exact, canonical order", "vae": "-ELBO, upper bound", "edm": "variational bound"}
 #: Sampling settings that switch a molgen model's validity checks off ("valid w/o check").
 _UNCONSTRAINED = {"ar": {"mask": False}, "vae": {"constrained": False}}
 _GUACAMOL_N, _GUACAMOL_SEED = 10_000, 42
@@ -385,7 +385,7 @@ def score(generator: Any = None, n: int = 1000, dataset: str | os.PathLike = "qm
         provenance = {"source": "sampled in this run", "n_requested": n, "seed": seed,
                       "settings": {**_scalars(mols.info), **_scalars(sample_kwargs)}}
         log(f"{name}: {n} molecules in {timing['seconds']:.1f} s ({timing['molecules_per_second']:,.1f}/s)")
-    metrics, notes, kind, label = evaluate_samples(mols, str(dataset), fcd=fcd)
+    metrics, notes, kind, label = evaluate_samples(mols, ds, fcd=fcd)
     row = Row(name=name, dataset=ds, role=role, n_molecules=len(mols), input=kind, reference=label, metrics=metrics,
               samples=provenance, notes=notes, tables=tables or default_tables(ds),
               molecules=mols)
