@@ -180,3 +180,12 @@ def test_figures_are_small_pngs(tmp_path):
     for path in (grid, hist):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and 1_000 < path.stat().st_size < MAX_BYTES
     assert molecule_grid(as_sample_set([None, "xyz"]), tmp_path / "none.png") is None
+
+
+def test_qm9_novelty_breakdown_splits_novel_molecules_into_heldout_and_outside():
+    from benchmarks.qm9_novelty import breakdown
+
+    got = breakdown(["CCO", "CCO", "CCN", "CCCl", None], train={"CCO"}, held={"CCN"})
+    assert got["validity"] == 0.8 and got["uniqueness"] == 0.75
+    assert got["novelty"] == pytest.approx(2 / 3)
+    assert got["in_qm9_heldout"] == pytest.approx(1 / 3) and got["outside_qm9"] == pytest.approx(1 / 3)
