@@ -260,6 +260,10 @@ def test_sample_set_records_settings_and_batches_agree():
     assert model.sample(30, seed=5, batch_size=30).smiles == a.smiles
     with pytest.raises(ValueError, match="temperature"):
         model.sample(3, temperature=0.0)
+    wide = model.sample(30, seed=5, batch_size=30, prior_scale=2.0)
+    assert wide.info["prior_scale"] == 2.0 and wide.validity == 1.0
+    with pytest.raises(ValueError, match="prior_scale"):
+        model.sample(3, prior_scale=0.0)
 
 
 def test_shipped_qm9_checkpoint_samples_valid_molecules():

@@ -540,16 +540,20 @@ class GraphVAE(GenerativeModel):
 
     # --- sampling and likelihood --------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0, progress: bool = False, temperature: float = 1.0,
-               batch_size: int | None = None, constrained: bool = True, greedy: bool = False) -> SampleSet:
-        """``n`` molecules from z ~ N(0, I), decoded by sampling at ``temperature`` (or greedily).
+               batch_size: int | None = None, constrained: bool = True, greedy: bool = False,
+               prior_scale: float = 1.0) -> SampleSet:
+        """``n`` molecules from z ~ N(0, prior_scale^2 I), decoded by sampling at ``temperature`` (or greedily).
 
-        With ``constrained`` (default) the valence masks make every sample valid; the SampleSet's
-        ``info`` records the settings.
+        With ``constrained`` (default) the valence masks make every sample valid; ``prior_scale`` other
+        than 1 draws z from a narrower or wider Gaussian than the prior (more typical or more unusual
+        molecules). The SampleSet's ``info`` records the settings.
         """
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
+        if not prior_scale > 0:
+            raise ValueError(f"prior_scale must be positive, got {prior_scale}")
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        z = torch.randn((n, self.latent_dim), generator=gen, device=self.device)
+        z = prior_scale * torch.randn((n, self.latent_dim), generator=gen, device=self.device)
         size = batch_size or self.sample_batch_size
         mols: list[Chem.Mol] = []
         from tqdm import tqdm
@@ -560,7 +564,7 @@ class GraphVAE(GenerativeModel):
                                                 seed * 1_000_003 + s, size))
                 bar.update(min(size, n - s))
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
-                                   greedy=greedy, seed=seed)
+                                   greedy=greedy, seed=seed, prior_scale=prior_scale)
 
     def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol]", samples: int = 1,
                        importance_weighted: bool = False, constrained: bool = True, seed: int = 0,
