@@ -359,10 +359,28 @@ def _property_metrics(valid: list[Chem.Mol], ref: _Reference | None, ref_smiles:
     return out
 
 
-def _fcd_metrics(valid_smiles: list[str], ref: _Reference, ref_smiles: list[str]) -> dict[str, float]:
-    from .fcd import chemnet_reference, fcd
+def _chemnet_stats(smiles: list[str]) -> Any:
+    from .fcd import chemnet_stats
 
-    return {"fcd": fcd(valid_smiles, ref_stats=chemnet_reference(ref_smiles, name=ref.name))}
+    return chemnet_stats(smiles)
+
+
+def _once(compute: Callable[[], Any]) -> Callable[[], Any]:
+    """``compute``, called at most once (the ChemNet statistics serve FCD and GuacaMol's FCD score)."""
+    box: list[Any] = []
+
+    def get() -> Any:
+        if not box:
+            box.append(compute())
+        return box[0]
+
+    return get
+
+
+def _fcd_metrics(gen_stats: Callable[[], Any], ref: _Reference, ref_smiles: list[str]) -> dict[str, float]:
+    from .fcd import chemnet_reference, frechet_distance
+
+    return {"fcd": frechet_distance(gen_stats(), chemnet_reference(ref_smiles, name=ref.name))}
 
 
 def _similarity_metrics(valid: list[Chem.Mol], ref: _Reference, ref_smiles: list[str]) -> dict[str, float]:
@@ -374,7 +392,7 @@ def _similarity_metrics(valid: list[Chem.Mol], ref: _Reference, ref_smiles: list
             "scaf": mm.scaffold_similarity(valid, stats)}
 
 
-def _moses_metrics(valid_smiles: list[str], valid: list[Chem.Mol], with_fcd: bool,
+def _moses_metrics(valid_smiles: list[str], valid: list[Chem.Mol], gen_stats: Callable[[], Any] | None,
                    notes: list[str]) -> dict[str, float]:
     """unique@k, IntDiv, Filters, and GuacaMol's KL and FCD scores against 10,000 MOSES train molecules."""
     from . import moses as mm
@@ -393,10 +411,10 @@ def _moses_metrics(valid_smiles: list[str], valid: list[Chem.Mol], with_fcd: boo
     train = _guacamol_train_smiles()
     unique = list(dict.fromkeys(valid_smiles))
     out["kl_score"] = kl_score(unique, _guacamol_kl_reference(train)) if len(unique) >= 2 else float("nan")
-    if with_fcd:
-        from .fcd import chemnet_reference, fcd_score
+    if gen_stats is not None:
+        from .fcd import chemnet_reference, frechet_distance
 
-        out["fcd_score"] = fcd_score(valid_smiles, ref_stats=chemnet_reference(train, name="moses-train-10k"))
+        out["fcd_score"] = math.exp(-0.2 * frechet_distance(gen_stats(), chemnet_reference(train, name="moses-train-10k")))
     return out
 
 
@@ -428,11 +446,12 @@ def evaluate(molecules: Any, reference: str | os.PathLike | None = None, fcd: bo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if ref is not None and len(valid) >= 2:
-            if fcd:
-                metrics.update(_fcd_metrics(valid_smiles, ref, ref_smiles))
+            gen_stats = _once(lambda: _chemnet_stats(valid_smiles)) if fcd else None  # one ChemNet pass
+            if gen_stats is not None:
+                metrics.update(_fcd_metrics(gen_stats, ref, ref_smiles))
             metrics.update(_similarity_metrics(valid, ref, ref_smiles))
             if ref.moses:
-                metrics.update(_moses_metrics(valid_smiles, valid, fcd, inp.notes))
+                metrics.update(_moses_metrics(valid_smiles, valid, gen_stats, inp.notes))
         metrics.update(_property_metrics(valid, ref, ref_smiles))
     return EvaluationResult(metrics, len(inp), inp.kind, reference=None if ref is None else str(reference),
                             reference_label=ref.label if ref else "", n_unreadable=inp.n_unreadable,
