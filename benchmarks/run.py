@@ -69,6 +69,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true", help="only rebuild RESULTS.md from the JSON files in --out")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    shipped = ("ar", "vae", "edm")  # benchmarks.suite.SHIPPED_MODELS, without importing torch here
+    unknown = [m for m in args.models if m not in shipped]
+    if unknown or not args.models:
+        p.error(f"--models: unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(shipped)}")
+    for flag, value in (("-n", args.n), ("--edm-n", args.edm_n)):
+        if value is not None and value <= 0:
+            p.error(f"{flag} must be positive, got {value}")
+    if args.nll_n is not None and args.nll_n < 0:
+        p.error(f"--nll-n must be 0 or more, got {args.nll_n}")
     args.n = args.n or (200 if args.quick else 10_000)
     args.edm_n = args.edm_n or (32 if args.quick else args.n)
     args.nll_n = args.nll_n if args.nll_n is not None else (32 if args.quick else 500)

@@ -189,3 +189,15 @@ def test_qm9_novelty_breakdown_splits_novel_molecules_into_heldout_and_outside()
     assert got["validity"] == 0.8 and got["uniqueness"] == 0.75
     assert got["novelty"] == pytest.approx(2 / 3)
     assert got["in_qm9_heldout"] == pytest.approx(1 / 3) and got["outside_qm9"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("argv, message", [(["--models", "foo"], "unknown model"), (["-n", "-5"], "-n must be positive"),
+                                           (["--nll-n", "-1"], "--nll-n must be 0 or more")])
+def test_run_rejects_bad_arguments_in_one_line(argv, message, capsys):
+    from benchmarks import run
+
+    with pytest.raises(SystemExit) as exc:
+        run.main(["--quick", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
