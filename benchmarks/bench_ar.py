@@ -45,7 +45,8 @@ def _load(dataset: str, checkpoint: str | None = None):
 def _forced_rate(model, dataset: str, n: int, batch: int) -> tuple[float, float, int]:
     """Molecules/s decoding ``n`` real molecules of the dataset through the sampler (teacher-forced:
     the same work as sampling molecules of exactly the data's sizes), RDKit molecules included."""
-    from molgen.models.ar_data import ActionDataset, dataset_smiles, encode
+    from molgen.datasets import dataset_smiles
+    from molgen.models.ar_data import ActionDataset, encode
     from molgen.samples import SampleSet
 
     smiles = dataset_smiles(dataset, "test")[:n]
@@ -62,7 +63,8 @@ def _forced_rate(model, dataset: str, n: int, batch: int) -> tuple[float, float,
 
 
 def _speed_one(dataset: str, n: int, batch: int, device: str) -> list[str]:
-    from molgen.models.ar_data import dataset_smiles, encode, vocabulary
+    from molgen.datasets import dataset_smiles
+    from molgen.models.ar_data import encode, vocabulary
     from molgen.models.autoregressive import ARModel
 
     model, where = _load(dataset)
@@ -174,7 +176,7 @@ def _ood_molecules(model, dataset: str, n: int, rng: np.random.Generator,
     random MOSES test molecules that are not in QM9 (any split). MOSES model: QM9 test molecules.
     """
     from molgen.metrics.core import training_smiles
-    from molgen.models.ar_data import dataset_smiles
+    from molgen.datasets import dataset_smiles
 
     if dataset == "moses":
         qm9 = dataset_smiles("qm9", "test")
@@ -201,7 +203,7 @@ def _ood_molecules(model, dataset: str, n: int, rng: np.random.Generator,
 def quality(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     from molgen.metrics import evaluate
-    from molgen.models.ar_data import dataset_smiles
+    from molgen.datasets import dataset_smiles
     from molgen.models.checkpoint import atomic_write_text, read_metrics
 
     model, where = _load(args.dataset, args.checkpoint)

@@ -95,14 +95,9 @@ def quality(args: argparse.Namespace) -> dict:
     model, label = _model(dataset, args.checkpoint, args.device)
     if not isinstance(model, GraphVAE) or label.startswith("RANDOM"):
         raise SystemExit(f"error: no trained vae checkpoint for {dataset}")
-    if dataset == "qm9":
-        from molgen.datasets.qm9 import qm9_smiles
+    from molgen.datasets import dataset_smiles
 
-        train, test = qm9_smiles("train"), qm9_smiles("test")
-    else:
-        from molgen.datasets.moses import load_moses
-
-        train, test = load_moses("train"), load_moses("test")
+    train, test = dataset_smiles(dataset, "train"), dataset_smiles(dataset, "test")
     n = args.n
     result: dict = {"command": _command(), "weights": label, "n_samples": n, "seed": 0,
                     "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"}

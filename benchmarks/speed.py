@@ -138,7 +138,7 @@ def training_batches(model: Any, dataset: str, size: int = 64, count: int = 4, s
         data = QM9Padded("train", heavy_only="H" not in model.atom_types)
         return [data.batch(rng.choice(len(data), size, replace=False)) for _ in range(count)]
     if name in ("ar", "vae"):
-        from molgen.models.ar_data import dataset_smiles
+        from molgen.datasets import dataset_smiles
 
         train = dataset_smiles(dataset, "train")
         pool = [train[i] for i in rng.choice(len(train), min(len(train), 2 * size * count), replace=False)]

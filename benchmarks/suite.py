@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from rdkit import Chem, rdBase
 
+from molgen.datasets import dataset_smiles
 from molgen.samples import SampleSet
 
 __all__ = ["Row", "Run", "score", "as_sample_set", "data_rows", "run_suite", "nll_on_test", "SHIPPED_MODELS",
@@ -422,7 +423,7 @@ def data_rows(dataset: str, n: int, fcd: bool = True, seed: int = 0, log: Log = 
     rng = np.random.default_rng(seed)
     rows = []
     if dataset == "qm9":
-        from molgen.datasets.qm9 import indices, load_qm9_arrays, qm9_smiles
+        from molgen.datasets.qm9 import indices, load_qm9_arrays
 
         arrays, idx = load_qm9_arrays(), indices("test")
         pick = idx if n >= idx.size else idx[np.sort(rng.choice(idx.size, n, replace=False))]
@@ -432,13 +433,9 @@ def data_rows(dataset: str, n: int, fcd: bool = True, seed: int = 0, log: Log = 
                           name=f"QM9 test split, {what} (DFT geometries)", tables=["quality", "qm9_2d"], log=log,
                           sampled_by=f"{what} molecules of the QM9 test split (seed {seed}) with their DFT "
                                      "coordinates"))
-        train = qm9_smiles("train")
-    elif dataset == "moses":
-        from molgen.datasets.moses import load_moses
-
-        train = load_moses("train")
-    else:
+    elif dataset != "moses":
         return rows
+    train = dataset_smiles(dataset, "train")
     pick = np.sort(rng.choice(len(train), min(n, len(train)), replace=False))
     label = "QM9" if dataset == "qm9" else "MOSES"
     rows.append(score(samples=[train[i] for i in pick], dataset=dataset, fcd=fcd, speed=False, role="data",

@@ -335,23 +335,7 @@ class ActionDataset:
         return {k: torch.from_numpy(v) for k, v in out.items()}
 
 
-# --- datasets ---------------------------------------------------------------------------------------
-DATASETS = ("qm9", "moses")
-
-
-def dataset_smiles(dataset: str, split: str) -> list[str]:
-    """SMILES of a split: QM9 train / valid / test; MOSES train / test / test_scaffolds."""
-    if dataset == "qm9":
-        from ..datasets.qm9 import qm9_smiles
-
-        return qm9_smiles(split)
-    if dataset == "moses":
-        from ..datasets.moses import load_moses
-
-        return load_moses(split)
-    raise ValueError(f"unknown dataset {dataset!r} for the ar model; choose from {', '.join(DATASETS)}")
-
-
+# --- vocabulary -------------------------------------------------------------------------------------
 def vocabulary(encoded: EncodedSet) -> tuple[list[str], dict[str, int]]:
     """Atom types seen in an encoded set, most frequent first, with their counts."""
     codes, counts = np.unique(encoded.codes.astype(np.int64), return_counts=True)

@@ -763,7 +763,8 @@ class ARModel(GenerativeModel):
         import time
 
         from ..training import TrainingSetup
-        from .ar_data import dataset_smiles, encode_cached, vocabulary
+        from ..datasets import dataset_smiles
+        from .ar_data import encode_cached, vocabulary
 
         if dataset not in cls.MODEL_DEFAULTS:
             raise ValueError(f"unknown dataset {dataset!r} for the ar model; choose from "

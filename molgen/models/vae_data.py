@@ -346,19 +346,13 @@ def _has_valence(token: str) -> bool:
 def _dataset_smiles(dataset: str) -> tuple[list[str], list[str]]:
     """Training SMILES and 2,000 held-out ones in random order (for the learning curve's
     reconstruction check; empty, with a warning, if the held-out file is not installed)."""
-    if dataset == "qm9":
-        from ..datasets.qm9 import qm9_smiles
+    from ..datasets import dataset_smiles
 
-        train, holdout = qm9_smiles("train"), qm9_smiles("valid")
-    else:
-        from ..datasets.moses import load_moses
-
-        train = load_moses("train")
-        try:
-            holdout = load_moses("test")
-        except FileNotFoundError as exc:
-            warnings.warn(f"no held-out molecules for the learning curve's reconstruction check: {exc}",
-                          stacklevel=2)
-            holdout = []
+    train = dataset_smiles(dataset, "train")
+    try:
+        holdout = dataset_smiles(dataset, "valid" if dataset == "qm9" else "test")
+    except FileNotFoundError as exc:
+        warnings.warn(f"no held-out molecules for the learning curve's reconstruction check: {exc}", stacklevel=2)
+        holdout = []
     pick = np.random.default_rng(0).permutation(len(holdout))[:2000]
     return train, [holdout[i] for i in pick]
