@@ -5,6 +5,8 @@ validity computed here compare with the published numbers.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from rdkit import Chem
 
@@ -100,3 +102,34 @@ BOND3_PM = _table(_BONDS3)
 VALENCE_BY_Z = np.zeros(119, dtype=np.int64)
 for _s, _v in ALLOWED_VALENCES.items():
     VALENCE_BY_Z[atomic_number(_s)] = _v[0]
+
+
+# --- atom tokens: an element with its formal charge ("C", "N+", "O-", "Fe+2") -----------------------
+def token_name(symbol: str, charge: int) -> str:
+    """``("N", 1) -> "N+"``, ``("O", -1) -> "O-"``, ``("Fe", 2) -> "Fe+2"``."""
+    if charge == 0:
+        return symbol
+    sign = "+" if charge > 0 else "-"
+    return f"{symbol}{sign}{abs(charge) if abs(charge) > 1 else ''}"
+
+
+def parse_token(token: str) -> tuple[str, int]:
+    """``"N+" -> ("N", 1)``; raises ValueError for a malformed token."""
+    m = re.fullmatch(r"([A-Z][a-z]?)(?:([+-])(\d*))?", token)
+    if m is None:
+        raise ValueError(f"malformed atom token {token!r} (expected e.g. 'C', 'N+', 'O-')")
+    charge = 0 if m.group(2) is None else (1 if m.group(2) == "+" else -1) * int(m.group(3) or 1)
+    return m.group(1), charge
+
+
+def max_valence(token: str) -> int:
+    """Largest total bond order (heavy-atom bonds plus implicit hydrogens) of an atom token.
+
+    From ``CHARGED_VALENCES`` (e.g. C 4, N 3, N+ 4, O- 1, S 6). Any total bond order up to this
+    value sanitises in RDKit, since RDKit adds implicit hydrogens up to the next allowed valence.
+    """
+    symbol, charge = parse_token(token)
+    valences = [v for v, c in CHARGED_VALENCES.get(symbol, {}).items() if c == charge]
+    if not valences:
+        raise ValueError(f"no allowed valence is known for atom token {token!r}")
+    return max(valences)

@@ -33,7 +33,8 @@ from rdkit import Chem, rdBase
 
 from .._cache import cache_dir
 from ..chem.build import BOND_TYPES, as_mol
-from ..chem.elements import CHARGED_VALENCES, atomic_number, symbol
+from ..chem import elements
+from ..chem.elements import atomic_number, max_valence, symbol, token_name  # noqa: F401 (max_valence re-exported)
 
 ENCODING_VERSION = 1
 ATOM, RING, STOP = 0, 1, 2
@@ -49,33 +50,13 @@ def atom_code(z: int, charge: int) -> int:
 def code_to_token(code: int) -> str:
     """Token name of an atom code: ``"C"``, ``"N+"``, ``"O-"``, ``"Fe+2"``."""
     z, c = divmod(int(code), 16)
-    c -= _CHARGE_OFFSET
-    sign = "+" if c > 0 else "-"
-    return symbol(z) + ("" if c == 0 else sign if abs(c) == 1 else f"{sign}{abs(c)}")
+    return token_name(symbol(z), c - _CHARGE_OFFSET)
 
 
 def parse_token(token: str) -> tuple[int, int]:
     """(atomic number, formal charge) of a token name such as ``"N+"`` or ``"O-"``."""
-    for k, ch in enumerate(token):
-        if ch in "+-":
-            sym, tail = token[:k], token[k + 1:]
-            mag = int(tail) if tail else 1
-            return atomic_number(sym), mag if ch == "+" else -mag
-    return atomic_number(token), 0
-
-
-def max_valence(token: str) -> int:
-    """Largest total bond order (heavy-atom bonds plus implicit hydrogens) of an atom type.
-
-    From ``CHARGED_VALENCES`` (e.g. C 4, N 3, N+ 4, O- 1, S 6). Any total bond order up to this
-    value sanitises in RDKit, since RDKit adds implicit hydrogens up to the next allowed valence.
-    """
-    z, charge = parse_token(token)
-    table = CHARGED_VALENCES.get(symbol(z))
-    options = [v for v, c in (table or {}).items() if c == charge]
-    if not options:
-        raise ValueError(f"no allowed valence known for atom type {token!r}")
-    return max(options)
+    sym, charge = elements.parse_token(token)
+    return atomic_number(sym), charge
 
 
 # --- one molecule ----------------------------------------------------------------------------------

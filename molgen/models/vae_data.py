@@ -19,7 +19,7 @@ import torch
 from rdkit import Chem
 
 from ..chem.build import mol_from_graph, sanitize
-from ..chem.elements import CHARGED_VALENCES, atomic_number
+from ..chem.elements import atomic_number, max_valence, parse_token, token_name
 
 _BOND_ORDER = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
 _VALENCE_BINS = 8           # embeddings of valence counts clamp at 7
@@ -29,33 +29,7 @@ EDGE_COLUMNS = 5            # later atom, earlier atom, order, aromatic, in ring
 MIN_TOKEN_COUNT = 10        # tokens rarer than this in the training set are left out of the vocabulary
 
 
-# --- atom tokens -------------------------------------------------------------------------------
-def token_name(symbol: str, charge: int) -> str:
-    """``("N", 1) -> "N+"``, ``("O", -1) -> "O-"``, ``("Fe", 2) -> "Fe+2"``."""
-    if charge == 0:
-        return symbol
-    sign = "+" if charge > 0 else "-"
-    return f"{symbol}{sign}{abs(charge) if abs(charge) > 1 else ''}"
-
-
-def parse_token(token: str) -> tuple[str, int]:
-    """``"N+" -> ("N", 1)``; raises ValueError for a malformed token."""
-    m = re.fullmatch(r"([A-Z][a-z]?)(?:([+-])(\d*))?", token)
-    if m is None:
-        raise ValueError(f"malformed atom token {token!r} (expected e.g. 'C', 'N+', 'O-')")
-    charge = 0 if m.group(2) is None else (1 if m.group(2) == "+" else -1) * int(m.group(3) or 1)
-    return m.group(1), charge
-
-
-def max_valence(token: str) -> int:
-    """The largest valence (sum of bond orders, hydrogens included) allowed for an atom token."""
-    symbol, charge = parse_token(token)
-    valences = [v for v, c in CHARGED_VALENCES.get(symbol, {}).items() if c == charge]
-    if not valences:
-        raise ValueError(f"no allowed valence is known for atom token {token!r}")
-    return max(valences)
-
-
+# --- atom tokens in SMILES text -----------------------------------------------------------------
 _SMILES_ATOM = re.compile(r"\[[^\]]+\]|Br|Cl|[BCNOPSFI]|[bcnops]")
 _BRACKET = re.compile(r"\[\d*([A-Z][a-z]?|se|as|te|[bcnops])[^\]+-]*((?:\+|-)+\d*)?[^\]]*\]")
 
