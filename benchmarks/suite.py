@@ -228,8 +228,7 @@ def extra_metrics(samples: SampleSet, dataset: str, fcd: bool, notes: list[str])
     for k in _UNIQUE_AT:
         if len(smiles) >= k:
             out[f"unique@{k}"] = mm.unique_at_k(smiles, k)
-    out["intdiv1"] = mm.internal_diversity(mols, p=1)
-    out["intdiv2"] = mm.internal_diversity(mols, p=2)
+    out["intdiv1"], out["intdiv2"] = mm.internal_diversities(mols, (1, 2))
     out["filters"] = _guarded(notes, "Filters", lambda: mm.filters_pass_rate(mols))
     if dataset == "qm9":
         from molgen.metrics.guacamol import kl_score

@@ -383,17 +383,18 @@ def _fcd_metrics(gen_stats: Callable[[], Any], ref: _Reference, ref_smiles: list
     return {"fcd": frechet_distance(gen_stats(), chemnet_reference(ref_smiles, name=ref.name))}
 
 
-def _similarity_metrics(valid: list[Chem.Mol], ref: _Reference, ref_smiles: list[str]) -> dict[str, float]:
+def _similarity_metrics(valid: list[Chem.Mol], fps: np.ndarray, ref: _Reference,
+                        ref_smiles: list[str]) -> dict[str, float]:
     """MOSES' SNN, Frag and Scaf against the comparison set (its statistics cached)."""
     from . import moses as mm
 
     stats = mm.moses_reference(ref_smiles, name=ref.name)
-    return {"snn": mm.snn(valid, stats), "frag": mm.frag_similarity(valid, stats),
+    return {"snn": mm.snn(fps, stats), "frag": mm.frag_similarity(valid, stats),
             "scaf": mm.scaffold_similarity(valid, stats)}
 
 
-def _moses_metrics(valid_smiles: list[str], valid: list[Chem.Mol], gen_stats: Callable[[], Any] | None,
-                   notes: list[str]) -> dict[str, float]:
+def _moses_metrics(valid_smiles: list[str], valid: list[Chem.Mol], fps: np.ndarray,
+                   gen_stats: Callable[[], Any] | None, notes: list[str]) -> dict[str, float]:
     """unique@k, IntDiv, Filters, and GuacaMol's KL and FCD scores against 10,000 MOSES train molecules."""
     from . import moses as mm
 
@@ -403,8 +404,7 @@ def _moses_metrics(valid_smiles: list[str], valid: list[Chem.Mol], gen_stats: Ca
             out[f"unique@{k}"] = mm.unique_at_k(valid_smiles, k)
         else:
             notes.append(f"unique@{k // 1000}k needs at least {k} valid molecules ({len(valid_smiles)} here): skipped")
-    out["intdiv1"] = mm.internal_diversity(valid, p=1)
-    out["intdiv2"] = mm.internal_diversity(valid, p=2)
+    out["intdiv1"], out["intdiv2"] = mm.internal_diversities(fps, (1, 2))
     out["filters"] = mm.filters_pass_rate(valid)
     from .guacamol import kl_score
 
@@ -449,9 +449,12 @@ def evaluate(molecules: Any, reference: str | os.PathLike | None = None, fcd: bo
             gen_stats = _once(lambda: _chemnet_stats(valid_smiles)) if fcd else None  # one ChemNet pass
             if gen_stats is not None:
                 metrics.update(_fcd_metrics(gen_stats, ref, ref_smiles))
-            metrics.update(_similarity_metrics(valid, ref, ref_smiles))
+            from .moses import morgan_fingerprints
+
+            fps = morgan_fingerprints(valid)  # one set of fingerprints for SNN and IntDiv
+            metrics.update(_similarity_metrics(valid, fps, ref, ref_smiles))
             if ref.moses:
-                metrics.update(_moses_metrics(valid_smiles, valid, gen_stats, inp.notes))
+                metrics.update(_moses_metrics(valid_smiles, valid, fps, gen_stats, inp.notes))
         metrics.update(_property_metrics(valid, ref, ref_smiles))
     return EvaluationResult(metrics, len(inp), inp.kind, reference=None if ref is None else str(reference),
                             reference_label=ref.label if ref else "", n_unreadable=inp.n_unreadable,

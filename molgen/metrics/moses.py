@@ -38,7 +38,7 @@ __all__ = [
     "MolLike", "to_mols", "morgan_fingerprints", "tanimoto_matrix", "max_tanimoto",
     "fragment_counts", "scaffold_counts", "cosine_similarity",
     "MosesReference", "moses_reference",
-    "snn", "frag_similarity", "scaffold_similarity", "internal_diversity",
+    "snn", "frag_similarity", "scaffold_similarity", "internal_diversity", "internal_diversities",
     "passes_filters", "filters_pass_rate", "unique_at_k", "novelty",
 ]
 
@@ -171,15 +171,19 @@ def max_tanimoto(query: np.ndarray, reference: np.ndarray, empty: float = 1.0,
     return best
 
 
-def _mean_power_tanimoto(fps: np.ndarray, p: float) -> np.ndarray:
-    """Per-row ``(mean_j T_ij^p)^(1/p)`` over the set against itself, self-pairs included."""
-    total = np.zeros(len(fps), dtype=np.float64)
+def _mean_power_tanimoto(fps: np.ndarray, ps: Sequence[float]) -> list[np.ndarray]:
+    """Per row, for each p, ``(mean_j T_ij^p)^(1/p)`` over the set against itself, self-pairs
+    included; one pass over the similarity blocks serves every p."""
+    totals = [np.zeros(len(fps), dtype=np.float64) for _ in ps]
     for i0, _, sim in _tanimoto_blocks(fps, fps, 1.0):
-        if p != 1:
-            sim = sim ** p
-        total[i0:i0 + sim.shape[0]] += sim.sum(axis=1, dtype=np.float64)
-    mean = total / len(fps)
-    return mean if p == 1 else mean ** (1.0 / p)
+        for p, total in zip(ps, totals):
+            total[i0:i0 + sim.shape[0]] += (sim if p == 1 else sim ** p).sum(axis=1, dtype=np.float64)
+    return [t / len(fps) if p == 1 else (t / len(fps)) ** (1.0 / p) for p, t in zip(ps, totals)]
+
+
+def _fingerprints(molecules: "Sequence[MolLike] | np.ndarray") -> np.ndarray:
+    """Packed Morgan fingerprints, passed through when already computed."""
+    return molecules if isinstance(molecules, np.ndarray) else morgan_fingerprints(molecules)
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,7 +311,8 @@ def snn(gen: Sequence[MolLike], reference: MosesReference | np.ndarray | Sequenc
     """Similarity to nearest neighbour: mean over ``gen`` of the max Tanimoto to the reference.
 
     ``reference`` is a :class:`MosesReference`, a fingerprint array (packed ``uint8`` from
-    :func:`morgan_fingerprints` or a 0/1 bit matrix), or molecules.
+    :func:`morgan_fingerprints` or a 0/1 bit matrix), or molecules; ``gen`` is molecules or their
+    packed fingerprints.
     """
     if isinstance(reference, MosesReference):
         ref_fps = reference.fingerprints
@@ -315,7 +320,7 @@ def snn(gen: Sequence[MolLike], reference: MosesReference | np.ndarray | Sequenc
         ref_fps = reference
     else:
         ref_fps = morgan_fingerprints(reference)
-    gen_fps = morgan_fingerprints(gen)
+    gen_fps = _fingerprints(gen)
     if len(gen_fps) == 0 or len(ref_fps) == 0:
         raise ValueError("SNN needs at least one generated and one reference molecule")
     return float(max_tanimoto(gen_fps, ref_fps, empty=1.0, n_bits=1024).mean())
@@ -341,16 +346,21 @@ def scaffold_similarity(gen: Sequence[MolLike], reference: MosesReference | Mapp
     return cosine_similarity(_reference_counts(reference, "scaffolds", scaffold_counts), scaffold_counts(gen))
 
 
-def internal_diversity(gen: Sequence[MolLike], p: float = 1) -> float:
+def internal_diversity(gen: "Sequence[MolLike] | np.ndarray", p: float = 1) -> float:
     """IntDiv_p = 1 - mean_i (mean_j T_ij^p)^(1/p) over all ordered pairs of ``gen``, self-pairs included.
 
     This is MOSES' code (the power mean is taken per molecule, then averaged); for p = 1 it equals
-    ``1 - mean(T)``. Identical molecules give 0.
+    ``1 - mean(T)``. Identical molecules give 0. ``gen``: molecules or their packed fingerprints.
     """
-    fps = morgan_fingerprints(gen)
+    return internal_diversities(gen, (p,))[0]
+
+
+def internal_diversities(gen: "Sequence[MolLike] | np.ndarray", ps: Sequence[float] = (1, 2)) -> list[float]:
+    """:func:`internal_diversity` for several p, from one pass over the pairwise similarities."""
+    fps = _fingerprints(gen)
     if len(fps) == 0:
         raise ValueError("internal diversity of an empty set is undefined")
-    return float(1.0 - _mean_power_tanimoto(fps, p).mean())
+    return [float(1.0 - m.mean()) for m in _mean_power_tanimoto(fps, ps)]
 
 
 def _alert_catalog() -> FilterCatalog.FilterCatalog:
