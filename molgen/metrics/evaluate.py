@@ -32,7 +32,7 @@ import numpy as np
 import rdkit
 from rdkit import Chem
 
-from .._cache import cache_dir
+from .._cache import cache_dir, digest_strings
 from ..chem.build import as_mol, canonical_smiles
 from ..chem.elements import symbol
 from ..chem.io import MoleculeFileError, ReadResult, read_molecules, write_smiles, write_text
@@ -197,7 +197,7 @@ class _Reference:
 
 
 def _digest(smiles: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(smiles).encode()).hexdigest()[:16]
+    return digest_strings(list(smiles))[:16]  # the 16-character key of the cache files already written
 
 
 def _cached_smiles(name: str, compute: Callable[[], list[str]]) -> list[str]:

@@ -68,13 +68,10 @@ def _encode(smiles: Sequence[str]) -> torch.Tensor:
 
 
 def _canonical_smiles(molecules: Sequence[MolLike]) -> list[str]:
-    out = []
-    for i, item in enumerate(molecules):
-        mol = item if isinstance(item, Chem.Mol) else (Chem.MolFromSmiles(item) if item else None)
-        if mol is None:
-            raise ValueError(f"invalid molecule at index {i}: {item!r} (remove invalid molecules first)")
-        out.append(Chem.MolToSmiles(mol))
-    return out
+    """RDKit's canonical (isomeric) SMILES, as the ``fcd`` package feeds ChemNet; invalid input raises."""
+    from .moses import to_mols
+
+    return [Chem.MolToSmiles(m) for m in to_mols(molecules)]
 
 
 def chemnet_activations(molecules: Sequence[MolLike], batch_size: int = 128,
