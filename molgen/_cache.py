@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def cache_dir(*parts: str) -> Path:
@@ -25,3 +30,22 @@ def digest_strings(strings: "list[str] | tuple[str, ...]") -> str:
     import hashlib
 
     return hashlib.sha256("\n".join(strings).encode()).hexdigest()
+
+
+def cached_npz(path: Path, digest: str, compute: "Callable[[], dict[str, np.ndarray]]",
+               compressed: bool = False) -> "dict[str, np.ndarray]":
+    """Arrays computed once for an input set and kept in ``path`` (``.npz``, no pickles) with the
+    set's ``digest``; a file written for another set is recomputed (with a warning) and replaced.
+    The file is written under a temporary name and renamed, so concurrent processes never read half a file."""
+    import numpy as np
+
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["digest"]) == digest:
+                return {k: data[k] for k in data.files if k != "digest"}
+        warnings.warn(f"cached statistics {path} were computed on another set; recomputing", stacklevel=2)
+    arrays = compute()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    (np.savez_compressed if compressed else np.savez)(tmp, digest=np.array(digest), **arrays)
+    os.replace(tmp, path)
+    return arrays

@@ -32,7 +32,7 @@ import numpy as np
 import rdkit
 from rdkit import Chem
 
-from .._cache import cache_dir, digest_strings
+from .._cache import cache_dir, cached_npz, digest_strings
 from ..chem.build import as_mol, canonical_smiles
 from ..chem.elements import symbol
 from ..chem.io import MoleculeFileError, ReadResult, read_molecules, write_smiles, write_text
@@ -269,16 +269,8 @@ def _resolve_reference(reference: str | os.PathLike | None) -> _Reference | None
 
 def _cached_arrays(name: str, digest: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Arrays computed once per reference set, stored as ``.npz`` with the set's digest."""
-    path = cache_dir("refstats") / f"{name}.v{_CACHE_VERSION}.rdkit{rdkit.__version__}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            if str(f["digest"]) == digest:
-                return {k: f[k] for k in f.files if k != "digest"}
-    arrays = compute()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, digest=np.array(digest), **arrays)
-    os.replace(tmp, path)
-    return arrays
+    return cached_npz(cache_dir("refstats") / f"{name}.v{_CACHE_VERSION}.rdkit{rdkit.__version__}.npz", digest,
+                      compute)
 
 
 def _property_reference(ref: _Reference, smiles: list[str]) -> dict[str, np.ndarray]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Union
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from molgen._cache import cache_dir, digest_strings
+from molgen._cache import cache_dir, cached_npz, digest_strings
 
 __all__ = ["chemnet_activations", "chemnet_stats", "chemnet_reference", "frechet_distance", "fcd", "fcd_score"]
 
@@ -127,17 +126,12 @@ def chemnet_reference(molecules: Sequence[MolLike], name: str | None = None) -> 
         return chemnet_stats(molecules)
     smiles = [m if isinstance(m, str) else Chem.MolToSmiles(m) for m in molecules]
     digest = digest_strings(smiles)
-    path = cache_dir("refstats") / f"{name}.chemnet.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["digest"]) == digest:
-                return data["mu"], data["sigma"]
-        warnings.warn(f"cached ChemNet statistics {path} were computed on another set; recomputing")
-    mu, sigma = chemnet_stats(smiles)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, mu=mu, sigma=sigma, digest=np.array(digest), n=np.array(len(smiles)))
-    tmp.replace(path)
-    return mu, sigma
+    def compute() -> dict[str, np.ndarray]:
+        mu, sigma = chemnet_stats(smiles)
+        return {"mu": mu, "sigma": sigma, "n": np.array(len(smiles))}
+
+    arrays = cached_npz(cache_dir("refstats") / f"{name}.chemnet.npz", digest, compute)
+    return arrays["mu"], arrays["sigma"]
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:

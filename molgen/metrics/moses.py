@@ -31,7 +31,7 @@ from rdkit import Chem
 from rdkit.Chem import FilterCatalog, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from molgen._cache import cache_dir, digest_strings
+from molgen._cache import cache_dir, cached_npz, digest_strings
 from molgen.chem.build import as_mol
 
 __all__ = [
@@ -253,25 +253,32 @@ class MosesReference:
     def __len__(self) -> int:
         return len(self.fingerprints)
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The statistics as plain arrays (what :meth:`save` writes)."""
+        return {"fingerprints": self.fingerprints,
+                "fragment_keys": np.array(list(self.fragments), dtype=str),
+                "fragment_counts": np.array(list(self.fragments.values()), dtype=np.int64),
+                "scaffold_keys": np.array(list(self.scaffolds), dtype=str),
+                "scaffold_counts": np.array(list(self.scaffolds.values()), dtype=np.int64)}
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray]) -> "MosesReference":
+        """Inverse of :meth:`to_arrays` (a dict or an open ``.npz`` file)."""
+        return cls(
+            fingerprints=data["fingerprints"],
+            fragments=Counter(dict(zip(data["fragment_keys"].tolist(), data["fragment_counts"].tolist()))),
+            scaffolds=Counter(dict(zip(data["scaffold_keys"].tolist(), data["scaffold_counts"].tolist()))),
+        )
+
     def save(self, path: str | Path, digest: str = "") -> None:
         """Write to an ``.npz`` file (no pickles)."""
-        np.savez_compressed(
-            path, fingerprints=self.fingerprints,
-            fragment_keys=np.array(list(self.fragments), dtype=str),
-            fragment_counts=np.array(list(self.fragments.values()), dtype=np.int64),
-            scaffold_keys=np.array(list(self.scaffolds), dtype=str),
-            scaffold_counts=np.array(list(self.scaffolds.values()), dtype=np.int64),
-            digest=np.array(digest))
+        np.savez_compressed(path, digest=np.array(digest), **self.to_arrays())
 
     @classmethod
     def load(cls, path: str | Path) -> "MosesReference":
         """Read a file written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
-            return cls(
-                fingerprints=data["fingerprints"],
-                fragments=Counter(dict(zip(data["fragment_keys"].tolist(), data["fragment_counts"].tolist()))),
-                scaffolds=Counter(dict(zip(data["scaffold_keys"].tolist(), data["scaffold_counts"].tolist()))),
-            )
+            return cls.from_arrays(data)
 
 
 
@@ -283,24 +290,16 @@ def moses_reference(reference: Sequence[MolLike], name: str | None = None) -> Mo
     ``cache_dir("refstats") / f"{name}.moses.npz"`` together with a hash of the reference SMILES,
     and reused when the same set is passed again.
     """
-    path = digest = None
-    if name is not None:
-        smiles = [s if isinstance(s, str) else Chem.MolToSmiles(s) for s in reference]
-        digest = digest_strings(smiles)
-        path = cache_dir("refstats") / f"{name}.moses.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as data:
-                stored = str(data["digest"])
-            if stored == digest:
-                return MosesReference.load(path)
-            warnings.warn(f"cached reference statistics {path} were computed on another set; recomputing")
-    mols = to_mols(reference)  # parse only when the cache cannot answer
-    stats = MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
-    if path is not None:
-        tmp = path.with_name(path.name + ".part.npz")
-        stats.save(tmp, digest=digest)
-        tmp.replace(path)
-    return stats
+    def compute() -> MosesReference:
+        mols = to_mols(reference)  # parse only when the cache cannot answer
+        return MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
+
+    if name is None:
+        return compute()
+    smiles = [s if isinstance(s, str) else Chem.MolToSmiles(s) for s in reference]
+    path = cache_dir("refstats") / f"{name}.moses.npz"
+    arrays = cached_npz(path, digest_strings(smiles), lambda: compute().to_arrays(), compressed=True)
+    return MosesReference.from_arrays(arrays)
 
 
 # --------------------------------------------------------------------------------------------
