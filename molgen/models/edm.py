@@ -107,11 +107,15 @@ class EDM(GenerativeModel):
         eps = torch.randn_like(z) * mask
         return torch.cat([remove_mean(eps[..., :3], mask), eps[..., 3:]], dim=-1)
 
-    # --- training --------------------------------------------------------------------------------
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def clean_state(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (B, N, 1) atom mask and the noise-free state: centred coordinates and encoded types."""
         mask = batch["mask"].unsqueeze(-1).float()
         x = remove_mean(batch["pos"].float(), mask)
-        xh = torch.cat([x, self.encode_types(batch["types"], mask)], dim=-1)
+        return mask, torch.cat([x, self.encode_types(batch["types"], mask)], dim=-1)
+
+    # --- training --------------------------------------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mask, xh = self.clean_state(batch)
         b = xh.shape[0]
         T = self.schedule.timesteps
         t = torch.randint(0, T + 1, (b,), device=xh.device).float() / T
@@ -168,9 +172,7 @@ class EDM(GenerativeModel):
     def nll_terms(self, batch: dict[str, torch.Tensor], n_t: int = 1) -> dict[str, torch.Tensor]:
         """Per-molecule terms of the variational bound (nats): diffusion (Monte Carlo over n_t times),
         prior KL, -log p(x, h | z_0), -log p(N)."""
-        mask = batch["mask"].unsqueeze(-1).float()
-        x = remove_mean(batch["pos"].float(), mask)
-        xh = torch.cat([x, self.encode_types(batch["types"], mask)], dim=-1)
+        mask, xh = self.clean_state(batch)
         b = xh.shape[0]
         T = self.schedule.timesteps
         diff = torch.zeros(b, device=xh.device)
