@@ -1,6 +1,8 @@
 """QM9 as dense padded tensors for the 3D models, with batches trimmed to their largest molecule."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -12,10 +14,18 @@ class QM9Padded:
     """A split of QM9 as padded arrays: ``types`` (M, 29) vocabulary indices (-1 = padding) and
     ``pos`` (M, 29, 3) Angstrom. ``batch(idx)`` returns tensors trimmed to the batch's largest
     molecule (or kept at full size with ``fixed_size``). ``heavy_only`` drops hydrogens (they are
-    implicit and added back by RDKit)."""
+    implicit and added back by RDKit).
 
-    def __init__(self, split: str = "train", heavy_only: bool = False, fixed_size: bool = False) -> None:
+    With ``buckets`` (atom counts, e.g. ``(12, 16, 20, 24, 29)``), :meth:`plan` groups each epoch's
+    molecules by size and ``batch`` pads to the bucket's edge: a few static shapes for
+    ``torch.compile`` and little padding (QM9's mean molecule has 18 atoms, the largest 29)."""
+
+    def __init__(self, split: str = "train", heavy_only: bool = False, fixed_size: bool = False,
+                 buckets: Sequence[int] | None = None, bucket_budget: str = "atoms") -> None:
         self.fixed_size = fixed_size  # keep the full padding (static shapes for torch.compile)
+        if bucket_budget not in ("atoms", "molecules"):
+            raise ValueError(f"bucket_budget must be 'atoms' or 'molecules', got {bucket_budget!r}")
+        self.bucket_budget = bucket_budget
         arr = load_qm9_arrays()
         idx = indices(split)
         self.atom_types = VOCABULARIES["qm9_heavy" if heavy_only else "qm9"]
@@ -42,12 +52,69 @@ class QM9Padded:
         self.atom_count_hist = np.bincount(counts, minlength=nmax + 1).astype(np.float64)
         self._types_t = torch.from_numpy(self.types)
         self._pos_t = torch.from_numpy(self.pos)
+        self.buckets = self._check_buckets(buckets, nmax) if buckets is not None else None
+        self.device = torch.device("cpu")
+
+    @staticmethod
+    def _check_buckets(buckets: Sequence[int], nmax: int) -> tuple[int, ...]:
+        edges = tuple(sorted({int(b) for b in buckets}))
+        if not edges or edges[0] < 1:
+            raise ValueError(f"buckets must be positive atom counts, got {list(buckets)}")
+        if edges[-1] < nmax:
+            edges = (*edges, nmax)  # the largest molecules always have a bucket
+        return edges
 
     def __len__(self) -> int:
         return self.types.shape[0]
 
+    def to(self, device: str | torch.device) -> "QM9Padded":
+        """Keep the arrays on ``device`` (a few MB for QM9), so that batches are cut there."""
+        self.device = torch.device(device)
+        self._types_t = self._types_t.to(self.device)
+        self._pos_t = self._pos_t.to(self.device)
+        return self
+
+    def bucket_of(self, n_atoms: np.ndarray) -> np.ndarray:
+        """Index of the smallest bucket edge >= each atom count."""
+        assert self.buckets is not None
+        return np.searchsorted(np.asarray(self.buckets), n_atoms, side="left")
+
+    def bucket_batch_sizes(self, batch_size: int) -> list[int]:
+        """Molecules per batch in each bucket: ``batch_size`` in the largest; with the ``atoms``
+        budget, smaller buckets take proportionally more molecules (batch_size x largest edge /
+        edge, the same number of padded atoms per batch)."""
+        assert self.buckets is not None
+        top = self.buckets[-1]
+        if self.bucket_budget == "molecules":
+            return [batch_size] * len(self.buckets)
+        return [max(1, int(batch_size * top // e)) for e in self.buckets]
+
+    def plan(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
+        """The batches of one epoch, in order: molecules shuffled with a generator seeded by
+        (seed, epoch), grouped by bucket, cut into full batches (each bucket's remainder, under one
+        batch, waits for another epoch), and the batches shuffled. Without buckets: one
+        permutation cut into batches of ``batch_size``."""
+        rng = np.random.default_rng([seed, epoch])
+        perm = rng.permutation(len(self))
+        if self.buckets is None:
+            k = len(self) // batch_size
+            return [perm[i * batch_size:(i + 1) * batch_size] for i in range(k)]
+        which = self.bucket_of(self.n_atoms[perm])
+        batches: list[np.ndarray] = []
+        for b, size in enumerate(self.bucket_batch_sizes(batch_size)):
+            members = perm[which == b]
+            batches += [members[i * size:(i + 1) * size] for i in range(len(members) // size)]
+        order = rng.permutation(len(batches))
+        return [batches[i] for i in order]
+
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        idx_t = torch.as_tensor(idx, dtype=torch.long)
-        n = self.types.shape[1] if self.fixed_size else int(self.n_atoms[idx].max())
+        idx_t = torch.as_tensor(idx, dtype=torch.long).to(self.device)
+        longest = int(self.n_atoms[idx].max())
+        if self.fixed_size:
+            n = self.types.shape[1]
+        elif self.buckets is not None:
+            n = self.buckets[int(self.bucket_of(np.array([longest]))[0])]
+        else:
+            n = longest
         types = self._types_t[idx_t, :n]
         return {"types": types, "pos": self._pos_t[idx_t, :n], "mask": types >= 0}

@@ -22,6 +22,8 @@ from ..diffusion.schedule import NoiseSchedule
 from .base import GenerativeModel, register
 
 QM9_TYPES = ("H", "C", "N", "O", "F")
+PARAMETERIZATIONS = ("eps", "x0")
+LOSS_WEIGHTINGS = ("l2", "min_snr", "snr_clamp")
 _Z = {"H": 1, "B": 5, "C": 6, "N": 7, "O": 8, "F": 9, "Si": 14, "P": 15, "S": 16, "Cl": 17, "Br": 35, "I": 53}
 
 
@@ -49,7 +51,8 @@ class EDM(GenerativeModel):
                  schedule: str = "polynomial_2", timesteps: int = 1000, precision: float = 1e-5,
                  norm_values: Sequence[float] = (1.0, 4.0, 10.0),
                  atom_count_hist: Sequence[float] | None = None, default_sampling_steps: int = 100,
-                 sampler: str = "ancestral") -> None:
+                 sampler: str = "ancestral", parameterization: str = "eps", loss_weighting: str = "l2",
+                 time_beta: Sequence[float] | None = None, self_conditioning: bool = False) -> None:
         super().__init__()
         self.atom_types = tuple(atom_types)
         unknown = [a for a in self.atom_types if a not in _Z]
@@ -67,12 +70,26 @@ class EDM(GenerativeModel):
         self.schedule = NoiseSchedule(schedule, timesteps, precision)
         self.default_sampling_steps = default_sampling_steps
         self.sampler_kind = sampler
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"unknown parameterization {parameterization!r}; choose from {', '.join(PARAMETERIZATIONS)}")
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"unknown loss_weighting {loss_weighting!r}; choose from {', '.join(LOSS_WEIGHTINGS)}")
+        if time_beta is not None and (len(time_beta) != 2 or not all(math.isfinite(v) and v > 0 for v in time_beta)):
+            raise ValueError(f"time_beta must be two positive numbers (a, b) of a Beta(a, b), got {time_beta!r}")
+        if self_conditioning and backbone != "egnn":
+            raise ValueError("self_conditioning is implemented for the egnn backbone only")
+        self.parameterization, self.loss_weighting = parameterization, loss_weighting
+        self.time_beta = tuple(float(v) for v in time_beta) if time_beta is not None else None
+        self.self_conditioning = bool(self_conditioning)
         in_dim, out_dim = self.h_dim + 1, self.h_dim  # + time
+        if self.self_conditioning:
+            in_dim += self.h_dim  # the previous estimate of the clean h
         if backbone == "egnn":
             from ..nn.egnn import EGNN
 
             self.net = EGNN(in_dim, out_dim, hidden=hidden, n_layers=n_layers, attention=attention, tanh=tanh,
-                            coords_range=coords_range, normalization_factor=normalization_factor)
+                            coords_range=coords_range, normalization_factor=normalization_factor,
+                            pair_extra_dim=int(self.self_conditioning))
         elif backbone == "e3nn":
             from ..nn.e3nn_backbone import E3nnBackbone
 
@@ -94,14 +111,41 @@ class EDM(GenerativeModel):
             parts.append(self.type_z[types.clamp(min=0)].float().unsqueeze(-1) / self.norm_values[2])
         return torch.cat(parts, dim=-1) * mask
 
-    def dynamics(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Predicted noise for z = [x, h] (B, N, 3 + h_dim) at normalised times t (B,)."""
+    def predict(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
+                self_cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One network pass on z = [x, h] (B, N, 3 + h_dim) at normalised times t (B,): the predicted
+        noise and the predicted clean state, each (B, N, 3 + h_dim). With ``self_conditioning`` the
+        network also sees ``self_cond``, an earlier estimate of the clean state (zeros when None)."""
         x, h = z[..., :3], z[..., 3:]
-        h_in = torch.cat([h, t.view(-1, 1, 1).expand(-1, h.shape[1], 1).to(h.dtype)], dim=-1) * mask
-        h_out, x_out = self.net(h_in, x, mask)
-        vel = remove_mean((x_out - x) * mask, mask)
-        out = torch.cat([vel, h_out], dim=-1) * mask
-        return torch.nan_to_num(out)  # guard against rare blow-ups in early training
+        feats = [h, t.view(-1, 1, 1).expand(-1, h.shape[1], 1).to(h.dtype)]
+        pair_extra = None
+        if self.self_conditioning:
+            sc = torch.zeros_like(z) if self_cond is None else self_cond.to(z.dtype)
+            feats.append(sc[..., 3:])
+            xs = sc[..., :3]
+            pair_extra = ((xs[:, :, None, :] - xs[:, None, :, :]) ** 2).sum(-1, keepdim=True)
+        h_in = torch.cat(feats, dim=-1) * mask
+        h_out, x_out = self.net(h_in, x, mask) if pair_extra is None else self.net(h_in, x, mask, pair_extra)
+        g = self.schedule.gamma(t).view(-1, 1, 1)
+        a, s = NoiseSchedule.alpha(g).to(z.dtype), NoiseSchedule.sigma(g).to(z.dtype)
+        if self.parameterization == "eps":
+            vel = remove_mean((x_out - x) * mask, mask)
+            eps = torch.nan_to_num(torch.cat([vel, h_out], dim=-1) * mask)  # guard against rare early blow-ups
+            clean = (z - s * eps) / a * mask
+        else:  # "x0": the network's output coordinates and features are the clean state
+            clean = torch.nan_to_num(torch.cat([remove_mean(x_out * mask, mask), h_out], dim=-1) * mask)
+            z_centred = torch.cat([remove_mean(x * mask, mask), h], dim=-1)  # z_t lives in the zero-CoM space
+            eps = (z_centred - a * clean) / s * mask
+        return eps, clean
+
+    def dynamics(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Predicted noise for z = [x, h] (B, N, 3 + h_dim) at normalised times t (B,). With
+        self-conditioning this is the two-pass denoiser (a first pass without an estimate, then one
+        conditioned on it), a fixed function of z_t, so the variational bound stays exact for it."""
+        if not self.self_conditioning:
+            return self.predict(z, t, mask)[0]
+        _, first = self.predict(z, t, mask)
+        return self.predict(z, t, mask, first)[0]
 
     def noise_like(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         eps = torch.randn_like(z) * mask
@@ -114,18 +158,53 @@ class EDM(GenerativeModel):
         return mask, torch.cat([x, self.encode_types(batch["types"], mask)], dim=-1)
 
     # --- training --------------------------------------------------------------------------------
+    def sample_times(self, b: int, device: torch.device) -> torch.Tensor:
+        """Training times t in [0, 1]: uniform over the T + 1 steps (EDM), or Beta(a, b) distributed
+        (``time_beta``; a < b puts more weight on low noise, as SemlaFlow's Beta(2, 1) in flow time)."""
+        T = self.schedule.timesteps
+        if self.time_beta is None:
+            return torch.randint(0, T + 1, (b,), device=device).float() / T
+        a, bb = self.time_beta
+        u = torch.distributions.Beta(torch.tensor(a, device=device), torch.tensor(bb, device=device)).sample((b,))
+        return torch.round(u * T) / T
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-molecule weight of the noise error ||eps - eps_hat||^2 (B,). The clean-state error is
+        ||x - x_hat||^2 = ||eps - eps_hat||^2 / SNR, so a weight w(SNR) on the clean-state error is
+        w(SNR) / SNR here. ``l2``: 1 (EDM); ``min_snr``: min(SNR, 5) / SNR (Hang et al. 2023);
+        ``snr_clamp``: clamp(SNR, 0.05, 1.5) / SNR (EQGAT-diff's clean-state weighting)."""
+        if self.loss_weighting == "l2":
+            return torch.ones_like(t)
+        snr = NoiseSchedule.snr(self.schedule.gamma(t)).float()
+        if self.loss_weighting == "min_snr":
+            return snr.clamp(max=5.0) / snr
+        return snr.clamp(0.05, 1.5) / snr
+
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mask, xh = self.clean_state(batch)
         b = xh.shape[0]
-        T = self.schedule.timesteps
-        t = torch.randint(0, T + 1, (b,), device=xh.device).float() / T
+        t = self.sample_times(b, xh.device)
         eps = self.noise_like(xh, mask)
         z = self.schedule.add_noise(xh, eps, t)
-        pred = self.dynamics(z, t, mask)
+        self_cond = None
+        if self.self_conditioning:  # half of the molecules see the model's own first estimate (JODO)
+            with torch.no_grad():
+                _, first = self.predict(z, t, mask)
+            keep = (torch.rand(b, 1, 1, device=xh.device) < 0.5).to(first.dtype)
+            self_cond = first.detach() * keep
+        pred, clean = self.predict(z, t, mask, self_cond)
         n = mask.sum((1, 2))
-        err = ((pred.float() - eps) ** 2).sum((1, 2)) / ((3 + self.h_dim) * n)
-        loss = err.mean()
-        ex = ((pred[..., :3].float() - eps[..., :3]) ** 2).sum((1, 2)) / (3 * n)
+        dims = (3 + self.h_dim) * n
+        w = self.loss_weight(t)
+        if self.parameterization == "eps":
+            err = ((pred.float() - eps) ** 2).sum((1, 2)) / dims
+            loss = (w * err).mean()
+            ex = ((pred[..., :3].float() - eps[..., :3]) ** 2).sum((1, 2)) / (3 * n)
+        else:  # weight the clean-state error by w * SNR (the same objective, better conditioned)
+            snr = NoiseSchedule.snr(self.schedule.gamma(t)).float()
+            err = ((clean.float() - xh) ** 2).sum((1, 2)) / dims
+            loss = (w * snr * err).mean()
+            ex = ((clean[..., :3].float() - xh[..., :3]) ** 2).sum((1, 2)) / (3 * n)
         return loss, {"loss_x": ex.mean().detach()}
 
     # --- likelihood ------------------------------------------------------------------------------
@@ -200,10 +279,13 @@ class EDM(GenerativeModel):
         -110.7 on QM9 test). ``molecules``: a SampleSet, RDKit Mols with 3D conformers, or a list of
         (atomic_numbers, positions in Angstrom). Molecules with atoms outside the vocabulary give NaN."""
         records = _as_records(molecules)
+        if n_t < 1 or batch_size < 1:
+            raise ValueError(f"n_t and batch_size must be positive, got n_t={n_t}, batch_size={batch_size}")
         out = np.full(len(records), np.nan)
         ok = [i for i, r in enumerate(records) if r is not None and all(z in self._z_to_type() for z in r[0])
               and 0 < len(r[0]) <= self.max_atoms]
         gen = torch.random.fork_rng(devices=[]) if self.device.type == "cpu" else torch.random.fork_rng()
+        was_training = self.training
         with gen:
             torch.manual_seed(seed)
             self.eval()
@@ -213,6 +295,7 @@ class EDM(GenerativeModel):
                 terms = self.nll_terms(batch, n_t=n_t)
                 nll = terms["diffusion"] + terms["prior"] + terms["decoder"] - terms["delta_log_px"] - terms["log_pN"]
                 out[idx] = -nll.cpu().numpy()
+        self.train(was_training)
         return out
 
     def _z_to_type(self) -> dict[int, int]:
@@ -256,7 +339,13 @@ class EDM(GenerativeModel):
                     raise ValueError(f"n_atoms must be between 1 and {self.max_atoms}, got {n_atoms}")
                 counts = torch.full((n,), n_atoms)
             else:
-                counts = torch.as_tensor(list(n_atoms))
+                counts = torch.as_tensor(list(n_atoms), dtype=torch.long)
+                if counts.numel() != n:
+                    raise ValueError(f"n_atoms lists {counts.numel()} sizes for n = {n} molecules")
+                bad = counts[(counts < 1) | (counts > self.max_atoms)]
+                if bad.numel():
+                    raise ValueError(f"n_atoms must be between 1 and {self.max_atoms}, got {int(bad[0])}")
+            was_training = self.training
             self.eval()
             smp = Sampler(self.schedule, steps, sampler or self.sampler_kind)
             # Sort by size so each batch is padded only to molecules of similar size.
@@ -270,12 +359,13 @@ class EDM(GenerativeModel):
                 nmax = int(c.max())
                 mask = (torch.arange(nmax, device=dev)[None, :] < c[:, None]).unsqueeze(-1).float()
                 z = self.noise_like(torch.zeros(len(c), nmax, 3 + self.h_dim, device=dev), mask)
-                z = smp.sample(lambda zz, tt: self.dynamics(zz, tt, mask), z, lambda zz: self.noise_like(zz, mask),
+                denoise = self._chain_denoiser(mask)
+                z = smp.sample(denoise, z, lambda zz: self.noise_like(zz, mask),
                                progress=progress, desc=f"edm batch {bi + 1}/{n_batches}")
                 # decode z_0 -> x, h (EDM: x from the predicted clean signal, h by argmax of z_0)
                 t0 = torch.zeros(len(c), device=dev)
                 g0 = self.schedule.gamma(t0).view(-1, 1, 1)
-                eps = self.dynamics(z, t0, mask)
+                eps = denoise(z, t0)
                 x0 = (z - NoiseSchedule.sigma(g0) * eps) / NoiseSchedule.alpha(g0)
                 x = remove_mean(x0[..., :3], mask)
                 types = z[..., 3:3 + self.k].argmax(-1)
@@ -283,16 +373,34 @@ class EDM(GenerativeModel):
                     k = int(c[i])
                     zs[j] = self.type_z[types[i, :k]].cpu().numpy()
                     xs[j] = x[i, :k].cpu().double().numpy()
+            self.train(was_training)
         return zs, xs
 
-    def sample(self, n: int, seed: int | None = 0, steps: int | None = None, n_atoms: int | None = None,
-               batch_size: int | None = None, progress: bool = False):
-        """Sample n molecules; returns a :class:`molgen.samples.SampleSet` (3D, Angstrom)."""
+    def _chain_denoiser(self, mask: torch.Tensor):
+        """The noise predictor used along one reverse chain. With self-conditioning it feeds each
+        step the clean-state estimate of the step before (the first step gets zeros), as in
+        Chen et al. (2023) and JODO."""
+        if not self.self_conditioning:
+            return lambda zz, tt: self.predict(zz, tt, mask)[0]
+        last: list[torch.Tensor | None] = [None]
+
+        def denoise(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            eps, clean = self.predict(zz, tt, mask, last[0])
+            last[0] = clean
+            return eps
+
+        return denoise
+
+    def sample(self, n: int, seed: int | None = 0, steps: int | None = None,
+               n_atoms: int | Sequence[int] | None = None, batch_size: int | None = None, progress: bool = False,
+               sampler: str | None = None):
+        """Sample n molecules; returns a :class:`molgen.samples.SampleSet` (3D, Angstrom).
+        ``sampler``: ``"ancestral"`` (default) or ``"ddim"`` (deterministic given z_T)."""
         from ..chem.geometry import bond_orders, stability
         from ..samples import SampleSet
 
         zs, xs = self.sample_arrays(n, steps=steps, n_atoms=n_atoms, seed=seed, batch_size=batch_size,
-                                    progress=progress)
+                                    progress=progress, sampler=sampler)
         stab = [stability(z, bond_orders(z, x)) for z, x in zip(zs, xs)]
         info = {"model": self.name, "steps": steps or self.default_sampling_steps, "seed": seed,
                 "atom_stability": sum(s.n_stable for s in stab) / max(sum(s.n_atoms for s in stab), 1),
@@ -323,6 +431,14 @@ def _as_records(molecules: Any) -> list[tuple[np.ndarray, np.ndarray] | None]:
 
     if hasattr(molecules, "atomic_numbers") and getattr(molecules, "positions", None) is not None:
         return list(zip(molecules.atomic_numbers, molecules.positions))
+    if isinstance(molecules, Chem.Mol):  # one molecule
+        molecules = [molecules]
+    elif (isinstance(molecules, tuple) and len(molecules) == 2 and np.ndim(molecules[0]) == 1
+          and np.ndim(molecules[1]) == 2):  # one (atomic_numbers, positions) pair
+        molecules = [molecules]
+    elif isinstance(molecules, (str, bytes)) or not hasattr(molecules, "__iter__"):
+        raise TypeError("log_likelihood takes a SampleSet, RDKit Mols with 3D conformers, or "
+                        f"(atomic_numbers, positions) pairs, not {type(molecules).__name__}")
     out: list[tuple[np.ndarray, np.ndarray] | None] = []
     for m in molecules:
         if isinstance(m, Chem.Mol):

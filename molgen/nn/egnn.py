@@ -98,17 +98,25 @@ class EGNN(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, n_layers: int = 9,
                  n_sublayers: int = 1, attention: bool = True, tanh: bool = True,
-                 coords_range: float = 15.0, normalization_factor: float = 1.0) -> None:
+                 coords_range: float = 15.0, normalization_factor: float = 1.0, pair_extra_dim: int = 0) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, hidden)
+        self.pair_extra_dim = pair_extra_dim
         self.blocks = nn.ModuleList(
-            EquivariantBlock(hidden, 2, n_sublayers, normalization_factor, attention, tanh,
+            EquivariantBlock(hidden, 2 + pair_extra_dim, n_sublayers, normalization_factor, attention, tanh,
                              coords_range / n_layers) for _ in range(n_layers))
         self.out = nn.Linear(hidden, out_dim)
 
-    def forward(self, h: torch.Tensor, x: torch.Tensor, node_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, x: torch.Tensor, node_mask: torch.Tensor,
+                pair_extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pair_extra`` (B, N, N, pair_extra_dim): invariant pair features appended to every
+        layer's edge input (e.g. distances of a self-conditioning estimate)."""
         pair_mask = _pair_mask(node_mask)
         d0 = ((x[:, :, None, :] - x[:, None, :, :]) ** 2).sum(-1, keepdim=True)
+        if self.pair_extra_dim:
+            if pair_extra is None or pair_extra.shape[-1] != self.pair_extra_dim:
+                raise ValueError(f"this EGNN takes {self.pair_extra_dim} extra pair features")
+            d0 = torch.cat([d0, pair_extra.to(d0.dtype)], dim=-1)
         h = self.embed(h) * node_mask
         for block in self.blocks:
             h, x = block(h, x, d0, node_mask, pair_mask)
