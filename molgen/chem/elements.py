@@ -6,11 +6,25 @@ validity computed here compare with the published numbers.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
-from rdkit import Chem
 
-_PT = Chem.GetPeriodicTable()
+#: Atomic numbers of the elements in molgen's vocabularies and bond tables; RDKit's periodic table
+#: answers for any other symbol. Kept here so that the 3D path (QM9 arrays, EDM training, stability)
+#: runs without importing RDKit, e.g. on a GPU machine that has no RDKit wheel.
+ATOMIC_NUMBERS: dict[str, int] = {
+    "H": 1, "B": 5, "C": 6, "N": 7, "O": 8, "F": 9, "Al": 13, "Si": 14, "P": 15, "S": 16, "Cl": 17,
+    "As": 33, "Br": 35, "I": 53, "Hg": 80, "Bi": 83,
+}
+_SYMBOLS = {z: s for s, z in ATOMIC_NUMBERS.items()}
+
+
+@lru_cache(maxsize=1)
+def _periodic_table():
+    from rdkit import Chem
+
+    return Chem.GetPeriodicTable()
 
 #: Heavy-atom and hydrogen vocabularies per dataset, as element symbols in a fixed order.
 VOCABULARIES: dict[str, tuple[str, ...]] = {
@@ -64,15 +78,17 @@ MARGINS_PM = (10.0, 5.0, 3.0)
 #: Elements with a row/column in the bond tables, in atomic-number order.
 TABLE_ELEMENTS: tuple[str, ...] = tuple(sorted(
     {e for t in (_BONDS1, _BONDS2, _BONDS3) for a, row in t.items() for e in (a, *row)},
-    key=lambda s: _PT.GetAtomicNumber(s)))
+    key=lambda s: ATOMIC_NUMBERS[s]))
 
 
 def atomic_number(symbol: str) -> int:
     """Atomic number of an element symbol (raises ValueError for an unknown symbol)."""
-    try:
-        z = _PT.GetAtomicNumber(symbol)
-    except RuntimeError:
-        z = 0
+    z = ATOMIC_NUMBERS.get(symbol)
+    if z is None:
+        try:
+            z = _periodic_table().GetAtomicNumber(symbol)
+        except RuntimeError:
+            z = 0
     if z <= 0:
         raise ValueError(f"unknown element symbol {symbol!r}")
     return z
@@ -80,7 +96,8 @@ def atomic_number(symbol: str) -> int:
 
 def symbol(z: int) -> str:
     """Element symbol of an atomic number."""
-    return _PT.GetElementSymbol(int(z))
+    known = _SYMBOLS.get(int(z))
+    return known if known is not None else _periodic_table().GetElementSymbol(int(z))
 
 
 def _table(bonds: dict[str, dict[str, int]]) -> np.ndarray:

@@ -19,12 +19,12 @@ from torch import nn
 
 from ..diffusion.sampler import Sampler
 from ..diffusion.schedule import NoiseSchedule
+from ..chem.elements import ATOMIC_NUMBERS
 from .base import GenerativeModel, register
 
 QM9_TYPES = ("H", "C", "N", "O", "F")
 PARAMETERIZATIONS = ("eps", "x0")
 LOSS_WEIGHTINGS = ("l2", "min_snr", "snr_clamp")
-_Z = {"H": 1, "B": 5, "C": 6, "N": 7, "O": 8, "F": 9, "Si": 14, "P": 15, "S": 16, "Cl": 17, "Br": 35, "I": 53}
 
 
 def remove_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -55,14 +55,14 @@ class EDM(GenerativeModel):
                  time_beta: Sequence[float] | None = None, self_conditioning: bool = False) -> None:
         super().__init__()
         self.atom_types = tuple(atom_types)
-        unknown = [a for a in self.atom_types if a not in _Z]
+        unknown = [a for a in self.atom_types if a not in ATOMIC_NUMBERS]
         if unknown:
-            raise ValueError(f"unsupported atom types {unknown}; supported: {sorted(_Z)}")
+            raise ValueError(f"unsupported atom types {unknown}; supported: {sorted(ATOMIC_NUMBERS)}")
         self.k = len(self.atom_types)
         self.include_charges = include_charges
         self.h_dim = self.k + int(include_charges)
         self.norm_values = tuple(float(v) for v in norm_values)
-        self.register_buffer("type_z", torch.tensor([_Z[a] for a in self.atom_types]), persistent=False)
+        self.register_buffer("type_z", torch.tensor([ATOMIC_NUMBERS[a] for a in self.atom_types]), persistent=False)
         hist = np.asarray(atom_count_hist if atom_count_hist is not None else [0.0] * 29 + [1.0], dtype=np.float64)
         if hist.sum() <= 0:
             raise ValueError("atom_count_hist must have positive mass")
