@@ -1,7 +1,8 @@
-"""The small sample-quality check that EDM's training loop runs periodically (learning curve)."""
+"""The sample-quality check that EDM's training loop runs periodically (the learning curve)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -9,10 +10,14 @@ import numpy as np
 from ..chem.geometry import bond_orders, stability
 
 
-def sample_quality(zs: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, float]:
-    """Atom / molecule stability (EDM's rule) and RDKit validity of sampled 3D molecules."""
-    from ..chem.build import mol_from_graph, sanitize
-
+def sample_quality(zs: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, float | None]:
+    """Atom / molecule stability (EDM's rule) and RDKit validity of sampled 3D molecules. Where
+    RDKit is not installed (a bare GPU machine) validity is None: stability needs no RDKit, and the
+    saved samples are scored for validity later with :func:`molgen.evaluate`."""
+    try:
+        from ..chem.build import mol_from_graph, sanitize
+    except ImportError:
+        mol_from_graph = sanitize = None
     n_atoms = n_stable = n_mol_stable = n_valid = 0
     for z, x in zip(zs, xs):
         order = bond_orders(z, x)
@@ -20,23 +25,45 @@ def sample_quality(zs: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, floa
         n_atoms += st.n_atoms
         n_stable += st.n_stable
         n_mol_stable += st.molecule_stable
-        n_valid += sanitize(mol_from_graph(z, order)) is not None
+        if sanitize is not None:
+            n_valid += sanitize(mol_from_graph(z, order)) is not None
     n = max(len(zs), 1)
     return {"atom_stability": n_stable / max(n_atoms, 1), "molecule_stability": n_mol_stable / n,
-            "validity": n_valid / n}
+            "validity": n_valid / n if sanitize is not None else None}
 
 
-def make_evaluator(n: int | None = None, steps: int | None = None) -> Callable:
+def save_samples(path: Path, zs: list[np.ndarray], xs: list[np.ndarray]) -> None:
+    """Keep one evaluation's samples (atomic numbers, Angstrom) as a compressed .npz, atomically."""
+    n_atoms = np.array([len(z) for z in zs], dtype=np.int64)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, n_atoms=n_atoms, z=np.concatenate(zs).astype(np.int8),
+                        pos=np.concatenate(xs).astype(np.float32))
+    os.replace(tmp, path)
+
+
+def load_samples(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The (atomic numbers, positions) lists written by :func:`save_samples`."""
+    with np.load(path, allow_pickle=False) as f:
+        cut = np.cumsum(f["n_atoms"])[:-1]
+        return (np.split(f["z"].astype(np.int64), cut), np.split(f["pos"].astype(np.float64), cut))
+
+
+def make_evaluator(n: int | None = None, steps: int | None = None, batch_size: int | None = None) -> Callable:
     """Evaluator for the trainer: samples n molecules (MOLGEN_EVAL_N, default 256) with the model's
-    default step count (or MOLGEN_EVAL_STEPS) and returns their quality."""
+    default step count (or MOLGEN_EVAL_STEPS) and returns their quality. Called with ``out_dir``
+    it also writes the samples to ``out_dir/eval_samples/step-<N>.npz``."""
     n = n or int(os.environ.get("MOLGEN_EVAL_N", "256"))
     steps = steps or (int(os.environ["MOLGEN_EVAL_STEPS"]) if "MOLGEN_EVAL_STEPS" in os.environ else None)
 
-    def evaluate(model) -> dict[str, float]:
-        zs, xs = model.sample_arrays(n, steps=steps, seed=1234, batch_size=n)
+    def evaluate(model, out_dir: Path | None = None, step: int | None = None) -> dict[str, float | None]:
+        zs, xs = model.sample_arrays(n, steps=steps, seed=1234, batch_size=batch_size or n)
         result = sample_quality(zs, xs)
         result["eval_samples"] = n
         result["eval_steps"] = steps or model.default_sampling_steps
+        if out_dir is not None:
+            folder = Path(out_dir) / "eval_samples"
+            folder.mkdir(parents=True, exist_ok=True)
+            save_samples(folder / f"step-{step if step is not None else 0}.npz", zs, xs)
         return result
 
     return evaluate
