@@ -208,13 +208,14 @@ def _encode_tree(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
     raise TypeError(f"cannot store a {type(tree).__name__} at {path!r} in a train state")
 
 
-def _decode_tree(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def _decode_tree(node: Any, tensors: dict[str, torch.Tensor] | None) -> Any:
+    """Inverse of :func:`_encode_tree`; with ``tensors=None`` every tensor reads as None."""
     if isinstance(node, list):
         return [_decode_tree(v, tensors) for v in node]
     if not isinstance(node, dict):
         return node
     if "__tensor__" in node:
-        return tensors[node["__tensor__"]]
+        return None if tensors is None else tensors[node["__tensor__"]]
     if "__tuple__" in node:
         return tuple(_decode_tree(v, tensors) for v in node["__tuple__"])
     if "__items__" in node:
@@ -432,7 +433,7 @@ def _read_tree(folder: Path, manifest: dict[str, Any], pending: bool, tensors: b
                 files[name] = _read_checked(folder, name, entries[name], pending)
         return decode_train_state(files, str(folder))
     try:
-        return _decode_tree(json.loads(files[STATE_JSON])["tree"], {})
+        return _decode_tree(json.loads(files[STATE_JSON])["tree"], None)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{STATE_JSON} in {folder} is unreadable ({exc.__class__.__name__})") from None
 
