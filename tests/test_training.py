@@ -328,9 +328,9 @@ def test_a_dataset_plan_sets_the_batches_and_resumes_exactly(tmp_path: Path) -> 
 def test_under_ddp_each_rank_takes_its_stride_of_the_planned_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     data = _Planned()
-    trainer = Trainer(_Toy(), data, TrainConfig(batch_size=4, max_steps=1, progress=False), tmp_path / "r")
+    trainer = Trainer(_Toy(), data, TrainConfig(batch_size=3, max_steps=1, progress=False), tmp_path / "r")
     trainer.world = 2
-    first = data.plan(0, 0, 8)[0]
+    first = data.plan(0, 0, 6)[0]  # the global batch: 3 per rank x 2 ranks
     for rank in (0, 1):
         trainer.rank = rank
         assert trainer._next_indices().tolist() == first[rank::2].tolist()

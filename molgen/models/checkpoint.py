@@ -297,10 +297,6 @@ def write_checkpoint(folder: str | Path, files: dict[str, bytes], step: int, kee
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     recover_checkpoint(folder)
-    big = [name for name, data in files.items() if len(data) >= MAX_FILE_BYTES]
-    if big:
-        raise CheckpointError(f"{big[0]} would be {len(files[big[0]]) / 2**20:.1f} MiB; "
-                              f"every file of a run folder must stay under {MAX_FILE_BYTES // 2**20} MiB")
     pending = folder / PENDING
     pending.mkdir()
     entries: dict[str, dict[str, Any]] = {}

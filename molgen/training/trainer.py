@@ -38,7 +38,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..models.base import GenerativeModel
-from ..models.checkpoint import (CheckpointError, checkpoint_files, convert_legacy_train_state,
+from ..models.checkpoint import (MAX_FILE_BYTES, CheckpointError, checkpoint_files, convert_legacy_train_state,
                                  encode_train_state, has_train_state, read_train_state, recover_checkpoint,
                                  write_checkpoint)
 
@@ -180,6 +180,7 @@ class Trainer:
         self._plan: list[np.ndarray] = []
         self._position: tuple[int, int, int] | None = None  # plan position after the batch being taken
         self._signal: int | None = None
+        self._warned_size = False
         self.wrapped: torch.nn.Module = (DistributedDataParallel(model) if self.world > 1 else model)
         self._loss_fn = self.wrapped if self.world > 1 else model.loss
         self._compiled = config.compile and self.device.type == "cuda"
@@ -256,6 +257,10 @@ class Trainer:
                 tqdm.write(f"warning: {old} is unreadable ({exc.__class__.__name__}); writing a new one")
         ema_weights = self.ema.module.state_dict()
         files.update(checkpoint_files(self.model.name, self.model.config, ema_weights, metrics))
+        big = [f"{name} ({len(data) / 2**20:.1f} MiB)" for name, data in files.items() if len(data) >= MAX_FILE_BYTES]
+        if big and not self._warned_size:  # the train state is sharded; the weights file is one file
+            tqdm.write(f"warning: {', '.join(big)} in {self.out} over the {MAX_FILE_BYTES // 2**20} MiB per-file limit")
+            self._warned_size = True
         write_checkpoint(self.out, files, step=self.state.step)
 
     def epochs(self) -> float:
@@ -429,9 +434,11 @@ class Trainer:
                     self.save()
             if self._signal is not None:
                 self.save()
-                raise TrainingInterrupted(
-                    f"interrupted at step {self.state.step}; checkpoint saved in {self.out}, resume with "
-                    f"python -m molgen.train --model {self.model.name} --resume {self.out}", self._signal)
+                dataset = self.extra_metrics.get("dataset")
+                resume = f"python -m molgen.train --model {self.model.name}" + (
+                    f" --dataset {dataset}" if isinstance(dataset, str) else "") + f" --resume {self.out}"
+                raise TrainingInterrupted(f"interrupted at step {self.state.step}; checkpoint saved in {self.out}, "
+                                          f"resume with {resume}", self._signal)
             if self.evaluate is not None and (not self.curve or self.curve[-1]["step"] != self.state.step):
                 self._run_eval()
             self.save()
