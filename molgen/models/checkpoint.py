@@ -162,10 +162,12 @@ def read_weights(folder: str | Path, sha256: str | None = None) -> dict[str, tor
     except OSError as exc:
         raise CheckpointError(f"cannot read {path} ({exc.__class__.__name__})") from None
     if sha256 is not None and sha256_bytes(blob) != sha256:
-        hint = (f"an interrupted checkpoint write: resume training in {folder} (or call "
-                f"molgen.models.checkpoint.recover_checkpoint) to finish it"
-                if (folder / PENDING / MANIFEST).exists() else "the file is corrupt or was replaced")
-        raise CheckpointError(f"{path} does not match the sha256 in config.json; {hint}")
+        if (folder / PENDING / MANIFEST).exists():
+            raise CheckpointError(f"{path} does not match the sha256 in config.json: an interrupted checkpoint "
+                                  f"write; resume training in {folder} (or call molgen.models.checkpoint."
+                                  f"recover_checkpoint) to finish it")
+        raise CheckpointError(f"{path} is truncated or corrupt: it does not match the sha256 in config.json "
+                              f"(or it was replaced without updating config.json)")
     try:
         return load_safetensors(blob)
     except (SafetensorError, OSError, ValueError) as exc:
