@@ -96,7 +96,7 @@ class GenerativeModel(nn.Module):
             model = cls(**info["config"])
         except TypeError as exc:
             raise CheckpointError(f"config.json in {folder} does not fit {cls.name}: {exc}") from None
-        load_state_into(model, read_weights(folder), folder)
+        load_state_into(model, read_weights(folder, sha256=info.get("weights_sha256")), folder)
         model.checkpoint_dir = Path(folder)
         return model.to(device).eval()
 

@@ -1,77 +1,175 @@
 """The checkpoint format shared by all models.
 
-A checkpoint folder holds ``config.json`` (``{"model": name, "config": constructor kwargs}``),
-``weights.safetensors`` (the weights to use; the EMA weights when training kept them), and
-``metrics.json`` (what the weights reached and how). Training adds ``train_state.pt`` (raw weights,
-optimiser, EMA, step, random state) so a run resumes exactly; it is not needed to use the model.
+A checkpoint folder holds ``config.json`` (``{"model": name, "config": constructor kwargs,
+"weights_sha256": checksum}``), ``weights.safetensors`` (the weights to use; the EMA weights when
+training kept them), and ``metrics.json`` (what the weights reached and how). Nothing in it is a
+pickle: loading a folder never runs code from it.
+
+A training run folder adds the train state, so that a run resumes exactly (not needed to use the
+model): ``train_state.json`` (step, molecules seen, gradient-norm history, learning curve, training
+settings, optimiser hyperparameters) and ``train_state-00001-of-0000N.safetensors`` (raw weights,
+EMA weights, optimiser moments and random-number-generator states, fp32 kept fp32), sharded so that
+every file stays under :data:`MAX_FILE_BYTES`. ``checkpoint.json`` (the manifest: step, and the size
+and sha256 of every file of the checkpoint) is written last; see :func:`write_checkpoint` for why a
+crash at any point leaves the folder at the old or the new step.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as dump_safetensors
+
+MANIFEST = "checkpoint.json"
+PENDING = ".checkpoint-pending"      # the next checkpoint while it is being written
+STATE_JSON = "train_state.json"
+LEGACY_STATE = "train_state.pt"      # the pickle-based train state of older versions (converted on resume)
+SHARD_BYTES = 12 * 2**20             # tensors per train-state shard
+MAX_FILE_BYTES = 16 * 2**20          # every file of a run folder stays under this (a transfer limit)
+_SHARD_RE = re.compile(r"^train_state-\d{5}-of-\d{5}\.safetensors$")
+_TMP_NAMES = ("weights.safetensors.tmp", "config.json.tmp", "metrics.json.tmp", "checkpoint.json.tmp",
+              "log.csv.tmp", "train_state.pt.tmp")
+FORMAT = "molgen-checkpoint/1"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint folder is missing, truncated or for another model."""
+    """A checkpoint folder is missing, truncated, inconsistent or for another model."""
+
+
+# --- small file helpers ------------------------------------------------------------------------
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and flush it to the disk (callers rename it into place)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a text file so that readers see the old or the new content, never a partial one."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    _write_file(tmp, text.encode())
     os.replace(tmp, path)
+
+
+def _check_folder(folder: Path, what: str = "checkpoint folder") -> None:
+    if folder.is_file():
+        raise CheckpointError(f"{what} {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise CheckpointError(f"{what} {folder} does not exist")
+
+
+# --- weights, config and metrics ----------------------------------------------------------------
+def weights_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """``state`` in the safetensors format (CPU, contiguous, no shared storage)."""
+    return dump_safetensors({k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()})
+
+
+def checkpoint_files(name: str, config: dict[str, Any], weights: dict[str, torch.Tensor],
+                     metrics: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """The usable part of a checkpoint as ``{file name: content}``; config.json records the
+    sha256 of weights.safetensors so that a damaged or swapped weights file is caught on load."""
+    blob = weights_bytes(weights)
+    files = {"weights.safetensors": blob}
+    if metrics is not None:
+        files["metrics.json"] = json.dumps(metrics, indent=2).encode()
+    files["config.json"] = json.dumps({"model": name, "config": config, "weights_sha256": sha256_bytes(blob)},
+                                      indent=2).encode()
+    return files
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-    os.chmod(tmp, 0o644)  # safetensors creates the file readable by its owner only
+    _write_file(tmp, weights_bytes(state))
     os.replace(tmp, path)
 
 
 def save_checkpoint(folder: str | Path, name: str, config: dict[str, Any],
                     weights: dict[str, torch.Tensor], metrics: dict[str, Any] | None = None) -> Path:
-    """Write config.json, weights.safetensors and (if given) metrics.json atomically."""
+    """Write weights.safetensors, metrics.json (if given) and config.json, each atomically.
+
+    config.json goes last and holds the weights' checksum, so a crash in between is reported on
+    load rather than giving weights that do not match their config. (Training runs write all their
+    files as one atomic checkpoint instead, :func:`write_checkpoint`.)"""
     folder = Path(folder)
+    if folder.is_file():
+        raise CheckpointError(f"checkpoint folder {folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    save_weights(weights, folder / "weights.safetensors")
-    atomic_write_text(folder / "config.json", json.dumps({"model": name, "config": config}, indent=2))
-    if metrics is not None:
-        atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
+    for fname, data in checkpoint_files(name, config, weights, metrics).items():
+        tmp = folder / (fname + ".tmp")
+        _write_file(tmp, data)
+        os.replace(tmp, folder / fname)
     return folder
 
 
 def read_config(folder: str | Path, expect_model: str | None = None) -> dict[str, Any]:
-    """Read and check ``config.json``; raise CheckpointError with a one-line reason."""
+    """Read and check ``config.json``; raise CheckpointError with a one-line reason.
+
+    Returns ``{"model": name, "config": kwargs, "weights_sha256": checksum or None}``."""
     folder = Path(folder)
+    _check_folder(folder)
     path = folder / "config.json"
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder {folder} does not exist")
     if not path.exists():
         raise CheckpointError(f"{folder} is not a molgen checkpoint (no config.json)")
     try:
         data = json.loads(path.read_text())
         name, config = data["model"], data["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        checksum = data.get("weights_sha256")
+        if not isinstance(config, dict) or not isinstance(name, str):
+            raise TypeError("model must be a name and config an object")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path} is unreadable or truncated ({exc.__class__.__name__})") from None
     if expect_model is not None and name != expect_model:
         raise CheckpointError(f"{folder} holds a {name!r} checkpoint, not {expect_model!r}")
-    return {"model": name, "config": config}
+    return {"model": name, "config": config, "weights_sha256": checksum}
 
 
-def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(folder) / "weights.safetensors"
+def read_weights(folder: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Load weights.safetensors; with ``sha256`` (from config.json) check its checksum first."""
+    folder = Path(folder)
+    path = folder / "weights.safetensors"
     if not path.exists():
         raise CheckpointError(f"{folder} has no weights.safetensors")
     try:
-        return load_file(str(path))
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path} ({exc.__class__.__name__})") from None
+    if sha256 is not None and sha256_bytes(blob) != sha256:
+        if (folder / PENDING / MANIFEST).exists():
+            raise CheckpointError(f"{path} does not match the sha256 in config.json: an interrupted checkpoint "
+                                  f"write; resume training in {folder} (or call molgen.models.checkpoint."
+                                  f"recover_checkpoint) to finish it")
+        raise CheckpointError(f"{path} is truncated or corrupt: it does not match the sha256 in config.json "
+                              f"(or it was replaced without updating config.json)")
+    try:
+        return load_safetensors(blob)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is truncated or corrupt ({exc})") from None
 
@@ -88,3 +186,282 @@ def load_state_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], f
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"weights in {folder} do not fit this model's config: {first}") from None
+
+
+# --- a tree of tensors and JSON values, without pickle -------------------------------------------
+def _encode_tree(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    """JSON for ``tree``: tensors go to ``tensors`` under their path, tuples and dicts with
+    non-string keys (optimizer states) are tagged so that they come back as they were."""
+    if torch.is_tensor(tree):
+        if path in tensors:
+            raise ValueError(f"two tensors would be stored as {path!r}")
+        tensors[path] = tree.detach().to("cpu", copy=True).contiguous()
+        return {"__tensor__": path}
+    if isinstance(tree, dict):
+        if all(isinstance(k, str) for k in tree) and not any(k.startswith("__") and k.endswith("__") for k in tree):
+            return {k: _encode_tree(v, tensors, f"{path}/{k}") for k, v in tree.items()}
+        return {"__items__": [[k, _encode_tree(v, tensors, f"{path}/{k}")] for k, v in tree.items()]}
+    if isinstance(tree, tuple):
+        return {"__tuple__": [_encode_tree(v, tensors, f"{path}/{i}") for i, v in enumerate(tree)]}
+    if isinstance(tree, list):
+        return [_encode_tree(v, tensors, f"{path}/{i}") for i, v in enumerate(tree)]
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    raise TypeError(f"cannot store a {type(tree).__name__} at {path!r} in a train state")
+
+
+def _decode_tree(node: Any, tensors: dict[str, torch.Tensor] | None) -> Any:
+    """Inverse of :func:`_encode_tree`; with ``tensors=None`` every tensor reads as None."""
+    if isinstance(node, list):
+        return [_decode_tree(v, tensors) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "__tensor__" in node:
+        return None if tensors is None else tensors[node["__tensor__"]]
+    if "__tuple__" in node:
+        return tuple(_decode_tree(v, tensors) for v in node["__tuple__"])
+    if "__items__" in node:
+        return {k: _decode_tree(v, tensors) for k, v in node["__items__"]}
+    return {k: _decode_tree(v, tensors) for k, v in node.items()}
+
+
+def encode_train_state(tree: dict[str, Any], shard_bytes: int = SHARD_BYTES) -> dict[str, bytes]:
+    """``tree`` (nested dicts / lists of tensors and JSON values) as ``{file name: content}``:
+    train_state.json and safetensors shards of at most ``shard_bytes`` of tensor data each.
+    A tensor larger than a shard is split into flat parts, stored under ``name#0``, ``name#1``..."""
+    tensors: dict[str, torch.Tensor] = {}
+    doc = _encode_tree(tree, tensors, "")
+    pieces: list[tuple[str, torch.Tensor]] = []
+    split: dict[str, list[int]] = {}
+    for key, t in tensors.items():
+        nbytes = t.numel() * t.element_size()
+        if nbytes > shard_bytes and t.numel() > 1:
+            per = max(shard_bytes // t.element_size(), 1)
+            flat = t.reshape(-1)
+            parts = [flat[i:i + per].clone() for i in range(0, flat.numel(), per)]
+            split[key] = list(t.shape)
+            pieces += [(f"{key}#{i}", p) for i, p in enumerate(parts)]
+        else:
+            pieces.append((key, t))
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    used = 0
+    for key, t in pieces:
+        nbytes = t.numel() * t.element_size()
+        if shards[-1] and used + nbytes > shard_bytes:
+            shards.append({})
+            used = 0
+        shards[-1][key] = t
+        used += nbytes
+    n = len(shards)
+    names = [f"train_state-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+    files = {name: dump_safetensors(shard) for name, shard in zip(names, shards)}
+    meta = {"format": FORMAT, "shards": names, "split_tensors": split, "tree": doc}
+    return {STATE_JSON: json.dumps(meta).encode(), **files}
+
+
+def decode_train_state(files: dict[str, bytes], where: str = "train state") -> dict[str, Any]:
+    """Inverse of :func:`encode_train_state`; damaged input is a CheckpointError."""
+    try:
+        meta = json.loads(files[STATE_JSON])
+        names, split, doc = meta["shards"], meta["split_tensors"], meta["tree"]
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{STATE_JSON} in {where} is unreadable or truncated ({exc.__class__.__name__})") from None
+    tensors: dict[str, torch.Tensor] = {}
+    for name in names:
+        if name not in files:
+            raise CheckpointError(f"{where} lacks {name}")
+        try:
+            tensors.update(load_safetensors(files[name]))
+        except (SafetensorError, ValueError) as exc:
+            raise CheckpointError(f"{name} in {where} is truncated or corrupt ({exc})") from None
+    try:
+        for key, shape in split.items():
+            parts = []
+            while f"{key}#{len(parts)}" in tensors:
+                parts.append(tensors.pop(f"{key}#{len(parts)}"))
+            tensors[key] = torch.cat(parts).reshape(shape)
+        return _decode_tree(doc, tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{where} does not fit together ({exc.__class__.__name__}: {exc})") from None
+
+
+# --- atomic checkpoints: stage everything, write the manifest, then move into place ---------------
+def write_checkpoint(folder: str | Path, files: dict[str, bytes], step: int, keep: tuple[str, ...] = ()) -> None:
+    """Replace the checkpoint in ``folder`` by ``files`` as a whole.
+
+    Every file is first written and flushed into ``folder/.checkpoint-pending/``; the manifest
+    ``checkpoint.json`` (step, size and sha256 of each file, and of the files named in ``keep``,
+    which stay as they are) is written there last. That is the commit point: then the files are
+    moved into place one by one, the manifest last, and the pending folder is removed. A crash
+    before the commit point leaves the old checkpoint (the half-written pending folder is removed
+    on the next start); a crash after it is rolled forward by :func:`recover_checkpoint`, and
+    readers already see the new checkpoint (:func:`read_train_state`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(folder)
+    pending = folder / PENDING
+    pending.mkdir()
+    entries: dict[str, dict[str, Any]] = {}
+    for name, data in files.items():
+        _write_file(pending / name, data)
+        entries[name] = {"bytes": len(data), "sha256": sha256_bytes(data)}
+    for name in keep:
+        data = (folder / name).read_bytes()
+        entries[name] = {"bytes": len(data), "sha256": sha256_bytes(data)}
+    manifest = {"format": FORMAT, "step": int(step), "files": entries}
+    _write_file(pending / (MANIFEST + ".tmp"), json.dumps(manifest, indent=2).encode())
+    os.replace(pending / (MANIFEST + ".tmp"), pending / MANIFEST)
+    _fsync_dir(pending)
+    _commit(folder)
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict) or "step" not in data:
+            return None
+        return data
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _commit(folder: Path) -> None:
+    pending = folder / PENDING
+    manifest = _read_manifest(pending / MANIFEST)
+    if manifest is None:  # written before the commit point: the old checkpoint stands
+        shutil.rmtree(pending, ignore_errors=True)
+        return
+    for name in manifest["files"]:
+        if (pending / name).exists():
+            os.replace(pending / name, folder / name)
+    os.replace(pending / MANIFEST, folder / MANIFEST)
+    _fsync_dir(folder)
+    shutil.rmtree(pending, ignore_errors=True)
+    _remove_orphans(folder, manifest)
+
+
+def _remove_orphans(folder: Path, manifest: dict[str, Any]) -> None:
+    for path in folder.iterdir():
+        if _SHARD_RE.match(path.name) and path.name not in manifest["files"]:
+            path.unlink(missing_ok=True)
+
+
+def recover_checkpoint(folder: str | Path) -> None:
+    """Bring ``folder`` back to one consistent checkpoint after a crash: finish a committed write,
+    drop a half-written one and temporary files left by a killed writer. Safe to call any time
+    (no-op on a tidy folder); the trainer calls it on start."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for name in _TMP_NAMES:
+        (folder / name).unlink(missing_ok=True)
+    if (folder / PENDING).exists():
+        _commit(folder)
+    manifest = _read_manifest(folder / MANIFEST)
+    if manifest is not None:
+        _remove_orphans(folder, manifest)
+
+
+def has_train_state(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a train state to resume from (new format or a legacy .pt)."""
+    folder = Path(folder)
+    return (folder / MANIFEST).exists() or (folder / PENDING / MANIFEST).exists() or (folder / LEGACY_STATE).exists()
+
+
+def _read_checked(folder: Path, name: str, entry: dict[str, Any], pending: bool) -> bytes:
+    """A file of the checkpoint, checked against its manifest entry; while a committed write is
+    rolled forward (``pending``), a file not yet moved into place is read from the pending folder."""
+    for path in ((folder / PENDING / name, folder / name) if pending else (folder / name,)):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        if sha256_bytes(data) != entry.get("sha256"):
+            raise CheckpointError(f"{folder / name} does not match {MANIFEST} (sha256): the run folder is damaged "
+                                  f"or was changed by hand")
+        return data
+    raise CheckpointError(f"{folder} lacks {name}, listed in its {MANIFEST}")
+
+
+def read_train_state(folder: str | Path, tensors: bool = True) -> tuple[dict[str, Any], int]:
+    """The train state of a run folder and its step, after checking every file against the
+    manifest (metrics.json excepted: other tools add results to it). With ``tensors=False`` only
+    the JSON part (settings, step) is read. A legacy ``train_state.pt`` is read with
+    ``torch.load(weights_only=True)``, which runs no code. Damage is a one-line CheckpointError."""
+    folder = Path(folder)
+    _check_folder(folder, "run folder")
+    for attempt in range(3):  # a concurrent roll-forward may move files while we read
+        pending = _read_manifest(folder / PENDING / MANIFEST)
+        manifest = pending or _read_manifest(folder / MANIFEST)
+        if manifest is None:
+            if (folder / MANIFEST).exists():
+                raise CheckpointError(f"{folder / MANIFEST} is unreadable or truncated")
+            if (folder / LEGACY_STATE).exists():
+                tree = load_legacy_train_state(folder / LEGACY_STATE)
+                return tree, int(tree["state"]["step"])
+            raise CheckpointError(f"nothing to resume in {folder} (no {MANIFEST})")
+        try:
+            tree = _read_tree(folder, manifest, pending is not None, tensors)
+        except CheckpointError:
+            if attempt < 2 and pending is not None and not (folder / PENDING / MANIFEST).exists():
+                continue  # the write was finished while we read: read the new manifest
+            raise
+        step = int(manifest["step"])
+        try:
+            saved_step = int(tree["state"]["step"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{STATE_JSON} in {folder} has no step") from None
+        if saved_step != step:
+            raise CheckpointError(f"{folder}: {STATE_JSON} is at step {saved_step} but {MANIFEST} at step {step}")
+        return tree, step
+    raise CheckpointError(f"{folder} kept changing while it was read; is another run writing to it?")
+
+
+def _read_tree(folder: Path, manifest: dict[str, Any], pending: bool, tensors: bool) -> Any:
+    entries = manifest["files"]
+    if STATE_JSON not in entries:
+        raise CheckpointError(f"the {MANIFEST} of {folder} lists no {STATE_JSON}")
+    files = {STATE_JSON: _read_checked(folder, STATE_JSON, entries[STATE_JSON], pending)}
+    for name in ("weights.safetensors", "config.json"):  # the usable checkpoint is at the same step
+        if name in entries:
+            _read_checked(folder, name, entries[name], pending)
+    if tensors:
+        for name in entries:
+            if _SHARD_RE.match(name):
+                files[name] = _read_checked(folder, name, entries[name], pending)
+        return decode_train_state(files, str(folder))
+    try:
+        return _decode_tree(json.loads(files[STATE_JSON])["tree"], None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{STATE_JSON} in {folder} is unreadable ({exc.__class__.__name__})") from None
+
+
+def load_legacy_train_state(path: str | Path) -> dict[str, Any]:
+    """Read a ``train_state.pt`` of older versions without running code from it."""
+    path = Path(path)
+    try:
+        tree = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # untrusted bytes: every failure is the same kind of answer
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path} is not a loadable train state ({exc.__class__.__name__}: {first})") from None
+    if not isinstance(tree, dict) or not isinstance(tree.get("state"), dict) or "step" not in tree["state"]:
+        raise CheckpointError(f"{path} is not a molgen train state")
+    return tree
+
+
+def convert_legacy_train_state(folder: str | Path) -> bool:
+    """Convert ``folder/train_state.pt`` (pickle-based, older versions) to the safetensors + JSON
+    train state with a manifest, and remove the .pt. The weights, config and metrics stay as they
+    are. Returns False when there is nothing to convert. The trainer does this on resume; by hand:
+
+        python -c "from molgen.models.checkpoint import convert_legacy_train_state as c; c('runs/edm')"
+    """
+    folder = Path(folder)
+    legacy = folder / LEGACY_STATE
+    if not legacy.exists() or (folder / MANIFEST).exists() or (folder / PENDING / MANIFEST).exists():
+        return False
+    tree = load_legacy_train_state(legacy)
+    keep = tuple(n for n in ("weights.safetensors", "config.json", "metrics.json") if (folder / n).exists())
+    write_checkpoint(folder, encode_train_state(tree), step=int(tree["state"]["step"]), keep=keep)
+    legacy.unlink()
+    return True

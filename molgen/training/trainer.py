@@ -7,6 +7,15 @@ order of a permutation seeded by ``(seed, e)``, and the position in the data fol
 of molecules seen (saved with the checkpoint), so a resumed run sees exactly the batches the
 uninterrupted run would have seen, and a run resumed with another batch size carries on from where
 the last one stopped.
+
+A dataset may instead plan its epochs itself: ``plan(epoch, seed, batch_size) -> list[np.ndarray]``
+gives the global batches of an epoch in order (deterministic in its arguments; batches may differ in
+size, e.g. grouped by molecule size; ``batch_size`` is the global batch, per-process batch times the
+number of processes). Under DDP rank ``r`` takes ``batch[r::world]``. The position (epoch, batch in
+the epoch) is saved with the checkpoint and resumes exactly.
+
+The checkpoint is written as a whole (:func:`molgen.models.checkpoint.write_checkpoint`), without
+pickle. SIGINT / SIGTERM stop training after the current step and save a checkpoint first.
 """
 from __future__ import annotations
 
@@ -14,6 +23,8 @@ import csv
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +38,9 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..models.base import GenerativeModel
+from ..models.checkpoint import (MAX_FILE_BYTES, CheckpointError, checkpoint_files, convert_legacy_train_state,
+                                 encode_train_state, has_train_state, read_train_state, recover_checkpoint,
+                                 write_checkpoint)
 
 
 class BatchDataset(Protocol):
@@ -52,6 +66,14 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training; a checkpoint of the last finished step was saved."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings (saved in the checkpoint's train_state and metrics.json)."""
@@ -71,6 +93,37 @@ class TrainConfig:
     bf16: bool = True                # autocast to bfloat16 on CUDA (ignored on CPU)
     compile: bool = False            # torch.compile the loss on CUDA (falls back to eager on failure)
     progress: bool = True
+    warmup_steps: int = 0            # learning rate rises linearly from 0 to lr over the first N steps
+
+    def __post_init__(self) -> None:
+        """Check every setting; a bad one is a ValueError naming it and its allowed range."""
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+        need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a finite number >= 0")
+        need(self.max_steps is None or (is_int(self.max_steps) and self.max_steps >= 1), "max_steps",
+             "an integer >= 1 (a total step count)")
+        need(self.max_minutes is None or (is_num(self.max_minutes) and self.max_minutes > 0), "max_minutes",
+             "a finite number > 0")
+        need(is_num(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", "a number in [0, 1)")
+        need(is_num(self.clip_max) and self.clip_max > 0, "clip_max", "a finite number > 0")
+        need(is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
+        need(is_int(self.log_every) and self.log_every >= 1, "log_every", "an integer >= 1")
+        need(self.eval_every is None or (is_int(self.eval_every) and self.eval_every >= 1), "eval_every",
+             "an integer >= 1 (or None: evaluate at the end only)")
+        need(is_int(self.seed) and 0 <= self.seed <= 2**63 - 1, "seed", "an integer in 0..2**63-1")
+        need(is_int(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", "an integer >= 0")
+        for name in ("clip_quantile", "bf16", "compile", "progress"):
+            need(isinstance(getattr(self, name), bool), name, "true or false")
 
 
 @dataclass
@@ -79,6 +132,9 @@ class _State:
     grad_norms: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
     samples: int = -1                # molecules seen (all ranks); -1: unknown (a state saved before this field)
+    epoch: int = 0                   # the position in a planned dataset (one with plan()): epoch,
+    batch_index: int = 0             # the next batch of its plan,
+    plan_batch_size: int = 0         # and the global batch size the plan was made for (0: none yet)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -95,7 +151,10 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
 
 
 class Trainer:
-    """Train ``model`` on ``dataset``, writing checkpoints to ``out_dir`` (resumed if present)."""
+    """Train ``model`` on ``dataset``, writing checkpoints to ``out_dir`` (resumed if present).
+
+    A folder holding trained weights but no train state is refused: training would replace
+    weights it cannot continue. A folder with only a legacy ``train_state.pt`` is converted."""
 
     def __init__(self, model: GenerativeModel, dataset: BatchDataset, config: TrainConfig,
                  out_dir: str | Path, device: str | torch.device = "cpu",
@@ -103,10 +162,12 @@ class Trainer:
                  extra_metrics: dict[str, Any] | None = None) -> None:
         self.cfg = config
         self.device = torch.device(device)
+        self.out = Path(out_dir)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"output folder {self.out} is a file, not a folder")
         self.rank, self.world = init_distributed(self.device)
         self.model = model.to(self.device)
         self.dataset = dataset
-        self.out = Path(out_dir)
         self.evaluate = evaluate
         self.extra_metrics = extra_metrics or {}
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
@@ -115,6 +176,11 @@ class Trainer:
         self.state = _State()
         self.curve: list[dict[str, float]] = []
         self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+        self._plan_key: tuple[int, int] | None = None
+        self._plan: list[np.ndarray] = []
+        self._position: tuple[int, int, int] | None = None  # plan position after the batch being taken
+        self._signal: int | None = None
+        self._warned_size = False
         self.wrapped: torch.nn.Module = (DistributedDataParallel(model) if self.world > 1 else model)
         self._loss_fn = self.wrapped if self.world > 1 else model.loss
         self._compiled = config.compile and self.device.type == "cuda"
@@ -123,51 +189,79 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        if (self.out / "train_state.pt").exists():
+        if self.rank == 0:
+            prepare_run_folder(self.out)
+        if self.world > 1:
+            dist.barrier()
+        if has_train_state(self.out):
             self._resume()
+        elif (self.out / "weights.safetensors").exists():
+            raise CheckpointError(refuse_message(self.out))
 
     # --- checkpoints -------------------------------------------------------------------------
     def _resume(self) -> None:
-        st = torch.load(self.out / "train_state.pt", map_location=self.device, weights_only=False)
-        self.model.load_state_dict(st["model"])
-        self.ema.load_state_dict(st["ema"])
-        self.optimizer.load_state_dict(st["optimizer"])
-        self.state = _State(**st["state"])
+        st, _ = read_train_state(self.out)
+        try:
+            self.model.load_state_dict(st["model"])
+            self.ema.load_state_dict(st["ema"])
+            self.optimizer.load_state_dict(st["optimizer"])
+            self.state = _State(**st["state"])
+            self.curve = list(st.get("curve", []))
+            rng_cpu = st["rng_cpu"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise CheckpointError(f"the train state in {self.out} does not fit this model or trainer "
+                                  f"({exc.__class__.__name__}: {first})") from None
+        for group in self.optimizer.param_groups:  # the settings of this run (equal when resuming as saved)
+            group["lr"] = self.cfg.lr
+            group["weight_decay"] = self.cfg.weight_decay
         if self.state.samples < 0:  # older train_state: the batch size was constant until then
             saved = st.get("train_config", {}).get("batch_size", self.cfg.batch_size)
             self.state.samples = self.state.step * saved * self.world
-        self.curve = st.get("curve", [])
-        torch.set_rng_state(st["rng_cpu"].cpu())
+        torch.set_rng_state(rng_cpu.cpu())
         if self.device.type == "cuda" and st.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(st["rng_cuda"].cpu())
         if self.rank == 0:
             tqdm.write(f"resumed from {self.out} at step {self.state.step}")
+            self._trim_log(self.out / "log.csv", self.state.step)
 
-    def save(self) -> None:
-        """Write train_state.pt and the usable checkpoint (EMA weights) atomically (rank 0 only)."""
-        if self.rank != 0:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        st = {
+    def train_state(self) -> dict[str, Any]:
+        """Everything needed to resume exactly (tensors and JSON values only)."""
+        return {
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "state": asdict(self.state), "curve": self.curve,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "train_config": asdict(self.cfg),
         }
-        tmp = self.out / "train_state.pt.tmp"
-        torch.save(st, tmp)
-        os.replace(tmp, self.out / "train_state.pt")
+
+    def save(self) -> None:
+        """Write the train state and the usable checkpoint (EMA weights) as one atomic checkpoint
+        (rank 0 only): a crash at any point leaves the folder at the old or the new step."""
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        files = encode_train_state(self.train_state())
         metrics = {**self.extra_metrics, "steps": self.state.step,
                    "epochs": self.epochs(),
                    "train_seconds": round(self.state.wall_seconds, 1), "train_config": asdict(self.cfg),
                    "learning_curve": self.curve}
         old = self.out / "metrics.json"
         if old.exists():  # keep evaluation results written by other tools
-            prev = json.loads(old.read_text())
-            metrics = {**prev, **metrics}
+            try:
+                prev = json.loads(old.read_text())
+                if not isinstance(prev, dict):
+                    raise ValueError("not a JSON object")
+                metrics = {**prev, **metrics}
+            except (ValueError, UnicodeDecodeError) as exc:
+                tqdm.write(f"warning: {old} is unreadable ({exc.__class__.__name__}); writing a new one")
         ema_weights = self.ema.module.state_dict()
-        self.model.save_pretrained(self.out, metrics=metrics, weights=ema_weights)
+        files.update(checkpoint_files(self.model.name, self.model.config, ema_weights, metrics))
+        big = [f"{name} ({len(data) / 2**20:.1f} MiB)" for name, data in files.items() if len(data) >= MAX_FILE_BYTES]
+        if big and not self._warned_size:  # the train state is sharded; the weights file is one file
+            tqdm.write(f"warning: {', '.join(big)} in {self.out} over the {MAX_FILE_BYTES // 2**20} MiB per-file limit")
+            self._warned_size = True
+        write_checkpoint(self.out, files, step=self.state.step)
 
     def epochs(self) -> float:
         """Passes over the training set so far (from the molecules seen, so batch-size changes count)."""
@@ -178,7 +272,10 @@ class Trainer:
         return max(len(self.dataset) // (self.cfg.batch_size * self.world), 1)
 
     def _next_indices(self) -> np.ndarray:
-        """This rank's share of the next global batch, from the molecules seen so far."""
+        """This rank's share of the next global batch, from the molecules seen so far (or from the
+        dataset's plan, when it has one)."""
+        if hasattr(self.dataset, "plan"):
+            return self._next_planned()
         b = self.cfg.batch_size
         global_batch = b * self.world
         per_epoch = self._batches_per_epoch() * global_batch  # the tail that fills no batch is skipped
@@ -189,7 +286,33 @@ class Trainer:
             self._perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.dataset))
             self._perm_epoch = epoch
         start = offset + self.rank * b
+        self._position = None
         return self._perm[start:start + b]
+
+    def _epoch_plan(self, epoch: int, global_batch: int) -> list[np.ndarray]:
+        if self._plan_key != (epoch, global_batch):
+            plan = [np.asarray(b, dtype=np.int64) for b in self.dataset.plan(epoch, self.cfg.seed, global_batch)]
+            if not plan or any(len(b) < self.world for b in plan):
+                raise ValueError(f"the dataset's plan for epoch {epoch} is empty or has a batch smaller than "
+                                 f"the {self.world} process(es)")
+            self._plan_key, self._plan = (epoch, global_batch), plan
+        return self._plan
+
+    def _next_planned(self) -> np.ndarray:
+        st = self.state
+        global_batch = self.cfg.batch_size * self.world
+        epoch, index = st.epoch, st.batch_index
+        if st.plan_batch_size == 0 and st.samples > 0:  # a state from a run without a plan
+            epoch, index = -(-st.samples // max(len(self.dataset), 1)), 0
+        elif st.plan_batch_size not in (0, global_batch) and index > 0:  # batch size changed: next epoch
+            epoch, index = epoch + 1, 0
+        plan = self._epoch_plan(epoch, global_batch)
+        if index >= len(plan):
+            epoch, index = epoch + 1, 0
+            plan = self._epoch_plan(epoch, global_batch)
+        batch = plan[index]
+        self._position = (epoch, index + 1, len(batch))
+        return batch[self.rank::self.world]
 
     # --- one step ------------------------------------------------------------------------------
     def _clip(self) -> float:
@@ -203,6 +326,12 @@ class Trainer:
             hist.append(min(norm, bound))
             del hist[:-50]
         return norm
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based): a linear warm-up, then ``lr``."""
+        if self.cfg.warmup_steps <= 0:
+            return self.cfg.lr
+        return self.cfg.lr * min(1.0, (step + 1) / self.cfg.warmup_steps)
 
     def step(self) -> dict[str, float]:
         self.model.train()
@@ -226,15 +355,43 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip()
+        if self.cfg.warmup_steps > 0:
+            lr = self.lr_at(self.state.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         self.optimizer.step()
         self.ema.update_parameters(self.model)
         self.state.step += 1
-        seen = min(self.cfg.batch_size * self.world, len(self.dataset))
+        if self._position is not None:  # a planned dataset: its position, and the molecules of this batch
+            self.state.epoch, self.state.batch_index, seen = self._position
+            self.state.plan_batch_size = self.cfg.batch_size * self.world
+        else:
+            seen = min(self.cfg.batch_size * self.world, len(self.dataset))
         self.state.samples = max(self.state.samples, 0) + seen
         return {"loss": float(loss.detach()), "grad_norm": grad_norm, **{k: float(v) for k, v in logs.items()}}
 
     # --- the loop ------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None:  # a second signal: stop now (the checkpoint on disk is whole)
+            raise KeyboardInterrupt
+        self._signal = signum
+        if self.rank == 0:
+            tqdm.write(f"{signal.Signals(signum).name}: saving a checkpoint after this step "
+                       f"(send it again to stop at once)")
+
+    def _should_stop(self, deadline: float | None) -> bool:
+        """A signal or the wall-clock budget; under DDP all ranks stop at the same step."""
+        stop = self._signal is not None or (deadline is not None and time.monotonic() >= deadline)
+        if self.world > 1:
+            flag = torch.tensor([int(stop)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
     def fit(self) -> dict[str, Any]:
+        """Train to ``max_steps`` (a total step count) or for ``max_minutes``, whichever comes first.
+
+        On SIGINT / SIGTERM: finish the step, save a checkpoint, raise :class:`TrainingInterrupted`."""
         cfg = self.cfg
         start_step = self.state.step
         target = cfg.max_steps if cfg.max_steps is not None else None
@@ -247,11 +404,15 @@ class Trainer:
                    desc=f"train {self.model.name}", unit="step", dynamic_ncols=True)
         t_last = time.monotonic()
         running: dict[str, list[float]] = {}
+        self._signal = None
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while True:
                 if target is not None and self.state.step >= target:
                     break
-                if deadline is not None and time.monotonic() >= deadline:
+                if self._should_stop(deadline):
                     break
                 logs = self.step()
                 for k, v in logs.items():
@@ -267,15 +428,24 @@ class Trainer:
                     bar.set_postfix(loss=f"{row['loss']:.4f}")
                     if self.rank == 0:
                         self._append_csv(log_path, row)
-                if cfg.eval_every and self.state.step % cfg.eval_every == 0:
+                if cfg.eval_every and self.state.step % cfg.eval_every == 0 and self._signal is None:
                     self._run_eval()
                 if self.state.step % cfg.checkpoint_every == 0:
                     self.save()
+            if self._signal is not None:
+                self.save()
+                dataset = self.extra_metrics.get("dataset")
+                resume = f"python -m molgen.train --model {self.model.name}" + (
+                    f" --dataset {dataset}" if isinstance(dataset, str) else "") + f" --resume {self.out}"
+                raise TrainingInterrupted(f"interrupted at step {self.state.step}; checkpoint saved in {self.out}, "
+                                          f"resume with {resume}", self._signal)
+            if self.evaluate is not None and (not self.curve or self.curve[-1]["step"] != self.state.step):
+                self._run_eval()
+            self.save()
         finally:
             bar.close()
-        if self.evaluate is not None and (not self.curve or self.curve[-1]["step"] != self.state.step):
-            self._run_eval()
-        self.save()
+            for s, h in handlers.items():
+                signal.signal(s, h)
         return {"steps": self.state.step, "curve": self.curve}
 
     def _run_eval(self) -> None:
@@ -288,6 +458,20 @@ class Trainer:
         tqdm.write("eval " + json.dumps(row))
 
     @staticmethod
+    def _trim_log(path: Path, step: int) -> None:
+        """Drop log rows past the resumed step (written after the checkpoint by a run that died)."""
+        if not path.exists():
+            return
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        keep = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+        if rows and len(keep) != len(rows) - 1:
+            tmp = path.with_name(path.name + ".tmp")
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerows([rows[0], *keep])
+            os.replace(tmp, path)
+
+    @staticmethod
     def _append_csv(path: Path, row: dict[str, float]) -> None:
         new = not path.exists()
         with path.open("a", newline="") as f:
@@ -295,3 +479,19 @@ class Trainer:
             if new:
                 w.writeheader()
             w.writerow(row)
+
+
+def refuse_message(folder: Path) -> str:
+    return (f"{folder} holds trained weights (weights.safetensors) but no train state to resume from, and "
+            f"training there would replace them; choose another --out folder")
+
+
+def prepare_run_folder(folder: str | Path) -> None:
+    """Before training in ``folder``: finish or drop a checkpoint write a crash interrupted, and
+    convert a legacy pickle-based ``train_state.pt`` (loaded with ``weights_only=True``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    recover_checkpoint(folder)
+    if convert_legacy_train_state(folder):
+        tqdm.write(f"converted {folder}/train_state.pt to the safetensors + JSON train state (the .pt is removed)")
