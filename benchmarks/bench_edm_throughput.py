@@ -29,9 +29,9 @@ BUCKETS = (12, 16, 20, 24, 29)
 
 
 def _dataset(mode: str, device: str):
-    from molgen.datasets.qm9_3d import QM9Padded
+    from molgen.datasets.qm9_3d import QM9Bucketed, QM9Padded
 
-    data = QM9Padded("train", fixed_size=mode == "fixed", buckets=BUCKETS if mode == "bucketed" else None)
+    data = QM9Bucketed("train", buckets=BUCKETS) if mode == "bucketed" else QM9Padded("train", fixed_size=mode == "fixed")
     return data.to(device)
 
 

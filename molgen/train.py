@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, default=None, help="linear learning-rate warm-up steps (>= 0)")
     p.add_argument("--eval-every", type=int, default=None, help="evaluate samples every N steps (>= 1)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="save a checkpoint every N steps (>= 1)")
+    p.add_argument("--eval-minutes", type=float, default=None,
+                   help="also evaluate samples every M minutes of wall-clock time (> 0)")
+    p.add_argument("--eval-samples", type=int, default=None, help="molecules each evaluation samples (>= 1)")
+    p.add_argument("--buckets", default=None,
+                   help="size buckets in atoms, e.g. 12,16,20,24,29: batches of similar molecules padded to "
+                        "their bucket (edm)")
     p.add_argument("--seed", type=int, default=None, help="seed of the initial weights and data order (0..2**63-1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
@@ -54,12 +60,23 @@ def _check_args(args: argparse.Namespace) -> None:
 
     for flag, value, low in (("--max-steps", args.max_steps, 1), ("--batch-size", args.batch_size, 1),
                              ("--eval-every", args.eval_every, 1), ("--checkpoint-every", args.checkpoint_every, 1),
-                             ("--warmup-steps", args.warmup_steps, 0)):
+                             ("--warmup-steps", args.warmup_steps, 0), ("--eval-samples", args.eval_samples, 1)):
         if value is not None:
             need(value >= low, flag, f"an integer >= {low}", value)
     if args.max_minutes is not None:
         need(math.isfinite(args.max_minutes) and args.max_minutes > 0, "--max-minutes", "a finite number > 0",
              args.max_minutes)
+    if args.eval_minutes is not None:
+        need(math.isfinite(args.eval_minutes) and args.eval_minutes > 0, "--eval-minutes", "a finite number > 0",
+             args.eval_minutes)
+    if args.buckets is not None:
+        try:
+            edges = [int(v) for v in args.buckets.split(",")]
+        except ValueError:
+            edges = []
+        need(bool(edges) and all(e >= 1 for e in edges), "--buckets", "comma-separated atom counts >= 1",
+             args.buckets)
+        args.buckets = edges
     if args.lr is not None:
         need(math.isfinite(args.lr) and args.lr > 0, "--lr", "a finite number > 0", args.lr)
     if args.seed is not None:
@@ -117,17 +134,27 @@ def main(argv: list[str] | None = None) -> int:
     budget.update({k: getattr(args, k) for k in _BUDGET if getattr(args, k) is not None})
     saved_step = 0
     if resuming:  # the saved config wins; a budget given now replaces the saved stop conditions
+        changes = model_cfg
         model_cfg = read_config(out, expect_model=cls.name)["config"]
+        allowed = set(getattr(cls, "training_only_config", ()))
+        fixed = sorted(k for k, v in changes.items() if k not in allowed and model_cfg.get(k) != v)
+        if fixed:
+            raise ValueError(f"--config changes {fixed} of the saved model in {out}; a resumed run may change only "
+                             f"{sorted(allowed) or 'none of its model settings'}")
+        model_cfg = {**model_cfg, **{k: v for k, v in changes.items() if k in allowed}}
         saved, saved_step = read_train_state(out, tensors=False)
         train_cfg = dict(saved["train_config"])
         if budget:
             train_cfg.update({k: budget.get(k) for k in _BUDGET})
     else:
         train_cfg.update(budget)
-    for key in ("batch_size", "lr", "warmup_steps", "eval_every", "checkpoint_every", "seed"):
+    for key in ("batch_size", "lr", "warmup_steps", "eval_every", "checkpoint_every", "seed", "eval_samples",
+                "buckets"):
         value = getattr(args, key)
         if value is not None:
             train_cfg[key] = value
+    if args.eval_minutes is not None:
+        train_cfg["eval_every_minutes"] = args.eval_minutes
     if args.no_progress:
         train_cfg["progress"] = False
     known = {f.name for f in fields(TrainConfig)}

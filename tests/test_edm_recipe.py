@@ -153,9 +153,9 @@ def test_log_likelihood_takes_one_molecule_and_rejects_strings() -> None:
 
 @pytest.fixture(scope="module")
 def qm9_test():
-    from molgen.datasets.qm9_3d import QM9Padded
+    from molgen.datasets.qm9_3d import QM9Bucketed
 
-    return QM9Padded("test", buckets=(12, 16, 20, 24))
+    return QM9Bucketed("test", buckets=(12, 16, 20, 24))
 
 
 def test_bucket_plan_covers_each_molecule_at_most_once_and_pads_to_the_edge(qm9_test) -> None:

@@ -14,18 +14,10 @@ class QM9Padded:
     """A split of QM9 as padded arrays: ``types`` (M, 29) vocabulary indices (-1 = padding) and
     ``pos`` (M, 29, 3) Angstrom. ``batch(idx)`` returns tensors trimmed to the batch's largest
     molecule (or kept at full size with ``fixed_size``). ``heavy_only`` drops hydrogens (they are
-    implicit and added back by RDKit).
+    implicit and added back by RDKit)."""
 
-    With ``buckets`` (atom counts, e.g. ``(12, 16, 20, 24, 29)``), :meth:`plan` groups each epoch's
-    molecules by size and ``batch`` pads to the bucket's edge: a few static shapes for
-    ``torch.compile`` and little padding (QM9's mean molecule has 18 atoms, the largest 29)."""
-
-    def __init__(self, split: str = "train", heavy_only: bool = False, fixed_size: bool = False,
-                 buckets: Sequence[int] | None = None, bucket_budget: str = "atoms") -> None:
+    def __init__(self, split: str = "train", heavy_only: bool = False, fixed_size: bool = False) -> None:
         self.fixed_size = fixed_size  # keep the full padding (static shapes for torch.compile)
-        if bucket_budget not in ("atoms", "molecules"):
-            raise ValueError(f"bucket_budget must be 'atoms' or 'molecules', got {bucket_budget!r}")
-        self.bucket_budget = bucket_budget
         arr = load_qm9_arrays()
         idx = indices(split)
         self.atom_types = VOCABULARIES["qm9_heavy" if heavy_only else "qm9"]
@@ -52,17 +44,7 @@ class QM9Padded:
         self.atom_count_hist = np.bincount(counts, minlength=nmax + 1).astype(np.float64)
         self._types_t = torch.from_numpy(self.types)
         self._pos_t = torch.from_numpy(self.pos)
-        self.buckets = self._check_buckets(buckets, nmax) if buckets is not None else None
         self.device = torch.device("cpu")
-
-    @staticmethod
-    def _check_buckets(buckets: Sequence[int], nmax: int) -> tuple[int, ...]:
-        edges = tuple(sorted({int(b) for b in buckets}))
-        if not edges or edges[0] < 1:
-            raise ValueError(f"buckets must be positive atom counts, got {list(buckets)}")
-        if edges[-1] < nmax:
-            edges = (*edges, nmax)  # the largest molecules always have a bucket
-        return edges
 
     def __len__(self) -> int:
         return self.types.shape[0]
@@ -74,16 +56,49 @@ class QM9Padded:
         self._pos_t = self._pos_t.to(self.device)
         return self
 
+    def _width(self, idx: np.ndarray) -> int:
+        return self.types.shape[1] if self.fixed_size else int(self.n_atoms[idx].max())
+
+    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        idx_t = torch.as_tensor(idx, dtype=torch.long).to(self.device)
+        n = self._width(idx)
+        types = self._types_t[idx_t, :n]
+        return {"types": types, "pos": self._pos_t[idx_t, :n], "mask": types >= 0}
+
+
+class QM9Bucketed(QM9Padded):
+    """QM9Padded whose epochs are planned by molecule size: :meth:`plan` groups each epoch's
+    molecules into buckets of atom counts (e.g. ``(12, 16, 20, 24, 29)``) and ``batch`` pads to the
+    bucket's edge, so that ``torch.compile`` sees a few static shapes and little padding is computed
+    (QM9's mean molecule has 18 atoms, the largest 29). The trainer uses ``plan`` when a dataset has
+    one. ``budget="atoms"`` gives smaller buckets proportionally more molecules per batch (the same
+    padded atoms per batch); ``"molecules"`` keeps ``batch_size`` molecules in every bucket."""
+
+    def __init__(self, split: str = "train", heavy_only: bool = False,
+                 buckets: Sequence[int] = (12, 16, 20, 24, 29), budget: str = "atoms") -> None:
+        super().__init__(split, heavy_only=heavy_only)
+        if budget not in ("atoms", "molecules"):
+            raise ValueError(f"budget must be 'atoms' or 'molecules', got {budget!r}")
+        self.bucket_budget = budget
+        self.buckets = self._check_buckets(buckets, self.types.shape[1])
+
+    @staticmethod
+    def _check_buckets(buckets: Sequence[int], nmax: int) -> tuple[int, ...]:
+        edges = tuple(sorted({int(b) for b in buckets}))
+        if not edges or edges[0] < 1:
+            raise ValueError(f"buckets must be positive atom counts, got {list(buckets)}")
+        if edges[-1] < nmax:
+            edges = (*edges, nmax)  # the largest molecules always have a bucket
+        return edges
+
     def bucket_of(self, n_atoms: np.ndarray) -> np.ndarray:
         """Index of the smallest bucket edge >= each atom count."""
-        assert self.buckets is not None
         return np.searchsorted(np.asarray(self.buckets), n_atoms, side="left")
 
     def bucket_batch_sizes(self, batch_size: int) -> list[int]:
         """Molecules per batch in each bucket: ``batch_size`` in the largest; with the ``atoms``
         budget, smaller buckets take proportionally more molecules (batch_size x largest edge /
         edge, the same number of padded atoms per batch)."""
-        assert self.buckets is not None
         top = self.buckets[-1]
         if self.bucket_budget == "molecules":
             return [batch_size] * len(self.buckets)
@@ -92,13 +107,9 @@ class QM9Padded:
     def plan(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
         """The batches of one epoch, in order: molecules shuffled with a generator seeded by
         (seed, epoch), grouped by bucket, cut into full batches (each bucket's remainder, under one
-        batch, waits for another epoch), and the batches shuffled. Without buckets: one
-        permutation cut into batches of ``batch_size``."""
+        batch, waits for another epoch), and the batches shuffled."""
         rng = np.random.default_rng([seed, epoch])
         perm = rng.permutation(len(self))
-        if self.buckets is None:
-            k = len(self) // batch_size
-            return [perm[i * batch_size:(i + 1) * batch_size] for i in range(k)]
         which = self.bucket_of(self.n_atoms[perm])
         batches: list[np.ndarray] = []
         for b, size in enumerate(self.bucket_batch_sizes(batch_size)):
@@ -107,14 +118,5 @@ class QM9Padded:
         order = rng.permutation(len(batches))
         return [batches[i] for i in order]
 
-    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        idx_t = torch.as_tensor(idx, dtype=torch.long).to(self.device)
-        longest = int(self.n_atoms[idx].max())
-        if self.fixed_size:
-            n = self.types.shape[1]
-        elif self.buckets is not None:
-            n = self.buckets[int(self.bucket_of(np.array([longest]))[0])]
-        else:
-            n = longest
-        types = self._types_t[idx_t, :n]
-        return {"types": types, "pos": self._pos_t[idx_t, :n], "mask": types >= 0}
+    def _width(self, idx: np.ndarray) -> int:
+        return self.buckets[int(self.bucket_of(np.array([int(self.n_atoms[idx].max())]))[0])]

@@ -43,6 +43,9 @@ class EDM(GenerativeModel):
 
     name = "edm"
     pretrained_datasets = ("qm9",)
+    #: settings that change how the model trains but not what the weights compute: a resumed run
+    #: may change them (``python -m molgen.train --resume DIR --config``)
+    training_only_config = ("loss_weighting", "time_beta")
 
     def __init__(self, atom_types: Sequence[str] = QM9_TYPES, include_charges: bool = True,
                  backbone: str = "egnn", hidden: int = 256, n_layers: int = 9, attention: bool = True,
@@ -410,20 +413,24 @@ class EDM(GenerativeModel):
     # --- training setup --------------------------------------------------------------------------
     @classmethod
     def training_setup(cls, dataset: str, model_cfg: dict, train_cfg: dict):
-        from ..datasets.qm9_3d import QM9Padded
+        from ..datasets.qm9_3d import QM9Bucketed, QM9Padded
         from ..training import TrainingSetup
         from .edm_eval import make_evaluator
 
         if dataset != "qm9":
             raise ValueError(f"edm trains on qm9 (3D); got dataset {dataset!r}")
         heavy_only = "H" not in model_cfg.get("atom_types", QM9_TYPES)
-        data = QM9Padded("train", heavy_only=heavy_only, fixed_size=bool(train_cfg.get("compile")))
+        if train_cfg.get("buckets"):  # batches of similar size: little padding, a few static shapes
+            data = QM9Bucketed("train", heavy_only=heavy_only, buckets=train_cfg["buckets"])
+        else:
+            data = QM9Padded("train", heavy_only=heavy_only, fixed_size=bool(train_cfg.get("compile")))
         cfg = {"atom_count_hist": data.atom_count_hist.tolist(), **model_cfg}
         model = cls(**cfg)
         if tuple(model.atom_types) != data.atom_types:
             raise ValueError(f"model atom types {model.atom_types} do not match the data's {data.atom_types}")
         defaults = {"batch_size": 64, "lr": 1e-4, "ema_decay": 0.999, "checkpoint_every": 1000}
-        return TrainingSetup(model, data, defaults, make_evaluator(), {"dataset": "qm9", "split": "train"})
+        evaluator = make_evaluator(n=train_cfg.get("eval_samples"))
+        return TrainingSetup(model, data, defaults, evaluator, {"dataset": "qm9", "split": "train"})
 
 
 def _as_records(molecules: Any) -> list[tuple[np.ndarray, np.ndarray] | None]:

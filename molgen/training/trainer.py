@@ -94,6 +94,9 @@ class TrainConfig:
     compile: bool = False            # torch.compile the loss on CUDA (falls back to eager on failure)
     progress: bool = True
     warmup_steps: int = 0            # learning rate rises linearly from 0 to lr over the first N steps
+    eval_every_minutes: float | None = None  # also evaluate every M minutes of wall-clock time
+    eval_samples: int | None = None  # molecules the evaluator samples (None: the model's default)
+    buckets: list[int] | None = None  # size buckets (atoms) for models whose data can plan by size
 
     def __post_init__(self) -> None:
         """Check every setting; a bad one is a ValueError naming it and its allowed range."""
@@ -122,6 +125,13 @@ class TrainConfig:
              "an integer >= 1 (or None: evaluate at the end only)")
         need(is_int(self.seed) and 0 <= self.seed <= 2**63 - 1, "seed", "an integer in 0..2**63-1")
         need(is_int(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", "an integer >= 0")
+        need(self.eval_every_minutes is None or (is_num(self.eval_every_minutes) and self.eval_every_minutes > 0),
+             "eval_every_minutes", "a finite number > 0 (or None)")
+        need(self.eval_samples is None or (is_int(self.eval_samples) and self.eval_samples >= 1), "eval_samples",
+             "an integer >= 1 (or None)")
+        need(self.buckets is None or (isinstance(self.buckets, (list, tuple)) and len(self.buckets) > 0
+                                      and all(is_int(b) and b >= 1 for b in self.buckets)),
+             "buckets", "a list of atom counts >= 1 (or None)")
         for name in ("clip_quantile", "bf16", "compile", "progress"):
             need(isinstance(getattr(self, name), bool), name, "true or false")
 
@@ -167,12 +177,18 @@ class Trainer:
             raise ValueError(f"output folder {self.out} is a file, not a folder")
         self.rank, self.world = init_distributed(self.device)
         self.model = model.to(self.device)
+        if self.device.type == "cuda" and callable(getattr(dataset, "to", None)):
+            dataset = dataset.to(self.device)  # a few MB: batches are cut on the GPU, no host copies per step
         self.dataset = dataset
         self.evaluate = evaluate
         self.extra_metrics = extra_metrics or {}
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            amsgrad=True)
         self.ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(config.ema_decay))
+        self._ema_updates = 0  # host copy of ema.n_averaged (reading the tensor would sync the GPU)
+        self._norms = torch.zeros(50, device=self.device)  # recent clipped gradient norms, a ring buffer
+        self._n_norms = 0
+        self._diverged = torch.zeros((), dtype=torch.bool, device=self.device)
         self.state = _State()
         self.curve: list[dict[str, float]] = []
         self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
@@ -215,6 +231,8 @@ class Trainer:
         for group in self.optimizer.param_groups:  # the settings of this run (equal when resuming as saved)
             group["lr"] = self.cfg.lr
             group["weight_decay"] = self.cfg.weight_decay
+        self._ema_updates = int(self.ema.n_averaged)
+        self._load_norms(self.state.grad_norms)
         if self.state.samples < 0:  # older train_state: the batch size was constant until then
             saved = st.get("train_config", {}).get("batch_size", self.cfg.batch_size)
             self.state.samples = self.state.step * saved * self.world
@@ -225,8 +243,24 @@ class Trainer:
             tqdm.write(f"resumed from {self.out} at step {self.state.step}")
             self._trim_log(self.out / "log.csv", self.state.step)
 
+    def _load_norms(self, norms: list[float]) -> None:
+        recent = [float(v) for v in norms][-50:]
+        self._norms.zero_()
+        if recent:
+            self._norms[:len(recent)] = torch.tensor(recent, dtype=self._norms.dtype)
+        self._n_norms = len(recent)
+
+    def _saved_norms(self) -> list[float]:
+        """The ring buffer as the list of the last (up to) 50 norms, oldest first."""
+        values = self._norms.tolist()
+        if self._n_norms <= 50:
+            return values[:self._n_norms]
+        start = self._n_norms % 50  # the oldest entry, written over next
+        return values[start:] + values[:start]
+
     def train_state(self) -> dict[str, Any]:
         """Everything needed to resume exactly (tensors and JSON values only)."""
+        self.state.grad_norms = self._saved_norms()
         return {
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "state": asdict(self.state), "curve": self.curve,
@@ -238,6 +272,7 @@ class Trainer:
     def save(self) -> None:
         """Write the train state and the usable checkpoint (EMA weights) as one atomic checkpoint
         (rank 0 only): a crash at any point leaves the folder at the old or the new step."""
+        self._check_finite()  # never save weights that a NaN step has reached
         if self.rank != 0:
             return
         self.out.mkdir(parents=True, exist_ok=True)
@@ -315,17 +350,41 @@ class Trainer:
         return batch[self.rank::self.world]
 
     # --- one step ------------------------------------------------------------------------------
-    def _clip(self) -> float:
-        hist = self.state.grad_norms
-        if self.cfg.clip_quantile and len(hist) >= 50:
-            bound = 1.5 * float(np.mean(hist)) + 2.0 * float(np.std(hist))
+    def _clip(self) -> torch.Tensor:
+        """EDM's adaptive clipping: bound 1.5 x mean + 2 x std of the last 50 clipped norms (a fixed
+        ``clip_max`` before 50 exist), computed on the device so that no step waits for the GPU."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if self.cfg.clip_quantile and self._n_norms >= 50:
+            bound = 1.5 * self._norms.mean() + 2.0 * self._norms.std(unbiased=False)
         else:
-            bound = self.cfg.clip_max
-        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), bound))
-        if math.isfinite(norm):
-            hist.append(min(norm, bound))
-            del hist[:-50]
+            bound = torch.tensor(self.cfg.clip_max, device=norm.device)
+        torch.nn.utils.clip_grads_with_norm_(params, bound, norm)
+        finite = torch.isfinite(norm)
+        slot = self._n_norms % 50
+        self._norms[slot] = torch.where(finite, torch.minimum(norm, bound).to(self._norms.dtype), self._norms[slot])
+        # a non-finite norm is not recorded; counting it on the host would need a sync, so the
+        # slot keeps its old value and the count still advances (only after a divergence)
+        self._n_norms += 1
         return norm
+
+    def _check_finite(self) -> None:
+        if bool(self._diverged):
+            raise TrainingDiverged(
+                f"loss became NaN or infinite by step {self.state.step}; the last good checkpoint is in {self.out}")
+
+    def _ema_update(self) -> None:
+        """The EMA step of ``AveragedModel.update_parameters`` with the warm-up decay, without its
+        host-side test of ``n_averaged`` (a GPU sync per step)."""
+        ema_params = [p.detach() for p in self.ema.module.parameters()]
+        params = [p.detach() for p in self.model.parameters()]
+        if self._ema_updates == 0:
+            torch._foreach_copy_(ema_params, params)
+        else:
+            n = float(self._ema_updates)
+            torch._foreach_lerp_(ema_params, params, 1.0 - min(self.cfg.ema_decay, (1.0 + n) / (10.0 + n)))
+        self.ema.n_averaged += 1
+        self._ema_updates += 1
 
     def lr_at(self, step: int) -> float:
         """The learning rate of step ``step`` (0-based): a linear warm-up, then ``lr``."""
@@ -349,9 +408,12 @@ class Trainer:
                 tqdm.write(f"torch.compile failed ({exc.__class__.__name__}: {str(exc)[:200]}); running eagerly")
                 self._loss_fn = self.wrapped if self.world > 1 else self.model.loss
                 loss, logs = self._loss_fn(batch)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at step {self.state.step}; the last good checkpoint is in {self.out}")
+        if self.device.type != "cuda":  # free on a CPU: stop at the step itself
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at step {self.state.step}; "
+                                       f"the last good checkpoint is in {self.out}")
+        else:  # on a GPU the flag is read at log, evaluation and checkpoint time
+            self._diverged |= ~torch.isfinite(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self._clip()
@@ -360,7 +422,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
         self.optimizer.step()
-        self.ema.update_parameters(self.model)
+        self._ema_update()
         self.state.step += 1
         if self._position is not None:  # a planned dataset: its position, and the molecules of this batch
             self.state.epoch, self.state.batch_index, seen = self._position
@@ -368,7 +430,9 @@ class Trainer:
         else:
             seen = min(self.cfg.batch_size * self.world, len(self.dataset))
         self.state.samples = max(self.state.samples, 0) + seen
-        return {"loss": float(loss.detach()), "grad_norm": grad_norm, **{k: float(v) for k, v in logs.items()}}
+        # tensors: read at log time, so that a GPU step does not wait for its own results
+        return {"loss": loss.detach(), "grad_norm": grad_norm.detach(),
+                **{k: (v.detach() if torch.is_tensor(v) else torch.tensor(float(v))) for k, v in logs.items()}}
 
     # --- the loop ------------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -403,7 +467,9 @@ class Trainer:
         bar = tqdm(total=(target - start_step) if target else None, disable=not cfg.progress or self.rank != 0,
                    desc=f"train {self.model.name}", unit="step", dynamic_ncols=True)
         t_last = time.monotonic()
-        running: dict[str, list[float]] = {}
+        running: dict[str, list[torch.Tensor]] = {}
+        eval_period = 60 * cfg.eval_every_minutes if cfg.eval_every_minutes else None
+        next_eval = time.monotonic() + eval_period if eval_period else None
         self._signal = None
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -422,13 +488,18 @@ class Trainer:
                 self.state.wall_seconds += now - t_last
                 t_last = now
                 if self.state.step % cfg.log_every == 0:
+                    self._check_finite()
                     row = {"step": self.state.step, "wall_seconds": round(self.state.wall_seconds, 2),
-                           **{k: float(np.mean(v)) for k, v in running.items()}}
+                           **{k: float(torch.stack([x.float() for x in v]).mean()) for k, v in running.items()}}
                     running.clear()
                     bar.set_postfix(loss=f"{row['loss']:.4f}")
                     if self.rank == 0:
                         self._append_csv(log_path, row)
-                if cfg.eval_every and self.state.step % cfg.eval_every == 0 and self._signal is None:
+                due = cfg.eval_every and self.state.step % cfg.eval_every == 0
+                if next_eval is not None and time.monotonic() >= next_eval:
+                    due, next_eval = True, time.monotonic() + eval_period
+                if due and self._signal is None:
+                    self._check_finite()
                     self._run_eval()
                 if self.state.step % cfg.checkpoint_every == 0:
                     self.save()
@@ -451,7 +522,12 @@ class Trainer:
     def _run_eval(self) -> None:
         if self.evaluate is None or self.rank != 0:
             return
-        result = self.evaluate(self.ema.module)
+        import inspect
+
+        if "out_dir" in inspect.signature(self.evaluate).parameters:  # it keeps its samples in the run folder
+            result = self.evaluate(self.ema.module, out_dir=self.out, step=self.state.step)
+        else:
+            result = self.evaluate(self.ema.module)
         row = {"step": self.state.step, "epochs": round(self.epochs(), 3),
                "wall_seconds": round(self.state.wall_seconds, 1), **result}
         self.curve.append(row)
