@@ -43,9 +43,9 @@ class EDM(GenerativeModel):
 
     name = "edm"
     pretrained_datasets = ("qm9",)
-    #: settings that change how the model trains but not what the weights compute: a resumed run
-    #: may change them (``python -m molgen.train --resume DIR --config``)
-    training_only_config = ("loss_weighting", "time_beta")
+    #: settings that change how the model trains or samples but not what the weights compute: a
+    #: resumed run may change them (``python -m molgen.train --resume DIR --config``)
+    training_only_config = ("loss_weighting", "time_beta", "default_sampling_steps", "sampler")
 
     def __init__(self, atom_types: Sequence[str] = QM9_TYPES, include_charges: bool = True,
                  backbone: str = "egnn", hidden: int = 256, n_layers: int = 9, attention: bool = True,
