@@ -291,27 +291,31 @@ def _smiles_record(smiles: str) -> MoleculeRecord:
     return MoleculeRecord(None, None, mol, smiles)
 
 
-def _looks_like(text: str) -> str:
-    """What a text that is not a SMILES list seems to be, as advice for an error message."""
+def _looks_like(text: str) -> tuple[str, str]:
+    """What a text that is not a SMILES list seems to be ("sdf", "xyz", "columns" or ""), and
+    advice for an error message."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if "$$$$" in text or "M  END" in text or "V2000" in text or "V3000" in text:
-        return "it looks like an SDF file (it has 'M  END' / '$$$$' lines): name it .sdf"
+        return "sdf", "it looks like an SDF file (it has 'M  END' / '$$$$' lines): name it .sdf"
     if lines and _count(lines[0]) > 0 and len(lines) > 2 and len(lines[2].split()) >= 4:
-        return "it looks like an XYZ file (an atom count, a comment, then 'element x y z' lines): name it .xyz"
+        return "xyz", "it looks like an XYZ file (an atom count, a comment, then 'element x y z' lines): name it .xyz"
     first = lines[0] if lines else ""
     for sep, name in ((",", "comma"), (";", "semicolon"), ("\t", "tab")):
         if sep in first:
-            return (f"it looks like {name}-separated columns ({first.strip()[:60]!r}): a .smi file holds one SMILES "
-                    "per line, then optional whitespace-separated text; name a comma-separated file .csv "
-                    "with a 'smiles' column")
-    return f"the first line is {first.strip()[:60]!r}"
+            return "columns", (f"it looks like {name}-separated columns ({first.strip()[:60]!r}): a .smi file holds "
+                               "one SMILES per line, then optional whitespace-separated text; name a comma-separated "
+                               "file .csv with a 'smiles' column")
+    return "", f"the first line is {first.strip()[:60]!r}"
 
 
 def _check_parsed(records: list[MoleculeRecord], text: str, what: str) -> None:
-    """Raise _NoSmiles when not one entry (placeholders aside) parses as SMILES."""
+    """Raise _NoSmiles when not one entry (placeholders aside) parses as SMILES, or when the text is
+    plainly an SDF or XYZ file (a few of its lines may happen to parse, e.g. an element symbol)."""
     real = [r for r in records if r.source != INVALID_SMILES]
-    if real and not any(r.mol is not None for r in real):
-        raise _NoSmiles(f"0 of {len(real)} {what} parsed as SMILES; {_looks_like(text)}")
+    parsed = sum(r.mol is not None for r in real)
+    kind, advice = _looks_like(text)
+    if (real and not parsed) or kind in ("sdf", "xyz"):
+        raise _NoSmiles(f"{parsed} of {len(real)} {what} parsed as SMILES; {advice}")
 
 
 def _read_smiles_lines(text: str) -> ReadResult:
