@@ -198,7 +198,9 @@ def _read_sdf(text: str) -> ReadResult:
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
         if z.size == 0:
             if mol.HasProp("molgen_valid") and mol.GetProp("molgen_valid").strip() == "0":
-                out.records.append(MoleculeRecord(z, None, None, name))  # a placeholder: an invalid sample
+                # A placeholder for an invalid sample: no atoms, so no coordinates either (it does not make a
+                # file of 3D samples a mixed one).
+                out.records.append(MoleculeRecord(z, np.zeros((0, 3)), None, name))
             else:
                 out._fail(f"SDF entry {i + 1}: no atoms")
             continue

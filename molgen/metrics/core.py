@@ -295,8 +295,15 @@ def training_smiles(name: str) -> frozenset[str]:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             return frozenset(f.read().split())
     found = _qm9_training_smiles() if name == "qm9" else _moses_training_smiles()
+    from ..chem.io import _sigterm_as_exception
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
-        f.write("\n".join(sorted(found)) + "\n")
-    os.replace(tmp, path)
+    with _sigterm_as_exception():  # SIGTERM and Ctrl-C leave no temporary file behind
+        try:
+            with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
+                f.write("\n".join(sorted(found)) + "\n")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     return frozenset(found)

@@ -161,7 +161,7 @@ def _from_read_result(result: ReadResult) -> _Input:
     if result.is_3d:
         return _Input("3d", result.atomic_numbers, result.positions, n_unreadable=result.n_failed,
                       notes=notes, source=source)
-    if result.records and any(r.positions is not None for r in result.records):
+    if result.records and any(r.positions is not None and r.positions.size for r in result.records):
         notes.append("some SDF entries have 3D coordinates and some do not: evaluated as graphs")
     return _Input("2d", raw=result.mols, n_unreadable=result.n_failed, notes=notes, source=source)
 
