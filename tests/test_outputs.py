@@ -252,3 +252,11 @@ def test_ctrl_c_in_evaluate_gives_one_line(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
     assert err.strip().splitlines() == ["molgen.evaluate: error: interrupted"]
+
+
+def test_an_empty_3d_sample_is_one_invalid_record_in_every_format(tmp_path):
+    samples = SampleSet.from_3d([np.array(METHANE[0]), np.zeros(0, int)], [np.array(METHANE[1], float), np.zeros((0, 3))])
+    assert samples.validity == 0.5
+    for ext in ("sdf", "xyz", "smi"):
+        result = evaluate(samples.save(tmp_path / f"e.{ext}"))
+        assert (result.n_molecules, result.n_unreadable, result["validity"], result.notes) == (2, 0, 0.5, []), ext
