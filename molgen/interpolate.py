@@ -13,13 +13,16 @@ import argparse
 
 from ._cli import run_cli
 
+#: The most points on one path (each is decoded into a molecule).
+MAX_STEPS = 10_000
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m molgen.interpolate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("start", metavar="SMILES_A", help="first molecule")
     p.add_argument("end", metavar="SMILES_B", help="second molecule")
-    p.add_argument("--steps", type=int, default=8, help="points on the path, endpoints included (default: 8)")
+    p.add_argument("--steps", type=int, default=8, help="points on the path, endpoints included, 2 to 10,000 (default: 8)")
     p.add_argument("--dataset", default=None, help="which shipped checkpoint: qm9 or moses (default: qm9)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     p.add_argument("--spherical", action="store_true", help="spherical instead of linear interpolation")
@@ -29,8 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ._cli import check_checkpoint, check_count
+
     if args.steps < 2:
         raise ValueError(f"--steps must be at least 2, got {args.steps}")
+    check_count(args.steps, "--steps", 2, MAX_STEPS)
+    check_checkpoint(args.checkpoint)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda asked for, but no CUDA device is available")
     from .models import load
 
     model = load("vae", dataset=args.dataset, checkpoint=args.checkpoint, device=args.device)

@@ -17,15 +17,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="edm", help="model name: edm, ar or vae (default: edm)")
     p.add_argument("--dataset", default=None, help="which shipped checkpoint: qm9 or moses (default: the model's first, qm9)")
-    p.add_argument("-n", "--num", type=int, default=10, help="number of molecules (default: 10)")
+    p.add_argument("-n", "--num", type=int, default=10, help="number of molecules, at most 1,000,000 (default: 10)")
     p.add_argument("--steps", type=int, default=None,
                    help="diffusion sampling steps (edm; default: the checkpoint's default_sampling_steps)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2**63 - 1 (default: 0)")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (ar, vae)")
     p.add_argument("--top-k", type=int, default=None, help="top-k sampling (ar)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling (ar)")
     p.add_argument("--atoms", type=int, default=None, help="fixed number of atoms per molecule (edm)")
-    p.add_argument("--output", "-o", default=None, help="write .sdf, .xyz or .smi (default: SMILES on stdout)")
+    p.add_argument("--output", "-o", default=None,
+                   help="write .sdf, .xyz or .smi, one record per sample, invalid ones marked (default: SMILES on stdout)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--batch-size", type=int, default=None, help="molecules per batch (default: model's)")
@@ -35,13 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pathlib import Path
+
+    from ._cli import MAX_SAMPLES, check_checkpoint, check_count, check_float, check_output_file, check_seed
+    from .chem.geometry import MAX_ATOMS_3D
     from .models import load, model_class
+    from .models.base import PRETRAINED_DIR
 
     cls = model_class(args.model)
+    # Every value is checked here, before a model is loaded or a file written.
     if args.num <= 0:
         raise ValueError(f"-n must be a positive number of molecules, got {args.num}")
+    check_count(args.num, "-n", 1, MAX_SAMPLES, "; draw more in several runs with different --seed")
     if args.steps is not None and args.steps <= 0:
         raise ValueError(f"--steps must be positive, got {args.steps}")
+    check_seed(args.seed)
+    check_count(args.batch_size, "--batch-size", 1)
+    check_count(args.top_k, "--top-k", 1)
+    check_count(args.atoms, "--atoms", 1, MAX_ATOMS_3D)
+    check_float(args.temperature, "--temperature")
+    check_float(args.top_p, "--top-p", 0.0, 1.0)
     wanted = {"steps": args.steps, "temperature": args.temperature, "top_k": args.top_k,
               "top_p": args.top_p, "n_atoms": args.atoms, "batch_size": args.batch_size}
     accepted = inspect.signature(cls.sample).parameters
@@ -53,14 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             flag = "--atoms" if key == "n_atoms" else "--" + key.replace("_", "-")
             raise ValueError(f"{flag} does not apply to the {args.model} model")
         opts[key] = value
+    check_checkpoint(args.checkpoint)
     if args.output:  # fail before sampling, not after
-        from pathlib import Path
-
-        out = Path(args.output)
-        if out.suffix.lower() not in (".sdf", ".xyz", ".smi", ".txt", ".csv"):
-            raise ValueError(f"cannot write {out.suffix or 'files without an extension'}; use .sdf, .xyz or .smi")
-        if out.parent and not out.parent.exists():
-            raise ValueError(f"cannot write {out}: folder {out.parent} does not exist")
+        check_output_file(args.output, "--output", (".sdf", ".xyz", ".smi", ".txt", ".csv"),
+                          {"checkpoint folder": Path(args.checkpoint) if args.checkpoint else None,
+                           "folder of shipped checkpoints": PRETRAINED_DIR})
     if args.device.startswith("cuda"):
         import torch
 
@@ -70,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     result = model.sample(args.num, seed=args.seed, progress=not args.no_progress, **opts)
     seconds = time.perf_counter() - t0
+    result.info.setdefault("model", args.model)  # recorded in every file written (titles, properties)
+    result.info.setdefault("seed", args.seed)
+    result._label_mols()
     if args.output:
         try:
             result.save(args.output)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from rdkit import Chem
 
-from .chem.build import canonical_smiles, largest_fragment, mol_from_3d, sanitize
+from .chem.build import canonical_smiles, is_connected, largest_fragment, mol_from_3d, sanitize
 
 
 @dataclass
@@ -37,54 +37,185 @@ class SampleSet:
 
     @classmethod
     def from_mols(cls, mols: Sequence[Chem.Mol | None], **info: object) -> "SampleSet":
-        """From (possibly unsanitised) molecules of a 2D model."""
+        """From (possibly unsanitised) molecules of a 2D model.
+
+        Each sanitised Mol gets the title ``sample <i>`` (``<model> sample <i>`` when ``info`` names
+        the model) and the properties of :meth:`record_properties`.
+        """
         clean = [sanitize(m) for m in mols]
         smiles = [canonical_smiles(largest_fragment(m)) if m is not None else None for m in clean]
-        return cls(list(clean), smiles, info=dict(info))
+        out = cls(list(clean), smiles, info=dict(info))
+        out._label_mols()
+        return out
 
     @classmethod
     def from_3d(cls, atomic_numbers: Sequence[np.ndarray], positions: Sequence[np.ndarray],
                 **info: object) -> "SampleSet":
-        """From atom types and coordinates (Angstrom); bonds inferred with EDM's tables."""
-        zs = [np.asarray(z, dtype=np.int64) for z in atomic_numbers]
-        xs = [np.asarray(x, dtype=np.float64) for x in positions]
-        mols = [sanitize(mol_from_3d(z, x)) for z, x in zip(zs, xs)]
+        """From atom types and coordinates (Angstrom); bonds inferred with EDM's tables.
+
+        A sample is valid exactly when :func:`molgen.evaluate` counts it valid (RDKit sanitises the
+        Mol, every element is in EDM's bond tables, no two atoms closer than 0.1 Angstrom), so that
+        the .xyz, .sdf and .smi files written from it evaluate to the same validity. Molecules of
+        more than :data:`molgen.chem.geometry.MAX_ATOMS_3D` atoms raise ValueError.
+        """
+        from .metrics.core import mols_from_3d
+
+        zs = [np.asarray(z, dtype=np.int64).reshape(-1) for z in atomic_numbers]
+        xs = [np.asarray(x, dtype=np.float64).reshape(-1, 3) for x in positions]
+        if len(zs) != len(xs):
+            raise ValueError(f"{len(zs)} atom-type arrays for {len(xs)} coordinate arrays")
+        mols = mols_from_3d(zs, xs)
         smiles = [canonical_smiles(largest_fragment(m)) if m is not None else None for m in mols]
-        return cls(mols, smiles, zs, xs, info=dict(info))
+        out = cls(mols, smiles, zs, xs, info=dict(info))
+        out._label_mols()
+        return out
 
     # --- writers -------------------------------------------------------------------------------
+    # One row / record / block per sample, invalid ones included and marked (see molgen.chem.io).
+    def title(self, i: int) -> str:
+        """The title of sample ``i`` in every file: ``sample <i>`` or ``<model> sample <i>``."""
+        model = self.info.get("model")
+        return f"{model} sample {i}" if model else f"sample {i}"
+
+    def whole_smiles(self, i: int) -> str | None:
+        """Canonical SMILES of sample ``i`` with all its fragments (None if invalid); the .smi
+        convention. Kekulé form where the aromatic one would not parse back."""
+        mol = self.mols[i]
+        s = canonical_smiles(mol)
+        if s is not None and Chem.MolFromSmiles(s) is None:
+            try:
+                s = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=False, kekuleSmiles=True)
+            except Exception:  # keep the aromatic SMILES
+                pass
+        return s or None
+
+    def _per_sample(self, key: str) -> np.ndarray | None:
+        values = self.info.get(key)
+        if values is None or isinstance(values, (str, bytes)) or np.ndim(values) != 1 or len(values) != len(self):
+            return None
+        return np.asarray(values, dtype=np.float64)
+
+    def record_properties(self, i: int) -> dict[str, object]:
+        """What every file and Mol records of sample ``i``, as SDF property names.
+
+        ``molgen_index``, ``molgen_smiles`` (whole molecule, :data:`~molgen.chem.io.INVALID_SMILES`
+        if invalid), ``molgen_valid``, ``molgen_connected`` (one fragment), ``molgen_stable`` (3D:
+        EDM's molecule stability), ``molgen_model`` and ``molgen_seed`` (from :attr:`info`, when
+        known) and ``molgen_log_prob`` (nats, when ``info["log_prob"]`` holds one per sample).
+        """
+        from .chem.io import INVALID_SMILES
+
+        mol = self.mols[i]
+        props: dict[str, object] = {"molgen_index": i, "molgen_smiles": self.whole_smiles(i) or INVALID_SMILES,
+                                    "molgen_valid": mol is not None,
+                                    "molgen_connected": mol is not None and is_connected(mol)}
+        if self.positions is not None:
+            from .chem.geometry import bond_orders, stability
+
+            z, x = self.atomic_numbers[i], self.positions[i]
+            props["molgen_stable"] = stability(z, bond_orders(z, x)).molecule_stable
+        for key in ("model", "seed"):
+            if self.info.get(key) is not None and np.ndim(self.info[key]) == 0:
+                props[f"molgen_{key}"] = self.info[key]
+        log_prob = self._per_sample("log_prob")
+        if log_prob is not None:
+            props["molgen_log_prob"] = float(log_prob[i])
+        return props
+
+    def _label_mols(self) -> None:
+        """Give each valid Mol its title and :meth:`record_properties` (typed RDKit properties)."""
+        for i, mol in enumerate(self.mols):
+            if mol is None:
+                continue
+            mol.SetProp("_Name", self.title(i))
+            for key, value in self.record_properties(i).items():
+                if isinstance(value, (bool, np.bool_)):
+                    mol.SetBoolProp(key, bool(value))
+                elif isinstance(value, (int, np.integer)) and abs(int(value)) < 2 ** 31:
+                    mol.SetIntProp(key, int(value))
+                elif isinstance(value, (float, np.floating)):
+                    mol.SetDoubleProp(key, float(value))
+                else:
+                    mol.SetProp(key, str(value))
+
+    def _comment(self, i: int, **extra: object) -> str:
+        props = self.record_properties(i)
+        fields = {"index": i, "smiles": props["molgen_smiles"], "valid": int(bool(props["molgen_valid"]))}
+        if "molgen_stable" in props:
+            fields["stable"] = int(bool(props["molgen_stable"]))
+        fields.update(extra)
+        for key in ("model", "seed", "log_prob"):
+            if f"molgen_{key}" in props:
+                value = props[f"molgen_{key}"]
+                fields[key] = f"{value:.6g}" if isinstance(value, float) else value
+        return " ".join(f"{k}={v}" for k, v in fields.items())
+
     def to_sdf(self, path: str | Path) -> Path:
-        """SDF with 3D coordinates: the model's own for 3D models (invalid samples written with
-        their inferred bonds, flagged ``molgen_valid=0``); an ETKDG conformer for 2D models."""
+        """SDF, one record per sample, titled :meth:`title`, with :meth:`record_properties`.
+
+        3D models: the model's own coordinates; invalid samples are written with the bonds
+        inferred from them and flagged ``molgen_valid=0``. 2D models: an ETKDG conformer with
+        hydrogens (``molgen_embedded=1``; 2D depiction coordinates and ``molgen_embedded=0`` where
+        embedding fails); an invalid sample is an empty record flagged ``molgen_valid=0``.
+        """
         from .chem.io import write_sdf
 
+        n = len(self)
+        titles = [self.title(i) for i in range(n)]
+        props = [self.record_properties(i) for i in range(n)]
+        valid = [m is not None for m in self.mols]
         if self.positions is not None:
             raw = [m if m is not None else mol_from_3d(z, x)
                    for m, z, x in zip(self.mols, self.atomic_numbers, self.positions)]
-            return write_sdf(raw, path, valid=[m is not None for m in self.mols])
-        return write_sdf([m for m in self.mols if m is not None], path, embed=True)
+            return write_sdf(raw, path, valid=valid, titles=titles, properties=props)
+        return write_sdf(self.mols, path, valid=valid, embed=True, titles=titles, properties=props)
 
     def to_xyz(self, path: str | Path) -> Path:
+        """XYZ, one block per sample; the comment line holds ``index=<i> smiles=<SMILES> valid=0|1``
+        (and ``stable``, ``model``, ``seed``, ``log_prob`` where known).
+
+        3D models: the model's atoms and coordinates, invalid samples too. 2D models: an ETKDG
+        conformer with hydrogens (``embedded=0`` and 2D depiction coordinates where embedding
+        fails); an invalid sample is a block of 0 atoms.
+        """
         from .chem.io import write_xyz
 
         if self.positions is not None:
-            return write_xyz(self.atomic_numbers, self.positions, path)
+            comments = [self._comment(i) for i in range(len(self))]
+            return write_xyz(self.atomic_numbers, self.positions, path, comments=comments)
+        from rdkit.Chem import AllChem
+
         from .chem.io import embed_3d
 
-        zs, xs = [], []
-        for m in self.mols:
+        zs, xs, comments = [], [], []
+        for i, m in enumerate(self.mols):
+            extra: dict[str, object] = {}
             if m is None:
-                continue
-            e = embed_3d(m)
-            if e is not None:
-                zs.append(np.array([a.GetAtomicNum() for a in e.GetAtoms()]))
-                xs.append(e.GetConformer().GetPositions())
-        return write_xyz(zs, xs, path)
+                z, x = np.zeros(0, dtype=np.int64), np.zeros((0, 3))
+            else:
+                e = embed_3d(m)
+                if e is None:
+                    e = Chem.Mol(m)
+                    AllChem.Compute2DCoords(e)
+                    extra["embedded"] = 0
+                z = np.array([a.GetAtomicNum() for a in e.GetAtoms()], dtype=np.int64)
+                x = e.GetConformer().GetPositions()
+            zs.append(z)
+            xs.append(x)
+            comments.append(self._comment(i, **extra))
+        return write_xyz(zs, xs, path, comments=comments)
 
     def to_smiles(self, path: str | Path) -> Path:
-        from .chem.io import write_smiles
+        """SMILES, one line per sample: ``<SMILES> <title>`` under a header line ``smiles name``
+        (``smiles,name`` columns for .csv). The SMILES is the whole molecule, all fragments
+        (:meth:`whole_smiles`; :attr:`smiles` holds the largest fragment only), and
+        :data:`~molgen.chem.io.INVALID_SMILES` (``<invalid>``) for a sample that is no molecule,
+        which :func:`molgen.evaluate` counts as invalid."""
+        from .chem.io import INVALID_SMILES, write_smiles
 
-        return write_smiles([s for s in self.smiles if s is not None], path)
+        return write_smiles([self.whole_smiles(i) for i in range(len(self))], path,
+                            titles=[self.title(i).replace(" ", "_") for i in range(len(self))],
+                            invalid=INVALID_SMILES)
 
     def save(self, path: str | Path) -> Path:
         """Write by extension: .sdf, .xyz, .smi / .txt / .csv."""

@@ -201,3 +201,59 @@ def test_run_rejects_bad_arguments_in_one_line(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1]
+
+
+def test_small_or_partial_runs_never_default_to_the_committed_report(tmp_path, monkeypatch):
+    from benchmarks import run
+
+    monkeypatch.chdir(tmp_path)
+    committed = run.HERE
+    small = parse_args(["--models", "ar", "-n", "5", "--no-fcd", "--no-data", "--nll-n", "0"])
+    assert small.out.resolve() != committed and small.out.parts[0] == "runs"
+    assert small.out.name.startswith("benchmarks-suite-qm9-") and not small.out.exists()
+    assert {"models ar only", "--no-fcd", "--no-data"} <= set(small.partial)
+    for argv in (["-n", "5000"], ["--nll-n", "10"], ["--no-fcd"], ["--models", "ar,vae"], ["--edm-n", "64"]):
+        assert parse_args(argv).out.resolve() != committed, argv
+    assert parse_args([]).out == committed and parse_args([]).partial == []   # the full run
+    assert parse_args(["-n", "5", "--overwrite"]).out == committed             # asked for
+    assert parse_args(["-n", "5", "--out", str(committed)]).out == committed
+    assert "molgen-benchmarks-quick" in str(parse_args(["--quick"]).out)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seed", "-1"], "--seed must be between 0 and 2**63 - 1"),
+    (["--seed", str(2 ** 63)], "--seed must be between 0 and 2**63 - 1"),
+    (["-n", "2000000"], "-n must be between 1 and 1,000,000"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--speed-n", "edm=0"], "--speed-n edm= must be between 1"),
+    (["--name", "../x"], "--name must be a plain file name"),
+])
+def test_run_rejects_bad_values_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_run_rejects_an_out_file_and_a_samples_folder(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for argv, message in ((["--out", str(tmp_path / "afile")], "is a file; give a folder"),
+                          (["--samples", f"edm={tmp_path}"], "is a folder; give a molecule file")):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
+def test_report_only_over_a_broken_json_gives_one_line(tmp_path, capsys):
+    from benchmarks import run
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "suite-qm9.json").write_text('{"name": "suite-qm9", "rows": [')
+    assert run.main(["--report-only", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "suite-qm9.json is not valid JSON" in err[0]
+    (tmp_path / "results" / "suite-qm9.json").write_text('{"name": "x", "dataset": "qm9", "rows": [{"nope": 1}]}')
+    assert run.main(["--report-only", "--out", str(tmp_path)]) == 2
+    assert "not a readable run JSON" in capsys.readouterr().err
+    assert not (tmp_path / "RESULTS.md").exists()

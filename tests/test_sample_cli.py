@@ -75,3 +75,69 @@ def test_unwritable_output(tiny_ckpt: Path, tmp_path: Path) -> None:
                     "does not exist")
     _one_error_line(_run("--model", "edm", "--checkpoint", str(tiny_ckpt), "--output", str(tmp_path / "x.pdb")),
                     "cannot write .pdb")
+
+
+@pytest.mark.parametrize("args,text", [
+    (("--batch-size", "0"), "--batch-size must be at least 1, got 0"),
+    (("--batch-size", "-1"), "--batch-size must be at least 1, got -1"),
+    (("--seed", "-1"), "--seed must be between 0 and 2**63 - 1"),
+    (("--seed", str(2 ** 63)), "--seed must be between 0 and 2**63 - 1"),
+    (("-n", "1000001"), "-n must be between 1 and 1,000,000"),
+    (("--model", "ar", "--temperature", "nan"), "--temperature must be a finite number in (0, inf)"),
+    (("--model", "vae", "--temperature", "inf"), "--temperature must be a finite number"),
+    (("--model", "ar", "--top-p", "1.5"), "--top-p must be a finite number in (0, 1]"),
+    (("--model", "ar", "--top-k", "0"), "--top-k must be at least 1"),
+    (("--atoms", "0"), "--atoms must be between 1 and 1,000"),
+])
+def test_bad_values_are_refused_before_anything_is_loaded(args: tuple[str, ...], text: str, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    from molgen import models
+    from molgen.sample import main
+
+    def no_loading(*a, **k):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(models, "load", no_loading)
+    out = tmp_path / "x.sdf"
+    with pytest.raises(ValueError) as info:
+        main([*args, "--output", str(out)])
+    assert text in str(info.value)
+    assert not out.exists()
+
+
+def test_batch_size_zero_gives_one_line(tiny_ckpt: Path) -> None:
+    _one_error_line(_run("--model", "edm", "--checkpoint", str(tiny_ckpt), "--batch-size", "0"),
+                    "--batch-size must be at least 1")
+
+
+def test_output_never_goes_into_a_checkpoint_folder_or_onto_a_folder(tiny_ckpt: Path, tmp_path: Path) -> None:
+    from molgen.models.base import PRETRAINED_DIR
+    from molgen.sample import main
+
+    before = sorted(p.name for p in tiny_ckpt.iterdir())
+    for target, text in ((tiny_ckpt / "weights.sdf", "inside the checkpoint folder"),
+                         (PRETRAINED_DIR / "edm-qm9" / "x.smi", "inside the folder of shipped checkpoints"),
+                         (tmp_path, "is a folder")):
+        with pytest.raises(ValueError, match=text):
+            main(["--model", "edm", "--checkpoint", str(tiny_ckpt), "-n", "1", "--output", str(target)])
+    assert sorted(p.name for p in tiny_ckpt.iterdir()) == before
+    with pytest.raises(ValueError, match="is a file; give the checkpoint folder"):
+        main(["--model", "edm", "--checkpoint", str(tiny_ckpt / "config.json")])
+
+
+def test_sampled_files_keep_every_sample_and_name_model_and_seed(tiny_ckpt: Path, tmp_path: Path) -> None:
+    from molgen.chem.io import read_molecules
+    from molgen.metrics import evaluate
+
+    out = tmp_path / "s.smi"
+    r = _run("--model", "edm", "--checkpoint", str(tiny_ckpt), "-n", "6", "--seed", "3", "-o", str(out),
+             "--no-progress")
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "smiles name" and [ln.split()[1] for ln in lines[1:]] == [f"edm_sample_{i}" for i in range(6)]
+    sdf = tmp_path / "s.sdf"
+    assert _run("--model", "edm", "--checkpoint", str(tiny_ckpt), "-n", "6", "--seed", "3", "-o", str(sdf),
+                "--no-progress").returncode == 0
+    records = read_molecules(sdf)
+    assert len(records) == 6 and records.records[0].mol.GetProp("molgen_seed") == "3"
+    assert evaluate(out)["validity"] == evaluate(sdf)["validity"]

@@ -7,6 +7,18 @@ import numpy as np
 
 from .elements import BOND1_PM, BOND2_PM, BOND3_PM, CHARGED_VALENCES, MARGINS_PM, VALENCE_BY_Z, atomic_number
 
+#: The most atoms of one 3D molecule whose bonds are inferred: the rule compares all pairs, a dense
+#: N x N array (8 N^2 bytes per array, several arrays: 1,000 atoms take about 50 MB, 20,000 atoms
+#: would take over 15 GB). Readers count larger 3D entries as unreadable.
+MAX_ATOMS_3D = 1000
+
+
+def check_atom_count(n: int) -> None:
+    """ValueError when a 3D molecule has more than :data:`MAX_ATOMS_3D` atoms."""
+    if n > MAX_ATOMS_3D:
+        raise ValueError(f"a 3D molecule of {n} atoms is more than the limit of {MAX_ATOMS_3D} "
+                         "(molgen.chem.geometry.MAX_ATOMS_3D): its bonds would need a dense N x N array")
+
 
 def bond_orders(atomic_numbers: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Bond-order matrix (0 none, 1 single, 2 double, 3 triple) from coordinates in Angstrom.
@@ -14,12 +26,14 @@ def bond_orders(atomic_numbers: np.ndarray, positions: np.ndarray) -> np.ndarray
     EDM's rule: with d the distance in pm and b1, b2, b3 the reference single/double/triple
     lengths of the element pair, no bond if d >= b1 + 10; else triple if d < b2 + 5 and d < b3 + 3,
     double if d < b2 + 5, single otherwise. Pairs missing from the single-bond table never bond.
+    Raises ValueError above :data:`MAX_ATOMS_3D` atoms.
     """
     z = np.asarray(atomic_numbers, dtype=np.int64)
     x = np.asarray(positions, dtype=np.float64)
     n = z.shape[0]
     if n == 0:
         return np.zeros((0, 0), dtype=np.int64)
+    check_atom_count(n)
     d = 100.0 * np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
     zi, zj = z[:, None], z[None, :]
     m1, m2, m3 = MARGINS_PM

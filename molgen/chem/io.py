@@ -2,23 +2,36 @@
 
 Readers never crash on a bad entry: an entry that cannot be parsed is skipped, counted in
 :attr:`ReadResult.n_failed` and a few reasons are kept. A missing, empty or unsupported file raises
-:class:`MoleculeFileError` with a one-line message. Coordinates are in Angstrom throughout.
+:class:`MoleculeFileError` with a one-line message, and so does a SMILES / CSV file of which not one
+line parses (it is usually another format under the wrong name). Coordinates are in Angstrom
+throughout. 3D entries (XYZ blocks, SDF entries with 3D coordinates) of more than
+:data:`MAX_ATOMS_3D` atoms are counted as unreadable: inferring their bonds needs a dense
+N x N distance matrix.
 
-Writers create parent folders and write atomically (a temporary file renamed over the target), so
-an interrupted write never leaves a half-written file behind. Round trips keep atoms, coordinates
-(to 1e-4 Angstrom in SDF, 1e-6 in XYZ), bonds and formal charges.
+One row per sample. A sample that is no molecule is kept as a placeholder, so that a file
+evaluated again gives the same validity: the SMILES token :data:`INVALID_SMILES` in .smi / .csv
+files, an empty record flagged ``molgen_valid=0`` in SDF files, a block of 0 atoms in XYZ files.
+The readers return these as invalid entries (``mol=None``), not as unreadable ones.
+
+Writers create parent folders and write atomically (a temporary file renamed over the target, also
+on SIGTERM and Ctrl-C), so an interrupted write never leaves a half-written or temporary file
+behind and the old file stays whole. Round trips keep atoms, coordinates (to 1e-4 Angstrom in SDF,
+1e-6 in XYZ), bonds and formal charges.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import os
+import signal
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from rdkit import Chem
@@ -26,6 +39,7 @@ from rdkit.Chem import AllChem
 
 from . import build as _build  # noqa: F401  (imported for its side effect: RDKit logging off)
 from .elements import symbol
+from .geometry import MAX_ATOMS_3D
 
 #: File extensions understood by :func:`read_molecules`.
 READ_FORMATS: dict[str, str] = {".sdf": "sdf", ".sd": "sdf", ".mol": "sdf", ".xyz": "xyz",
@@ -33,6 +47,8 @@ READ_FORMATS: dict[str, str] = {".sdf": "sdf", ".sd": "sdf", ".mol": "sdf", ".xy
                                 ".csv": "csv"}
 #: Column names taken as the SMILES column of a CSV file (compared case-insensitively).
 SMILES_COLUMNS = ("smiles", "canonical_smiles")
+#: The SMILES token of a sample that is no molecule (one row per sample: nothing is dropped).
+INVALID_SMILES = "<invalid>"
 _MAX_REASONS = 5
 
 
@@ -111,13 +127,20 @@ def read_molecules(path: str | os.PathLike) -> ReadResult:
     """Read an .sdf, .xyz, .smi / .txt or .csv file into a :class:`ReadResult`.
 
     SDF: atoms, coordinates and the file's bonds are kept as written (no sanitising, hydrogens
-    kept). XYZ: one or more blocks of a count line, a comment line and that many atom lines
-    (element symbol or atomic number, then x y z in Angstrom); a garbled block is counted and
-    reading resumes at the next plausible block. SMILES files: the first whitespace-separated token
-    of each line (a header line ``smiles`` is skipped). CSV: the column named smiles /
-    canonical_smiles (any case), else the first column. SMILES that RDKit cannot parse are kept as
-    entries with ``mol=None``: they are invalid molecules, not unreadable entries. Any of these may be
-    gzip-compressed (``samples.xyz.gz``).
+    kept); an entry written by molgen for a graph model (property ``molgen_embedded``: its
+    coordinates are an ETKDG conformer, not the model's) is read as a graph, without positions.
+    XYZ: one or more blocks of a count line, a comment line and that many atom lines (element
+    symbol or atomic number, then x y z in Angstrom); a garbled block is counted and reading resumes
+    at the next plausible block. SMILES files: the first whitespace-separated token of each line (a
+    header line ``smiles ...`` and lines starting with ``#`` are skipped). CSV: the column named
+    smiles / canonical_smiles (any case), else the one column whose name contains "smiles"; a
+    file whose first row is itself a SMILES has no header and its first column is read. SMILES that
+    RDKit cannot parse are kept as entries with ``mol=None``: they are invalid molecules, not
+    unreadable entries. Any of these may be gzip-compressed (``samples.xyz.gz``).
+
+    Raises :class:`MoleculeFileError` for a missing, empty, binary or unknown file, a CSV file
+    without a SMILES column, and a SMILES / CSV file in which no line parses as SMILES (the message
+    says what the file looks like instead: SDF, XYZ, comma-separated).
     """
     p = Path(path)
     gz = p.suffix.lower() == ".gz"
@@ -145,9 +168,20 @@ def read_molecules(path: str | os.PathLike) -> ReadResult:
     if not text.strip():
         raise MoleculeFileError(f"{p} is empty")
     reader = {"sdf": _read_sdf, "xyz": _read_xyz, "smiles": _read_smiles_lines, "csv": _read_csv}[kind]
-    result = reader(text)
+    try:
+        result = reader(text)
+    except _NoSmiles as err:
+        raise MoleculeFileError(f"{p.name}: {err}") from None
     result.path, result.format = p, kind
     return result
+
+
+class _NoSmiles(ValueError):
+    """A SMILES / CSV file with nothing that parses as SMILES (the message says why)."""
+
+
+def _too_many_atoms(n: int) -> str:
+    return f"{n} atoms, more than the limit of {MAX_ATOMS_3D} for 3D molecules (molgen.chem.geometry.MAX_ATOMS_3D)"
 
 
 def _read_sdf(text: str) -> ReadResult:
@@ -160,17 +194,26 @@ def _read_sdf(text: str) -> ReadResult:
             title = supplier.GetItemText(i).split("\n", 1)[0].strip()
             out._fail(f"SDF entry {i + 1}{f' ({title[:40]!r})' if title else ''}: RDKit cannot parse it")
             continue
+        name = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
+        if z.size == 0:
+            if mol.HasProp("molgen_valid") and mol.GetProp("molgen_valid").strip() == "0":
+                # A placeholder for an invalid sample: no atoms, so no coordinates either (it does not make a
+                # file of 3D samples a mixed one).
+                out.records.append(MoleculeRecord(z, np.zeros((0, 3)), None, name))
+            else:
+                out._fail(f"SDF entry {i + 1}: no atoms")
+            continue
         pos = None
-        if mol.GetNumConformers() and mol.GetConformer().Is3D():
+        if mol.GetNumConformers() and mol.GetConformer().Is3D() and not mol.HasProp("molgen_embedded"):
             pos = mol.GetConformer().GetPositions().astype(np.float64)
             if not np.isfinite(pos).all():
                 out._fail(f"SDF entry {i + 1}: coordinates are not finite numbers")
                 continue
-        if z.size == 0:
-            out._fail(f"SDF entry {i + 1}: no atoms")
-            continue
-        out.records.append(MoleculeRecord(z, pos, mol, mol.GetProp("_Name") if mol.HasProp("_Name") else ""))
+            if z.size > MAX_ATOMS_3D:
+                out._fail(f"SDF entry {i + 1}: {_too_many_atoms(z.size)}")
+                continue
+        out.records.append(MoleculeRecord(z, pos, mol, name))
     return out
 
 
@@ -186,9 +229,10 @@ def _element(token: str) -> int:
 
 
 def _count(line: str) -> int:
-    """The atom count of an XYZ count line, or -1 if the line is not a lone positive integer."""
+    """The atom count of an XYZ count line (0 for a placeholder block), or -1 if the line is not a
+    lone non-negative integer."""
     s = line.strip()
-    return int(s) if s.isdigit() and int(s) > 0 else -1
+    return int(s) if s.isdigit() else -1
 
 
 def _xyz_block(lines: list[str], start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +248,7 @@ def _xyz_block(lines: list[str], start: int, n: int) -> tuple[np.ndarray, np.nda
         k = int(np.argmax(z == 0))
         raise ValueError(f"line {start + k + 1}: unknown element {rows[k][0][:10]!r}")
     try:
-        pos = np.array([r[1:4] for r in rows], dtype=np.float64)
+        pos = np.array([r[1:4] for r in rows], dtype=np.float64).reshape(n, 3)
     except ValueError:
         raise ValueError(f"lines {start + 1}-{start + n}: coordinates are not numbers") from None
     if not np.isfinite(pos).all():
@@ -221,7 +265,12 @@ def _read_xyz(text: str) -> ReadResult:
             i += 1  # blank lines between blocks are harmless
             continue
         n = _count(lines[i])
-        if n > 0:
+        if n > MAX_ATOMS_3D:
+            # Skipped without parsing: bonds of so many atoms would need a dense n x n array.
+            out._fail(f"XYZ block at line {i + 1}: {_too_many_atoms(n)}")
+            i, in_garbage = i + n + 2, False
+            continue
+        if n >= 0 and i + 1 < len(lines):
             try:
                 z, pos = _xyz_block(lines, i + 2, n)
             except ValueError as err:  # a broken block is one failed entry; skip to the next count line
@@ -240,27 +289,67 @@ def _read_xyz(text: str) -> ReadResult:
 
 
 def _smiles_record(smiles: str) -> MoleculeRecord:
-    return MoleculeRecord(None, None, Chem.MolFromSmiles(smiles), smiles)
+    mol = None if smiles == INVALID_SMILES else Chem.MolFromSmiles(smiles)
+    return MoleculeRecord(None, None, mol, smiles)
+
+
+def _looks_like(text: str) -> tuple[str, str]:
+    """What a text that is not a SMILES list seems to be ("sdf", "xyz", "columns" or ""), and
+    advice for an error message."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if "$$$$" in text or "M  END" in text or "V2000" in text or "V3000" in text:
+        return "sdf", "it looks like an SDF file (it has 'M  END' / '$$$$' lines): name it .sdf"
+    if lines and _count(lines[0]) > 0 and len(lines) > 2 and len(lines[2].split()) >= 4:
+        return "xyz", "it looks like an XYZ file (an atom count, a comment, then 'element x y z' lines): name it .xyz"
+    first = lines[0] if lines else ""
+    for sep, name in ((",", "comma"), (";", "semicolon"), ("\t", "tab")):
+        if sep in first:
+            return "columns", (f"it looks like {name}-separated columns ({first.strip()[:60]!r}): a .smi file holds "
+                               "one SMILES per line, then optional whitespace-separated text; name a comma-separated "
+                               "file .csv with a 'smiles' column")
+    return "", f"the first line is {first.strip()[:60]!r}"
+
+
+def _check_parsed(records: list[MoleculeRecord], text: str, what: str) -> None:
+    """Raise _NoSmiles when not one entry (placeholders aside) parses as SMILES, or when the text is
+    plainly an SDF or XYZ file (a few of its lines may happen to parse, e.g. an element symbol)."""
+    real = [r for r in records if r.source != INVALID_SMILES]
+    parsed = sum(r.mol is not None for r in real)
+    kind, advice = _looks_like(text)
+    if (real and not parsed) or kind in ("sdf", "xyz"):
+        raise _NoSmiles(f"{parsed} of {len(real)} {what} parsed as SMILES; {advice}")
 
 
 def _read_smiles_lines(text: str) -> ReadResult:
     tokens = [ln.split(None, 1)[0] for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if tokens and tokens[0].lower() in SMILES_COLUMNS:
         tokens = tokens[1:]
-    return ReadResult([_smiles_record(t) for t in tokens])
+    records = [_smiles_record(t) for t in tokens]
+    _check_parsed(records, text, "lines")
+    return ReadResult(records)
+
+
+def _smiles_column(header: list[str]) -> int | None:
+    """Index of the SMILES column in a CSV header (see :func:`read_molecules`), or None."""
+    names = [c.strip().lower() for c in header]
+    exact = next((names.index(name) for name in SMILES_COLUMNS if name in names), None)
+    if exact is not None:
+        return exact
+    partial = [k for k, name in enumerate(names) if "smiles" in name]
+    return partial[0] if len(partial) == 1 else None
 
 
 def _read_csv(text: str) -> ReadResult:
     rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
     if not rows:
         return ReadResult([])
-    header = [c.strip().lower() for c in rows[0]]
-    col = next((header.index(name) for name in SMILES_COLUMNS if name in header), None)
+    col = _smiles_column(rows[0])
     if col is None:
-        # No named column: the first row is a header unless its first cell is itself a SMILES.
-        col = 0
-        if Chem.MolFromSmiles(rows[0][0].strip()) is None:
-            rows = rows[1:]
+        if Chem.MolFromSmiles(rows[0][0].strip()) is None and rows[0][0].strip() != INVALID_SMILES:
+            columns = ", ".join(repr(c.strip()) for c in rows[0][:12]) + (", ..." if len(rows[0]) > 12 else "")
+            raise _NoSmiles(f"no SMILES column: looked for a column named {' or '.join(SMILES_COLUMNS)} (any case) "
+                            f"or one whose name contains 'smiles'; the columns are {columns}")
+        col = 0  # no header: the first row is itself a molecule
     else:
         rows = rows[1:]
     out = ReadResult([])
@@ -270,28 +359,67 @@ def _read_csv(text: str) -> ReadResult:
             out.records.append(_smiles_record(cell))
         else:
             out._fail(f"CSV row {k + 2}: empty SMILES cell")
+    _check_parsed(out.records, text, "rows")
     return out
 
 
 # --- writing ---------------------------------------------------------------------------------
+class _Terminated(SystemExit):
+    """SIGTERM raised as an exception while a file is written, so that the temporary file is removed."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`_Terminated` (exit status 143) instead of killing the
+    process outright; a no-op outside the main thread or when someone else handles SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        previous = None
+    if previous not in (signal.SIG_DFL, None):
+        yield  # an application handler (e.g. training's save-on-signal) keeps control
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _write_atomic(path: str | os.PathLike, chunks: Iterable[str]) -> Path:
-    """Write text to ``path`` through a temporary file in the same folder, then rename it."""
+    """Write text to ``path`` through a temporary file in the same folder, then rename it.
+
+    The temporary file is removed on any error, on Ctrl-C and on SIGTERM; the target is replaced
+    only by a complete file, so an old file stays whole until then.
+    """
     p = Path(path)
     tmp = None
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, p)
-    except OSError as err:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise MoleculeFileError(f"cannot write {p}: {err.strerror or err}") from None
+    with _sigterm_as_exception():
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if p.is_dir():
+                raise IsADirectoryError(21, "it is a folder")
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            os.replace(tmp, p)
+            tmp = None
+        except OSError as err:
+            raise MoleculeFileError(f"cannot write {p}: {err.strerror or err}") from None
+        finally:  # also on KeyboardInterrupt, SIGTERM and errors raised by ``chunks``
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
     return p
 
 
@@ -300,26 +428,86 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return _write_atomic(path, [text])
 
 
+def _rdkit_interrupt_flag() -> Any:
+    """RDKit's own Ctrl-C flag (``RDKit::ControlCHandler::d_gotSignal``), or None where not found.
+
+    During conformer embedding RDKit replaces the SIGINT handler with its own, which cancels the
+    embedding (it then fails) and resets the flag: Python never sees the KeyboardInterrupt.
+    :func:`_interruptible` watches the flag so that Ctrl-C still stops the program.
+    """
+    global _RDKIT_FLAG
+    if _RDKIT_FLAG is False:
+        try:
+            import ctypes
+
+            with open("/proc/self/maps") as f:
+                libs = {ln.split()[-1] for ln in f if "DistGeomHelpers" in ln.split()[-1]}
+            flag = None
+            for lib in sorted(libs):
+                try:
+                    flag = ctypes.c_bool.in_dll(ctypes.CDLL(lib), "_ZN5RDKit15ControlCHandler11d_gotSignalE")
+                    break
+                except (OSError, ValueError):
+                    continue
+            _RDKIT_FLAG = flag
+        except Exception:  # no /proc, no ctypes, another RDKit build: Ctrl-C may then be lost in RDKit
+            _RDKIT_FLAG = None
+    return _RDKIT_FLAG
+
+
+_RDKIT_FLAG: Any = False  # False: not looked up yet
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Raise KeyboardInterrupt after the block if RDKit swallowed a Ctrl-C inside it."""
+    flag = _rdkit_interrupt_flag()
+    if flag is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.002):
+            if flag.value:
+                seen.set()
+        if flag.value:
+            seen.set()
+
+    watcher = threading.Thread(target=watch, name="molgen-rdkit-ctrl-c", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+    if seen.is_set():
+        raise KeyboardInterrupt
+
+
 def embed_3d(mol: Chem.Mol, seed: int = 0) -> Chem.Mol | None:
     """A copy of ``mol`` with explicit hydrogens and one 3D conformer (Angstrom), or None.
 
     ETKDGv3 with a fixed random seed, then an MMFF94 clean-up (UFF where MMFF has no parameters).
-    Returns None when no conformer can be embedded.
+    Returns None when no conformer can be embedded. Ctrl-C raises KeyboardInterrupt (RDKit would
+    otherwise take it as "cancel this embedding").
     """
     m = Chem.AddHs(mol, addCoords=False)
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed)
-    if AllChem.EmbedMolecule(m, params) != 0:
-        params.useRandomCoords = True
+    with _interruptible():
         if AllChem.EmbedMolecule(m, params) != 0:
-            return None
-    try:
-        if AllChem.MMFFHasAllMoleculeParams(m):
-            AllChem.MMFFOptimizeMolecule(m, maxIters=500)
-        elif AllChem.UFFHasAllMoleculeParams(m):
-            AllChem.UFFOptimizeMolecule(m, maxIters=500)
-    except Exception:  # a failed clean-up still leaves the ETKDG conformer, which is usable
-        pass
+            params.useRandomCoords = True
+            if AllChem.EmbedMolecule(m, params) != 0:
+                return None
+        try:
+            if AllChem.MMFFHasAllMoleculeParams(m):
+                AllChem.MMFFOptimizeMolecule(m, maxIters=500)
+            elif AllChem.UFFHasAllMoleculeParams(m):
+                AllChem.UFFOptimizeMolecule(m, maxIters=500)
+        except Exception:  # a failed clean-up still leaves the ETKDG conformer, which is usable
+            pass
     return m
 
 
@@ -333,20 +521,33 @@ def _mol_block(mol: Chem.Mol, v3000: bool) -> str:
         return Chem.MolToMolBlock(m, kekulize=False, forceV3000=v3000)
 
 
+def _prop_text(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value).replace("\n", " ")
+
+
 def write_sdf(mols: Sequence[Chem.Mol | None], path: str | os.PathLike,
               valid: Sequence[bool] | None = None, embed: bool = False, seed: int = 0,
-              v3000: bool = False) -> Path:
-    """Write molecules to an SDF file and return its path.
+              v3000: bool = False, titles: Sequence[str] | None = None,
+              properties: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write molecules to an SDF file, one record per entry, and return its path.
 
-    Each Mol is written with its own atoms, bonds (kekulised), formal charges and conformer
-    (Angstrom; V2000 keeps 4 decimals, ``v3000=True`` keeps 6). ``valid`` flags, if given, are stored as the SDF property ``molgen_valid`` (1 / 0).
-    With ``embed`` each molecule first gets hydrogens and a 3D conformer (:func:`embed_3d`); a
-    molecule that cannot be embedded is written with 2D depiction coordinates and the property
-    ``molgen_embedded=0``, so no molecule is dropped. A None entry is written as an empty record
-    (no atoms) flagged ``molgen_valid=0``.
+    Each Mol is written with its own atoms, bonds (kekulised), formal charges, conformer
+    (Angstrom; V2000 keeps 4 decimals, ``v3000=True`` keeps 6) and properties. ``valid`` flags, if
+    given, are stored as the SDF property ``molgen_valid`` (1 / 0); ``titles`` become the records'
+    title lines and ``properties`` (one mapping per record) further SDF properties (booleans as
+    1 / 0). With ``embed`` each molecule first gets hydrogens and a 3D conformer (:func:`embed_3d`)
+    and the property ``molgen_embedded=1``; a molecule that cannot be embedded is written with 2D
+    depiction coordinates and ``molgen_embedded=0``, so no molecule is dropped. A None entry is
+    written as an empty record (no atoms) flagged ``molgen_valid=0``, which :func:`read_molecules`
+    reads back as an invalid entry.
     """
-    if valid is not None and len(valid) != len(mols):
-        raise ValueError(f"{len(valid)} valid flags for {len(mols)} molecules")
+    for name, seq in (("valid flags", valid), ("titles", titles), ("property sets", properties)):
+        if seq is not None and len(seq) != len(mols):
+            raise ValueError(f"{len(seq)} {name} for {len(mols)} molecules")
 
     def blocks() -> Iterator[str]:
         for k, mol in enumerate(mols):
@@ -358,6 +559,12 @@ def write_sdf(mols: Sequence[Chem.Mol | None], path: str | os.PathLike,
                     m.SetProp("molgen_embedded", "0")
                 else:
                     m = e
+                    m.SetProp("molgen_embedded", "1")
+            if titles is not None:
+                m.SetProp("_Name", str(titles[k]).replace("\n", " "))
+            for name, value in (properties[k] if properties is not None else {}).items():
+                if value is not None:
+                    m.SetProp(name, _prop_text(value))
             if valid is not None:
                 m.SetProp("molgen_valid", str(int(bool(valid[k]))))
             elif mol is None:
@@ -371,7 +578,11 @@ def write_sdf(mols: Sequence[Chem.Mol | None], path: str | os.PathLike,
 
 def write_xyz(atomic_numbers_list: Sequence[Sequence[int]], positions_list: Sequence[np.ndarray],
               path: str | os.PathLike, comments: Sequence[str] | None = None) -> Path:
-    """Write molecules as consecutive XYZ blocks (coordinates in Angstrom, 6 decimals)."""
+    """Write molecules as consecutive XYZ blocks (coordinates in Angstrom, 6 decimals).
+
+    A molecule of 0 atoms is written as a block of 0 atoms (a placeholder for a sample that is no
+    molecule, read back as an invalid entry).
+    """
     if len(atomic_numbers_list) != len(positions_list):
         raise ValueError(f"{len(atomic_numbers_list)} atom lists for {len(positions_list)} coordinate arrays")
     if comments is not None and len(comments) != len(positions_list):
@@ -379,7 +590,7 @@ def write_xyz(atomic_numbers_list: Sequence[Sequence[int]], positions_list: Sequ
 
     def blocks() -> Iterator[str]:
         for k, (z, x) in enumerate(zip(atomic_numbers_list, positions_list)):
-            z = np.asarray(z, dtype=np.int64)
+            z = np.asarray(z, dtype=np.int64).reshape(-1)
             x = np.asarray(x, dtype=np.float64).reshape(-1, 3)
             if z.size != x.shape[0]:
                 raise ValueError(f"molecule {k}: {z.size} atoms but {x.shape[0]} positions")
@@ -391,13 +602,34 @@ def write_xyz(atomic_numbers_list: Sequence[Sequence[int]], positions_list: Sequ
     return _write_atomic(path, blocks())
 
 
-def write_smiles(smiles: Sequence[str], path: str | os.PathLike) -> Path:
+def write_smiles(smiles: Sequence[str | None], path: str | os.PathLike,
+                 titles: Sequence[str] | None = None, invalid: str | None = None) -> Path:
     """Write one SMILES per line; a .csv file gets a ``smiles`` header line.
 
-    Raises ValueError for a None entry or a string with whitespace (it would not read back).
+    With ``titles`` each line is ``SMILES TITLE`` (``SMILES,name`` in a .csv file) under a header
+    line ``smiles name``, as RDKit's SmilesMolSupplier expects. With ``invalid`` (e.g.
+    :data:`INVALID_SMILES`) a None entry is written as that token, so that no row is dropped.
+    Raises ValueError for a None entry without ``invalid`` or a string with whitespace (it would
+    not read back).
     """
-    for k, s in enumerate(smiles):
+    rows = [invalid if s is None and invalid is not None else s for s in smiles]
+    for k, s in enumerate(rows):
         if not isinstance(s, str) or not s or any(c.isspace() for c in s):
             raise ValueError(f"smiles[{k}] = {s!r} is not a SMILES string that can be written one per line")
-    header = "smiles\n" if Path(path).suffix.lower() == ".csv" else ""
-    return _write_atomic(path, [header, *(f"{s}\n" for s in smiles)])
+    if titles is not None:
+        if len(titles) != len(rows):
+            raise ValueError(f"{len(titles)} titles for {len(rows)} SMILES")
+        titles = [str(t).replace("\n", " ").strip() for t in titles]
+    csv_file = Path(path).suffix.lower() == ".csv"
+    if titles is None:
+        header = "smiles\n" if csv_file else ""
+        lines = (f"{s}\n" for s in rows)
+    elif csv_file:
+        header = "smiles,name\n"
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(zip(rows, titles))
+        lines = iter([buf.getvalue()])
+    else:
+        header = "smiles name\n"
+        lines = (f"{s} {t}\n" for s, t in zip(rows, titles))
+    return _write_atomic(path, [header, *lines])

@@ -24,7 +24,7 @@ from rdkit import Chem
 from .._cache import cache_dir
 from ..chem.build import as_mol, canonical_smiles, is_connected, largest_fragment, mol_from_graph, sanitize
 from ..chem.elements import TABLE_ELEMENTS, atomic_number
-from ..chem.geometry import CHARGE_BY_Z_VALENCE, NOT_ALLOWED, bond_orders, stability
+from ..chem.geometry import CHARGE_BY_Z_VALENCE, NOT_ALLOWED, bond_orders, check_atom_count, stability
 
 MolLike = Chem.Mol | str | None
 
@@ -182,6 +182,7 @@ def has_clash(positions: np.ndarray, threshold: float = CLASH_DISTANCE) -> bool:
     x = np.asarray(positions, dtype=np.float64)
     if x.shape[0] < 2:
         return False
+    check_atom_count(x.shape[0])  # the pairwise distances below are a dense N x N array
     d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(d2, np.inf)
     return bool(d2.min() < threshold ** 2)
@@ -294,8 +295,15 @@ def training_smiles(name: str) -> frozenset[str]:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             return frozenset(f.read().split())
     found = _qm9_training_smiles() if name == "qm9" else _moses_training_smiles()
+    from ..chem.io import _sigterm_as_exception
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
-        f.write("\n".join(sorted(found)) + "\n")
-    os.replace(tmp, path)
+    with _sigterm_as_exception():  # SIGTERM and Ctrl-C leave no temporary file behind
+        try:
+            with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
+                f.write("\n".join(sorted(found)) + "\n")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     return frozenset(found)

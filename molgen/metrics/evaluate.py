@@ -9,7 +9,9 @@ What is computed depends on the input and the reference:
   Wasserstein distances of the four properties; ``"qm9"`` and ``"moses"`` also give novelty
   against their training set;
 - ``"moses"``: MOSES' unique@1k / @10k, SNN, Frag, Scaf (all against the MOSES test set),
-  IntDiv1 / 2 and Filters, and GuacaMol's KL score and FCD score against 10,000 training molecules.
+  and GuacaMol's KL score and FCD score against 10,000 training molecules;
+- graphs / SMILES (2D input), with any reference or none: IntDiv1 / 2 and Filters (MCF, PAINS;
+  needs the fetched MOSES filter lists, else skipped with a note), as MOSES reports them.
 
 3D input (atom types and coordinates: .xyz / 3D .sdf files, 3D :class:`~molgen.samples.SampleSet`)
 is evaluated the EDM way: bonds from the geometry, the largest fragment's canonical SMILES for
@@ -159,7 +161,7 @@ def _from_read_result(result: ReadResult) -> _Input:
     if result.is_3d:
         return _Input("3d", result.atomic_numbers, result.positions, n_unreadable=result.n_failed,
                       notes=notes, source=source)
-    if result.records and any(r.positions is not None for r in result.records):
+    if result.records and any(r.positions is not None and r.positions.size for r in result.records):
         notes.append("some SDF entries have 3D coordinates and some do not: evaluated as graphs")
     return _Input("2d", raw=result.mols, n_unreadable=result.n_failed, notes=notes, source=source)
 
@@ -410,6 +412,22 @@ def _moses_metrics(valid_smiles: list[str], valid: list[Chem.Mol], fps: np.ndarr
     return out
 
 
+def _diversity_metrics(valid: list[Chem.Mol], fps: np.ndarray | None, notes: list[str]) -> dict[str, float]:
+    """IntDiv1 / 2 and Filters: set metrics that need no reference (given for every 2D evaluation,
+    as MOSES does). Filters needs the fetched MOSES filter lists; without them it is skipped with a note."""
+    from . import moses as mm
+
+    if fps is None:
+        fps = mm.morgan_fingerprints(valid)
+    out: dict[str, float] = {}
+    out["intdiv1"], out["intdiv2"] = mm.internal_diversities(fps, (1, 2))
+    try:
+        out["filters"] = mm.filters_pass_rate(valid)
+    except FileNotFoundError as exc:
+        notes.append(f"Filters not computed: {exc}")
+    return out
+
+
 def evaluate(molecules: Any, reference: str | os.PathLike | None = None, fcd: bool = True) -> EvaluationResult:
     """Evaluate generated molecules.
 
@@ -447,6 +465,8 @@ def evaluate(molecules: Any, reference: str | os.PathLike | None = None, fcd: bo
             metrics.update(_similarity_metrics(valid, fps, ref, ref_smiles))
             if ref.moses:
                 metrics.update(_moses_metrics(valid_smiles, valid, fps, gen_stats, inp.notes))
+        if inp.kind == "2d" and len(valid) >= 2 and not (ref is not None and ref.moses):
+            metrics.update(_diversity_metrics(valid, fps if ref is not None else None, inp.notes))
         metrics.update(_property_metrics(valid, ref, ref_smiles))
     return EvaluationResult(metrics, len(inp), inp.kind, reference=None if ref is None else str(reference),
                             reference_label=ref.label if ref else "", n_unreadable=inp.n_unreadable,
