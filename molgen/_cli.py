@@ -22,6 +22,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run a CLI main(): expected errors become one line on stderr and a non-zero exit code, Ctrl-C
     becomes ``error: interrupted`` and exit code 130 (also while main() is still importing torch)."""
+    from ._alloc import keep_large_blocks
+
+    keep_large_blocks()  # this process is the CLI's own: keep large tensor blocks in the heap (see _alloc)
     try:
         code = main()
     except KeyboardInterrupt:
