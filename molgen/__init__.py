@@ -14,7 +14,9 @@ the QM9 data (qm9pack) that training and QM9 references need.
 """
 from __future__ import annotations
 
+import sys
 from os import PathLike
+from types import ModuleType
 from typing import Any
 
 __version__ = "0.1.0"
@@ -58,6 +60,22 @@ def list_models():
     from .models import list_pretrained
 
     return list_pretrained()
+
+
+class _Package(ModuleType):
+    """The ``molgen`` module, keeping its API functions ``sample`` and ``evaluate`` when the command
+    modules of the same names (``python -m molgen.sample`` / ``molgen.evaluate``) are imported:
+    the import system would otherwise set ``molgen.evaluate`` to the module, and scripts calling
+    ``molgen.evaluate(...)`` would break depending on what was imported before. The modules stay
+    reachable as ``sys.modules["molgen.evaluate"]`` and through ``from molgen.evaluate import main``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("sample", "evaluate") and isinstance(value, ModuleType) and name in self.__dict__:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
