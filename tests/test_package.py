@@ -128,6 +128,8 @@ def test_load_accepts_checkpoint_names_model_names_and_paths():
     by_path = molgen.load(str(base.PRETRAINED_DIR / "vae-moses"))
     assert type(by_path).__name__ == "GraphVAE" and by_path.checkpoint_dir == base.PRETRAINED_DIR / "vae-moses"
     assert molgen.load(base.PRETRAINED_DIR / "ar-qm9").name == "ar"
+    other = molgen.load("ar-moses", checkpoint=base.PRETRAINED_DIR / "ar-qm9")  # a folder of the same model
+    assert other.checkpoint_dir == base.PRETRAINED_DIR / "ar-qm9"
     cls = base.model_class("vae")
     assert cls.from_pretrained("vae-moses").checkpoint_dir == base.PRETRAINED_DIR / "vae-moses"
     assert cls.from_pretrained("vae").checkpoint_dir == base.PRETRAINED_DIR / "vae-qm9"

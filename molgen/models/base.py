@@ -241,7 +241,8 @@ def load(model: str | Path, dataset: str | None = None, checkpoint: str | Path |
     """
     dev = resolve_device(device)
     if checkpoint is not None:
-        cls = model_class(str(model))
+        shipped = {p.name: p.model for p in list_pretrained()}
+        cls = model_class(shipped.get(str(model), str(model)))
         return cls.from_pretrained(Path(checkpoint), device=dev)
     folder = resolve_pretrained(model, dataset=dataset)
     if not (folder / "config.json").exists() and str(model) in list_models():
