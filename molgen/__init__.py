@@ -1,22 +1,38 @@
 """molgen: generative models for molecules, checked with RDKit.
 
     import molgen
-    model = molgen.load("edm")             # shipped checkpoint, CPU by default
+    molgen.list_models()                   # shipped checkpoints: edm-qm9, ar-qm9, ar-moses, vae-qm9, vae-moses
+    model = molgen.load("edm")             # = "edm-qm9"; CPU by default, device="auto" for a GPU if there is one
     out = model.sample(100, seed=0)        # SampleSet: RDKit Mols (None where invalid), SMILES, 3D coordinates
+    for mol in out: ...                    # RDKit Mols, None for invalid samples; out[0], out[:10], out.to_df()
     out.to_sdf("samples.sdf")
     print(molgen.evaluate(out, reference="qm9").table())
     model.log_likelihood(out)              # nats per molecule: exact (ar), ELBO (vae), variational bound (edm)
+
+Install: ``pip install molgen-models`` (the import name is ``molgen``); ``molgen-models[qm9]`` adds
+the QM9 data (qm9pack) that training and QM9 references need.
 """
 from __future__ import annotations
 
+import sys
+from os import PathLike
+from types import ModuleType
 from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["load", "sample", "evaluate", "list_models", "SampleSet"]
 
 
-def load(model: str, dataset: str | None = None, checkpoint: str | None = None, device: str = "cpu"):
-    """Load a model by name (``edm``, ``ar``, ``vae``) from its shipped checkpoint or ``checkpoint``."""
+def load(model: str | PathLike = "edm", dataset: str | None = None, checkpoint: str | PathLike | None = None,
+         device: str = "cpu"):
+    """Load a model in eval mode.
+
+    ``model``: a shipped checkpoint (``"edm-qm9"``, ``"ar-moses"``; see :func:`list_models`), a model
+    name (``"edm"``, ``"ar"``, ``"vae"``: its shipped checkpoint for ``dataset``, default qm9) or the
+    path of a checkpoint folder (a name wins over a folder of the same name: write ``"./edm"``).
+    ``device``: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available).
+    A device this torch cannot use is a ValueError.
+    """
     from .models import load as _load
 
     return _load(model, dataset=dataset, checkpoint=checkpoint, device=device)
@@ -27,18 +43,39 @@ def sample(model: str, n: int, seed: int = 0, dataset: str | None = None, **kwar
     return load(model, dataset=dataset).sample(n, seed=seed, **kwargs)
 
 
-def evaluate(molecules: Any, reference: str | None = "qm9", **kwargs: Any):
-    """Validity, uniqueness, novelty, stability, FCD, MOSES/GuacaMol metrics of molecules."""
+def evaluate(molecules: Any, reference: str | PathLike | None = None, **kwargs: Any):
+    """Validity, uniqueness, stability, properties; with a ``reference`` (``"qm9"``, ``"moses"`` or a
+    molecule file) also novelty, FCD and the MOSES / GuacaMol metrics. The default, no reference, is
+    the same as ``python -m molgen.evaluate``'s; ``"qm9"`` needs the ``qm9`` extra."""
     from .metrics.evaluate import evaluate as _evaluate
 
     return _evaluate(molecules, reference=reference, **kwargs)
 
 
-def list_models() -> list[str]:
-    """Names of the available models."""
-    from .models import list_models as _list
+def list_models():
+    """The shipped checkpoints, sorted by name: each a :class:`~molgen.models.PretrainedInfo` with
+    ``name`` (what :func:`load` takes), ``model``, ``dataset``, headline ``metrics`` from its
+    metrics.json (validity, novelty, FCD, ...; fractions in [0, 1]) and ``path``. The model
+    classes are ``molgen.models.list_models()``."""
+    from .models import list_pretrained
 
-    return _list()
+    return list_pretrained()
+
+
+class _Package(ModuleType):
+    """The ``molgen`` module, keeping its API functions ``sample`` and ``evaluate`` when the command
+    modules of the same names (``python -m molgen.sample`` / ``molgen.evaluate``) are imported:
+    the import system would otherwise set ``molgen.evaluate`` to the module, and scripts calling
+    ``molgen.evaluate(...)`` would break depending on what was imported before. The modules stay
+    reachable as ``sys.modules["molgen.evaluate"]`` and through ``from molgen.evaluate import main``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("sample", "evaluate") and isinstance(value, ModuleType) and name in self.__dict__:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence, overload
 
 import numpy as np
 from rdkit import Chem
@@ -34,6 +34,60 @@ class SampleSet:
     @property
     def validity(self) -> float:
         return sum(m is not None for m in self.mols) / max(len(self.mols), 1)
+
+    # --- list-like access ----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Chem.Mol | None]:
+        """The molecules in sample order: an RDKit Mol, or None where the sample is invalid."""
+        return iter(self.mols)
+
+    @overload
+    def __getitem__(self, key: int) -> Chem.Mol | None: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> "SampleSet": ...
+
+    def __getitem__(self, key: int | slice) -> "Chem.Mol | None | SampleSet":
+        """``out[i]``: the Mol of sample i (None if invalid), like a list. ``out[a:b:c]``: a SampleSet
+        of those samples with their SMILES, atom types and positions; ``info`` is the draw's (its
+        set-level values describe the whole draw) plus ``info["index"]``, the samples' indices in it."""
+        if isinstance(key, slice):
+            rows = range(len(self.mols))[key]
+            index = self.info.get("index", range(len(self.mols)))
+            return SampleSet(
+                [self.mols[i] for i in rows], [self.smiles[i] for i in rows],
+                None if self.atomic_numbers is None else [self.atomic_numbers[i] for i in rows],
+                None if self.positions is None else [self.positions[i] for i in rows],
+                info={**self.info, "index": [int(index[i]) for i in rows]})
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            return self.mols[key]
+        raise TypeError(f"SampleSet indices must be integers or slices, not {type(key).__name__}")
+
+    def to_df(self):
+        """A pandas DataFrame, one row per sample, indexed by sample index: ``smiles`` (largest
+        fragment, None if invalid), ``valid``, ``connected`` (one fragment), ``n_atoms`` (with
+        hydrogens: the model's atoms for 3D models, implicit ones counted for 2D),
+        ``n_heavy_atoms``, ``formula`` and ``mol`` (the RDKit Mol or None)."""
+        import pandas as pd
+        from rdkit.Chem.rdMolDescriptors import CalcMolFormula
+
+        rows = []
+        for i, (mol, smi) in enumerate(zip(self.mols, self.smiles)):
+            if self.atomic_numbers is not None:
+                z = np.asarray(self.atomic_numbers[i])
+                n_atoms, n_heavy = int(z.size), int((z != 1).sum())
+            elif mol is not None:
+                n_heavy = mol.GetNumHeavyAtoms()
+                n_atoms = mol.GetNumAtoms() + sum(a.GetTotalNumHs() for a in mol.GetAtoms())
+            else:
+                n_atoms = n_heavy = None
+            rows.append({"smiles": smi, "valid": mol is not None,
+                         "connected": mol is not None and len(Chem.GetMolFrags(mol)) == 1,
+                         "n_atoms": n_atoms, "n_heavy_atoms": n_heavy,
+                         "formula": CalcMolFormula(mol) if mol is not None else None, "mol": mol})
+        index = pd.Index(list(self.info.get("index", range(len(self.mols)))), name="index")
+        df = pd.DataFrame(rows, index=index,
+                          columns=["smiles", "valid", "connected", "n_atoms", "n_heavy_atoms", "formula", "mol"])
+        return df.astype({"n_atoms": "Int64", "n_heavy_atoms": "Int64"})
 
     @classmethod
     def from_mols(cls, mols: Sequence[Chem.Mol | None], **info: object) -> "SampleSet":

@@ -6,7 +6,7 @@ import pytest
 
 from molgen.datasets import qm9
 
-SPLIT_FILE = Path(__file__).resolve().parents[1] / "data" / "qm9_split.npz"
+SPLIT_FILE = Path(__file__).resolve().parents[1] / "molgen" / "data" / "qm9_split.npz"
 
 
 def test_split_sizes_are_edms():

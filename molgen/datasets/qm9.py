@@ -2,7 +2,8 @@
 
 The CSVs are parsed once into a compact ``.npz`` cache (``molgen._cache.cache_dir("qm9")``) that
 loads in well under two seconds. Coordinates are in Angstrom. The train / validation / test split
-(100,000 / 17,748 / 13,083, EDM's sizes) is a seeded permutation stored in ``data/qm9_split.npz``.
+(100,000 / 17,748 / 13,083, EDM's sizes) is a seeded permutation shipped inside the package as
+``molgen/data/qm9_split.npz``. Reading QM9 needs the ``qm9`` extra (``pip install 'molgen-models[qm9]'``).
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ PROPERTIES: dict[str, str] = {
 }
 
 
+#: How to install the QM9 data (the ``qm9`` extra); named by every error about missing QM9 files.
+INSTALL_QM9 = "pip install 'molgen-models[qm9]'"
+
+
 class DataMissingError(RuntimeError):
     """A data file that molgen needs is not installed."""
 
@@ -38,7 +43,7 @@ def qm9pack_data_dir() -> Path:
     """The ``qm9pack`` data folder, found without importing the package (it needs pkg_resources)."""
     spec = importlib.util.find_spec("qm9pack")
     if spec is None or not spec.submodule_search_locations:
-        raise DataMissingError("QM9 needs the qm9pack package: pip install qm9pack")
+        raise DataMissingError(f"QM9 needs the qm9pack package (224 MB): {INSTALL_QM9}")
     path = Path(list(spec.submodule_search_locations)[0]) / "data"
     if not (path / "qm9_part1.csv").exists():
         raise DataMissingError(f"qm9pack is installed but has no CSV files in {path}")
@@ -125,17 +130,24 @@ def make_split(n: int = N_MOLECULES, seed: int = SPLIT_SEED) -> dict[str, np.nda
 
 
 def _split_file() -> Path:
-    return Path(__file__).resolve().parents[2] / "data" / "qm9_split.npz"
+    """The split shipped in the package (``molgen/data/qm9_split.npz``), in a source tree or a wheel."""
+    from importlib.resources import files
+
+    return Path(str(files("molgen") / "data" / "qm9_split.npz"))
 
 
 @lru_cache(maxsize=1)
 def split_indices() -> dict[str, np.ndarray]:
-    """Train / valid / test indices: from ``data/qm9_split.npz`` when present, else regenerated."""
+    """Train / valid / test indices, read from the shipped ``molgen/data/qm9_split.npz``.
+
+    The file is part of the package; a missing one is an incomplete install (DataMissingError), not
+    something to regenerate silently. :func:`make_split` gives the same indices, and a test checks that.
+    """
     path = _split_file()
-    if path.exists():
-        with np.load(path) as f:
-            return {k: f[k].astype(np.int64) for k in SPLIT_SIZES}
-    return make_split()
+    if not path.exists():
+        raise DataMissingError(f"the QM9 split file {path} is missing: reinstall molgen-models")
+    with np.load(path) as f:
+        return {k: f[k].astype(np.int64) for k in SPLIT_SIZES}
 
 
 def check_split(split: str) -> str:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +31,8 @@ def model_class(name: str) -> type["GenerativeModel"]:
 
 
 def list_models() -> list[str]:
-    """Names of the registered models."""
+    """Names of the registered model classes (``ar``, ``edm``, ``vae``); the shipped checkpoints are
+    :func:`list_pretrained` (``molgen.list_models()``)."""
     _import_models()
     return sorted(_REGISTRY)
 
@@ -91,6 +94,7 @@ class GenerativeModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "GenerativeModel":
+        folder, device = resolve_pretrained(folder, model=cls.name), resolve_device(device)
         info = read_config(folder, expect_model=cls.name)
         try:
             model = cls(**info["config"])
@@ -111,11 +115,137 @@ def pretrained_path(model: str, dataset: str | None = None) -> Path:
     return PRETRAINED_DIR / f"{model}-{ds}"
 
 
-def load(model: str, dataset: str | None = None, checkpoint: str | Path | None = None,
+# --- shipped checkpoints by name ------------------------------------------------------------------
+
+#: Metrics shown by :func:`list_pretrained`, in this order, where a checkpoint's metrics.json has them.
+HEADLINE_METRICS = ("validity", "valid_and_unique", "novelty", "fcd", "atom_stability", "molecule_stability")
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    """A shipped checkpoint: ``name`` (``edm-qm9``) loads it with ``molgen.load(name)``.
+
+    ``metrics`` holds the headline numbers of its model card (``metrics.json``; fractions in [0, 1],
+    FCD unitless) for ``n_samples`` samples; ``path`` is the checkpoint folder.
+    """
+
+    name: str
+    model: str
+    dataset: str
+    metrics: dict[str, float]
+    n_samples: int | None
+    epochs: float | None
+    path: Path
+
+
+def _headline(card: dict[str, Any]) -> tuple[dict[str, float], int | None]:
+    """The headline metrics of a model card: of the nested dicts that have ``validity`` (e.g.
+    ``evaluation.metrics``, ``evaluation.molgen_evaluate``), the one with the most headline keys
+    (the first of those in file order), and the ``n_samples`` next to or above it."""
+    best: tuple[int, dict[str, float], int | None] = (0, {}, None)
+
+    def walk(node: Any, n: int | None) -> None:
+        nonlocal best
+        if not isinstance(node, dict):
+            return
+        n = node.get("n_samples", n) if isinstance(node.get("n_samples"), int) else n
+        if isinstance(node.get("validity"), (int, float)):
+            found = {k: float(node[k]) for k in HEADLINE_METRICS if isinstance(node.get(k), (int, float))}
+            if len(found) > best[0]:
+                best = (len(found), found, n)
+        for key, value in node.items():
+            if key != "learning_curve":
+                walk(value, n)
+
+    walk(card, None)
+    return best[1], best[2]
+
+
+def list_pretrained() -> list[PretrainedInfo]:
+    """The shipped checkpoints (folders of ``molgen/pretrained`` with a config.json), sorted by name,
+    with the headline metrics of each one's ``metrics.json``."""
+    out = []
+    for folder in sorted(PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else []:
+        if not (folder / "config.json").is_file():
+            continue
+        model = read_config(folder)["model"]
+        card_path = folder / "metrics.json"
+        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        metrics, n = _headline(card)
+        dataset = card.get("dataset") or folder.name.partition("-")[2]
+        epochs = card.get("epochs")
+        out.append(PretrainedInfo(folder.name, model, dataset, metrics, n,
+                                  float(epochs) if isinstance(epochs, (int, float)) else None, folder))
+    return out
+
+
+def _choices() -> str:
+    return ", ".join([*list_models(), *(p.name for p in list_pretrained())])
+
+
+def resolve_pretrained(name: str | Path, model: str | None = None, dataset: str | None = None) -> Path:
+    """The checkpoint folder that ``name`` means: a shipped checkpoint (``edm-qm9``), a model name
+    (``edm``, its first shipped dataset or ``dataset``) or a checkpoint folder. ``model`` (a class's
+    name) rejects a shipped checkpoint of another model. Unknown names: a ValueError listing the choices.
+    """
+    if isinstance(name, Path):
+        return name
+    text = str(name)
+    shipped = {p.name: p for p in list_pretrained()}
+    if text in shipped:
+        info = shipped[text]
+        if model is not None and info.model != model:
+            raise ValueError(f"{text!r} is a checkpoint of the {info.model} model, not of {model}")
+        if dataset is not None and info.dataset != dataset:
+            raise ValueError(f"{text!r} is trained on {info.dataset}, not {dataset!r}")
+        return info.path
+    if text in list_models():
+        if model is not None and text != model:
+            raise ValueError(f"{text!r} names another model than {model}")
+        return pretrained_path(text, dataset)
+    path = Path(text).expanduser()
+    if path.is_dir() or any(sep in text for sep in ("/", "\\")) or text.startswith("."):
+        return path  # a folder (a missing one fails in read_config with its own message)
+    raise ValueError(f"unknown model or checkpoint {text!r}; choose from {_choices()}, or give a checkpoint folder")
+
+
+def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
+    """``"auto"`` (or None): CUDA when available, else CPU. A CUDA device that this torch cannot use
+    is a one-line ValueError (a CPU-only build, or no GPU visible)."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
+    if dev.type == "cuda":
+        if torch.version.cuda is None:
+            raise ValueError(f"device {str(device)!r} asked for, but this torch ({torch.__version__}) is a CPU-only "
+                             "build; use device='cpu' or 'auto', or install a CUDA build of torch")
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} asked for, but no CUDA device is available; "
+                             "use device='cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} asked for, but only {torch.cuda.device_count()} CUDA "
+                             f"device(s) are visible (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    return dev
+
+
+def load(model: str | Path, dataset: str | None = None, checkpoint: str | Path | None = None,
          device: str | torch.device = "cpu") -> GenerativeModel:
-    """Load a shipped (or given) checkpoint of a model by name, in eval mode on ``device``."""
-    cls = model_class(model)
-    folder = Path(checkpoint) if checkpoint else pretrained_path(model, dataset)
-    if checkpoint is None and not (folder / "config.json").exists():
+    """Load a model in eval mode on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``).
+
+    ``model``: a shipped checkpoint (``"edm-qm9"``, see :func:`list_pretrained`), a model name
+    (``"edm"``, ``"ar"``, ``"vae"``: its shipped checkpoint for ``dataset``, default the first) or a
+    checkpoint folder. ``checkpoint``: a folder to load instead of the shipped one.
+    """
+    dev = resolve_device(device)
+    if checkpoint is not None:
+        shipped = {p.name: p.model for p in list_pretrained()}
+        cls = model_class(shipped.get(str(model), str(model)))
+        return cls.from_pretrained(Path(checkpoint), device=dev)
+    folder = resolve_pretrained(model, dataset=dataset)
+    if not (folder / "config.json").exists() and str(model) in list_models():
         raise CheckpointError(f"the {model} checkpoint is not installed at {folder}")
-    return cls.from_pretrained(folder, device=device)
+    cls = model_class(read_config(folder)["model"])
+    return cls.from_pretrained(folder, device=dev)
