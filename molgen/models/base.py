@@ -25,6 +25,8 @@ def register(cls: type["GenerativeModel"]) -> type["GenerativeModel"]:
 def model_class(name: str) -> type["GenerativeModel"]:
     """The model class registered under ``name``; a ValueError lists the valid names."""
     _import_models()
+    if name in _MISSING:
+        raise ValueError(f"the {name} model needs the {_MISSING[name]} package, which is not installed")
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
@@ -37,15 +39,27 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_MODULES = {"edm": "edm", "ar": "autoregressive", "vae": "vae"}
+_MISSING: dict[str, str] = {}  # model name -> the third-party package its module could not import
+
+
 def _import_models() -> None:
+    """Import every model module. One whose third-party dependency is missing (RDKit on a bare GPU
+    machine, say) is left out, so that the others still work; asking for it names the package."""
     import importlib
 
-    for mod in ("edm", "autoregressive", "vae"):
+    for name, mod in _MODULES.items():
+        if name in _REGISTRY or name in _MISSING:
+            continue
         try:
             importlib.import_module(f"molgen.models.{mod}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"molgen.models.{mod}":
-                raise
+            if exc.name == f"molgen.models.{mod}":
+                continue
+            if exc.name and not exc.name.startswith("molgen"):
+                _MISSING[name] = exc.name.split(".")[0]
+                continue
+            raise
 
 
 class GenerativeModel(nn.Module):
