@@ -9,7 +9,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from molgen.models import load, model_class
+from molgen.models import load, model_class, vae_data
 from molgen.models.vae import (GraphTable, GraphVAE, featurize, gaussian_kl, max_valence, parse_token,
                                scan_atom_tokens, token_name)
 
@@ -102,15 +102,72 @@ def test_collate_builds_consistent_encoder_and_decoder_tensors():
     assert table.reasons == {2: "RDKit cannot parse this SMILES"}
 
 
-def test_background_prefetch_fills_the_table_like_inline_featurisation():
-    items = MOLECULES * 3 + ["C1CC", "CCS"]
-    inline, background = GraphTable(items, TOKENS, 9), GraphTable(items, TOKENS, 9)
-    inline.ensure(np.arange(len(items)))
-    background.prefetch(workers=1, chunk=7)
-    background.wait()
-    assert background.complete and background.reasons == inline.reasons
+def _same_tables(a: GraphTable, b: GraphTable) -> None:
+    assert a.complete and b.complete and a.reasons == b.reasons
     for name in ("nodes", "edges", "n_nodes", "n_edges", "keys", "status"):
-        np.testing.assert_array_equal(getattr(background, name), getattr(inline, name))
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_cached_table_equals_inline_featurisation_and_loads_without_rdkit(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    items = MOLECULES * 3 + ["C1CC", "CCS", "CC.O"]
+    inline = GraphTable(items, TOKENS, 9)
+    inline.ensure(np.arange(len(items)))
+    built = GraphTable.cached("t", items, TOKENS, 9, workers=1, progress=False, verbose=False)
+    _same_tables(built, inline)
+    files = sorted(p.name for p in (tmp_path / "vae").iterdir())
+    assert len(files) == 1 and files[0].startswith("t-") and files[0].endswith(".npz")
+
+    def no_featurising(*args, **kwargs):
+        raise AssertionError("the cache should have been loaded, not rebuilt")
+
+    monkeypatch.setattr(vae_data, "featurize_many", no_featurising)
+    _same_tables(GraphTable.cached("t", items, TOKENS, 9, progress=False, verbose=False), inline)
+    batch = built.batch(np.arange(len(items)))  # batches from cached arrays: no featurisation
+    assert batch["atoms"].shape[0] == int((inline.status == 1).sum())
+
+
+def test_featurisation_cache_is_keyed_on_every_smiles_and_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    items = ["C" * (1 + k % 8) for k in range(3000)]
+    first = GraphTable.cached("t", items, TOKENS, 9, workers=1, progress=False, verbose=False)
+    edited = list(items)
+    edited[1] = "CO"  # a molecule that a sample of ~1,000 of the 3,000 SMILES would miss
+    second = GraphTable.cached("t", edited, TOKENS, 9, workers=1, progress=False, verbose=False)
+    assert second.n_nodes[1] == 2 and first.n_nodes[1] == 2 and second.nodes[1, 1, 0] == TOKENS.index("O")
+    assert first.nodes[1, 1, 0] == TOKENS.index("C")
+    GraphTable.cached("t", items, TOKENS, 8, workers=1, progress=False, verbose=False)  # another max_atoms
+    assert len(list((tmp_path / "vae").glob("t-*.npz"))) == 3
+
+
+def test_corrupt_featurisation_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    good = GraphTable.cached("t", MOLECULES, TOKENS, 9, workers=1, progress=False, verbose=False)
+    (path,) = (tmp_path / "vae").glob("t-*.npz")
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.warns(UserWarning, match="cannot be read"):
+        again = GraphTable.cached("t", MOLECULES, TOKENS, 9, workers=1, progress=False, verbose=False)
+    _same_tables(again, good)
+    assert not list((tmp_path / "vae").glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_parallel_featurisation_equals_serial():
+    items = MOLECULES * 5 + ["C1CC", "[Fe]"]
+    serial = vae_data.featurize_many(items, TOKENS, 9, 17, workers=1, chunk=7, progress=False)
+    parallel = vae_data.featurize_many(items, TOKENS, 9, 17, workers=2, chunk=7, progress=False)
+    assert serial.keys() == parallel.keys()
+    for k in serial:
+        np.testing.assert_array_equal(serial[k], parallel[k])
+    assert serial["failed_idx"].tolist() == [40, 41]
+
+
+def test_token_scan_is_cached_by_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    items = MOLECULES * 2
+    expected = scan_atom_tokens(items)
+    assert vae_data.cached_scan("t", items, verbose=False) == expected
+    assert list(vae_data.cached_scan("t", items, verbose=False)[0]) == list(expected[0])  # order kept
+    assert vae_data.cached_scan("t", items + ["[Na+].[Cl-]"], verbose=False)[0]["Na+"] == 1
 
 
 # --- the objective ----------------------------------------------------------------------------------

@@ -53,8 +53,10 @@ from ..nn.graph_encoder import GraphEncoder
 from ..samples import SampleSet
 from ..training.setup import TrainingSetup
 from .base import GenerativeModel, register
+from .._cache import digest_strings
+from . import _inputs as check
 from .vae_data import (_MAX_HS, _VALENCE_BINS, MIN_TOKEN_COUNT, GraphTable, _canonical_hash, _dataset_smiles,
-                       _has_valence, collate, default_workers, featurize, max_valence, parse_token,
+                       _has_valence, cached_scan, collate, featurize, max_valence, parse_token,
                        scan_atom_tokens, token_name)
 
 __all__ = ["GraphVAE", "GraphTable", "featurize", "gaussian_kl", "scan_atom_tokens", "max_valence",
@@ -414,29 +416,31 @@ class GraphVAE(GenerativeModel):
 
     @classmethod
     def training_setup(cls, dataset: str, model_cfg: dict, train_cfg: dict) -> TrainingSetup:
-        """Model, lazily featurised training set, defaults and learning-curve evaluator for a dataset.
+        """Model, featurised training set, defaults and learning-curve evaluator for a dataset.
 
         The vocabulary and ``max_atoms`` come from the training split (unless ``model_cfg`` sets
-        them); featurisation runs in the background (:meth:`GraphTable.prefetch`) while training starts.
+        them). The training set is featurised once, in parallel, and cached on disk by its full
+        content (:meth:`GraphTable.cached`); batches are then cut from the cached arrays.
         """
         if dataset not in _DATASET_DEFAULTS:
             raise ValueError(f"unknown dataset {dataset!r} for the vae; choose from {', '.join(_DATASET_DEFAULTS)}")
         t0 = time.perf_counter()
         train, holdout = _dataset_smiles(dataset)
-        counts, largest = scan_atom_tokens(train)
+        digest = digest_strings(train)
+        counts, largest = cached_scan(f"{dataset}-train", train, digest=digest)
         cfg = {**_DATASET_DEFAULTS[dataset]["model"], **model_cfg}
         if "atom_types" not in cfg:
             cfg["atom_types"] = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
                                  if c >= MIN_TOKEN_COUNT and _has_valence(t)]
         cfg.setdefault("max_atoms", largest)
         model = cls(**cfg)
-        table = GraphTable(train, model.atom_types, model.max_atoms)
-        table.prefetch(default_workers())
-        scan_seconds = time.perf_counter() - t0
+        table = GraphTable.cached(f"{dataset}-train", train, model.atom_types, model.max_atoms, digest=digest)
+        setup_seconds = time.perf_counter() - t0
         left_out = {t: c for t, c in counts.items() if t not in model.atom_types}
         metrics = {"dataset": dataset, "train_split": "train", "train_molecules": len(train),
+                   "train_not_representable": len(table.reasons),
                    "atom_token_counts": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-                   "tokens_left_out": left_out, "setup_seconds": round(scan_seconds, 1)}
+                   "tokens_left_out": left_out, "setup_seconds": round(setup_seconds, 1)}
         return TrainingSetup(model=model, data=table, train_defaults=dict(_DATASET_DEFAULTS[dataset]["train"]),
                              evaluate=CurveEvaluator(table, holdout), metrics=metrics)
 
@@ -651,8 +655,8 @@ _DATASET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 class CurveEvaluator:
     """Learning-curve metrics from a few hundred prior samples and held-out reconstructions.
 
-    Novelty is checked against the training molecules featurised so far (all of them once the
-    background featurisation has finished; ``train_featurised`` says how far it got).
+    Novelty is checked against the training molecules featurised so far (all of them for a
+    cached training table; ``train_featurised`` says how far it got).
     """
 
     def __init__(self, table: GraphTable, holdout: Sequence[str], n_samples: int = 300, n_recon: int = 100) -> None:
