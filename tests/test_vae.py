@@ -271,6 +271,86 @@ def test_unparseable_smiles_give_clear_errors(overfit):
         overfit.interpolate("CCO", "CCO", steps=1)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_decoding_non_finite_latents_is_refused(bad):
+    model = tiny()
+    z = torch.zeros(3, model.latent_dim)
+    z[1, 2] = bad
+    with pytest.raises(ValueError, match=r"z must be finite; rows 1 hold NaN or inf \(1 of 3\)"):
+        model.decode(z)
+    with pytest.raises(ValueError, match=r"z must have shape \(B, 16\)"):
+        model.decode(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": float("nan")}, r"temperature must be a finite number > 0, got nan"),
+    ({"temperature": float("inf")}, r"temperature must be a finite number > 0, got inf"),
+    ({"temperature": 0.0}, r"temperature must be a finite number > 0, got 0.0"),
+    ({"prior_scale": float("inf")}, r"prior_scale must be a finite number > 0, got inf"),
+    ({"prior_scale": float("nan")}, r"prior_scale must be a finite number > 0, got nan"),
+    ({"prior_scale": -1.0}, r"prior_scale must be a finite number > 0"),
+    ({"batch_size": 0}, r"batch_size must be a positive integer \(>= 1\), got 0"),
+    ({"batch_size": -1}, r"batch_size must be a positive integer \(>= 1\), got -1"),
+    ({"seed": 2 ** 64}, r"seed must be an integer in \[0, 2\*\*64\)"),
+])
+def test_bad_sampling_arguments_give_one_clear_error(kwargs, message, monkeypatch):
+    model = tiny()
+    monkeypatch.setattr(model.decoder, "generate", lambda *a, **k: pytest.fail("sampled before checking"))
+    with pytest.raises(ValueError, match=message) as err:
+        model.sample(4, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_counts_and_sizes_of_the_latent_tools_are_refused():
+    model = tiny()
+    for n in (0, -3, 2.5):
+        with pytest.raises(ValueError, match=r"n must be a positive integer \(>= 1\)"):
+            model.sample(n)
+        with pytest.raises(ValueError, match=r"n must be a positive integer"):
+            model.neighbours("CCO", n=n)
+    with pytest.raises(ValueError, match="scale must be a finite number >= 0, got nan"):
+        model.neighbours("CCO", scale=float("nan"))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.encode(["CCO"], batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.decode(torch.zeros(2, model.latent_dim), batch_size=-1)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.log_likelihood(["CCO"], batch_size=-1)
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        model.log_likelihood(["CCO"], samples=0)
+    with pytest.raises(ValueError, match="molecules is empty"):
+        model.encode([])
+    for steps in (1, 0, -1, 2.5):
+        with pytest.raises(ValueError, match="steps must be an integer of at least 2"):
+            model.interpolate("CCO", "CCN", steps=steps)
+    with pytest.raises(ValueError, match="b must be one SMILES string or RDKit Mol"):
+        model.interpolate("CCO", ["CCN"])
+
+
+def test_log_likelihood_and_encode_take_a_sample_set():
+    from molgen.samples import SampleSet
+
+    model = tiny()
+    out = model.sample(6, seed=0)
+    ll = model.log_likelihood(out, samples=2)
+    np.testing.assert_allclose(ll, model.log_likelihood(out.smiles, samples=2), rtol=1e-5)
+    assert np.isfinite(ll).all()
+    torch.testing.assert_close(model.encode(out), model.encode(out.smiles))
+    assert len(model.reconstruct(out)) == 6
+    with_invalid = SampleSet(out.mols[:2] + [None], out.smiles[:2] + [None])
+    ll, reasons = model.log_likelihood(with_invalid, return_reasons=True)
+    assert np.isfinite(ll[:2]).all() and np.isnan(ll[2]) and "None" in reasons[2]
+    with pytest.raises(ValueError, match=r"cannot encode None \(an invalid sample\?\): no molecule"):
+        model.encode(with_invalid)
+    np.testing.assert_allclose(model.log_likelihood(Chem.MolFromSmiles("CCO")), model.log_likelihood("CCO"))
+
+
+def test_sample_accepts_large_seeds_and_keeps_small_ones():
+    model = tiny()
+    assert len(model.sample(3, seed=2 ** 64 - 1)) == 3  # the per-batch decoding seed used to overflow
+    assert model.sample(5, seed=3, batch_size=2).smiles == model.sample(5, seed=3, batch_size=2).smiles
+
+
 def test_save_load_round_trip(overfit, tmp_path):
     overfit.save_pretrained(tmp_path / "ckpt", metrics={"note": "test"})
     again = load("vae", checkpoint=tmp_path / "ckpt")

@@ -79,7 +79,7 @@ class Linearized:
 def prepare_mol(x: "str | Chem.Mol | None") -> "Chem.Mol | str":
     """A sanitised, hydrogen-free Mol, or the reason why the input cannot be linearised."""
     if x is None:
-        return "no molecule (None)"
+        return "no molecule (None, e.g. an invalid sample)"
     if isinstance(x, str) and not x.strip():
         return "empty SMILES"
     mol = as_mol(x.strip() if isinstance(x, str) else x)

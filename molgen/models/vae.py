@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 import warnings
 from typing import Any, Iterator, Sequence
@@ -50,6 +51,7 @@ from torch import nn
 from ..chem.build import mol_from_graph
 from ..chem.elements import atomic_number
 from ..nn.graph_encoder import GraphEncoder
+from ..nn.sampling import masked_log_softmax as _masked_log_softmax
 from ..samples import SampleSet
 from ..training.setup import TrainingSetup
 from .base import GenerativeModel, register
@@ -66,10 +68,6 @@ __all__ = ["GraphVAE", "GraphTable", "featurize", "gaussian_kl", "scan_atom_toke
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) in nats, summed over the last dimension."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
-
-
-def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)
 
 
 def _reverse_later(open_: torch.Tensor) -> torch.Tensor:
@@ -445,9 +443,10 @@ class GraphVAE(GenerativeModel):
                              evaluate=CurveEvaluator(table, holdout), metrics=metrics)
 
     # --- featurising user input --------------------------------------------------------------------
-    def graphs(self, molecules: Sequence["str | Chem.Mol"]) -> GraphTable:
-        """Featurise molecules (SMILES or Mols) for this model; reasons for rejects in ``.reasons``."""
-        table = GraphTable(molecules, self.atom_types, self.max_atoms)
+    def graphs(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet") -> GraphTable:
+        """Featurise molecules (SMILES, Mols or a SampleSet) for this model; reasons for rejects in
+        ``.reasons``."""
+        table = GraphTable(check.molecule_list(molecules), self.atom_types, self.max_atoms)
         table.ensure(np.arange(len(table)))
         return table
 
@@ -459,13 +458,17 @@ class GraphVAE(GenerativeModel):
             yield rows[s:s + size]
 
     # --- latent tools ------------------------------------------------------------------------------
-    def encode(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol]", sample: bool = False,
+    def encode(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet", sample: bool = False,
                seed: int | None = None, batch_size: int = 512) -> torch.Tensor:
         """Latent vectors (B, latent_dim): the posterior means (or draws from q(z|G) with ``sample``).
 
         Raises ValueError naming the first molecule that cannot be parsed or represented.
         """
-        items = [molecules] if isinstance(molecules, (str, Chem.Mol)) else list(molecules)
+        items = check.molecule_list(molecules)
+        if not items:
+            raise ValueError("molecules is empty: nothing to encode")
+        batch_size = check.positive_int("batch_size", batch_size)
+        seed = None if seed is None else check.seed(seed)
         table = self.graphs(items)
         bad = np.flatnonzero(table.status != 1)
         if bad.size:
@@ -484,8 +487,6 @@ class GraphVAE(GenerativeModel):
 
     def _decode_graphs(self, z: torch.Tensor, temperature: float, greedy: bool, constrained: bool,
                        seed: int | None, batch_size: int | None) -> list[Chem.Mol]:
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         size = batch_size or self.sample_batch_size
         mols: list[Chem.Mol] = []
@@ -503,14 +504,16 @@ class GraphVAE(GenerativeModel):
 
     def decode(self, z: torch.Tensor, greedy: bool = True, temperature: float = 1.0, constrained: bool = True,
                seed: int | None = None, batch_size: int | None = None) -> SampleSet:
-        """Molecules decoded from latents ``z`` (B, latent_dim): greedy (most likely choice at each
-        step) by default, else sampled at ``temperature``."""
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        """Molecules decoded from latents ``z`` (B, latent_dim, finite): greedy (most likely choice
+        at each step) by default, else sampled at ``temperature``."""
+        check.finite_latents(z, self.latent_dim)
+        temperature = check.positive_float("temperature", temperature)
+        seed = None if seed is None else check.seed(seed)
+        batch_size = check.optional_positive_int("batch_size", batch_size)
         mols = self._decode_graphs(z, temperature, greedy, constrained, seed, batch_size)
         return SampleSet.from_mols(mols, constrained=constrained, greedy=greedy)
 
-    def reconstruct(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol]") -> list[str | None]:
+    def reconstruct(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet") -> list[str | None]:
         """Canonical SMILES decoded greedily from the posterior mean of each molecule."""
         return self.decode(self.encode(molecules)).smiles
 
@@ -518,8 +521,11 @@ class GraphVAE(GenerativeModel):
                     spherical: bool = False) -> list[str | None]:
         """Greedy decodings of ``steps`` evenly spaced points from z(a) to z(b), both included
         (posterior means; linear, or spherical-linear with ``spherical``)."""
-        if steps < 2:
-            raise ValueError(f"steps must be at least 2, got {steps}")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
+            raise ValueError(f"steps must be an integer of at least 2 (both end points included), got {steps!r}")
+        for name, x in (("a", a), ("b", b)):
+            if not isinstance(x, (str, Chem.Mol)):
+                raise ValueError(f"{name} must be one SMILES string or RDKit Mol, got {type(x).__name__}")
         z = self.encode([a, b])
         t = torch.linspace(0.0, 1.0, steps, device=z.device)[:, None]
         if spherical:
@@ -537,6 +543,11 @@ class GraphVAE(GenerativeModel):
     def neighbours(self, molecule: "str | Chem.Mol", n: int = 10, scale: float = 0.5,
                    seed: int = 0) -> list[str | None]:
         """Greedy decodings of ``n`` points ``z(molecule) + scale * eps``, eps ~ N(0, I)."""
+        n = check.positive_int("n", n)
+        scale = check.nonnegative_float("scale", scale)
+        seed = check.seed(seed)
+        if not isinstance(molecule, (str, Chem.Mol)):
+            raise ValueError(f"molecule must be one SMILES string or RDKit Mol, got {type(molecule).__name__}")
         z = self.encode(molecule)
         gen = torch.Generator(device=z.device).manual_seed(seed)
         eps = torch.randn((n, self.latent_dim), generator=gen, device=z.device)
@@ -552,25 +563,25 @@ class GraphVAE(GenerativeModel):
         than 1 draws z from a narrower or wider Gaussian than the prior (more typical or more unusual
         molecules). The SampleSet's ``info`` records the settings.
         """
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        if not prior_scale > 0:
-            raise ValueError(f"prior_scale must be positive, got {prior_scale}")
+        n = check.positive_int("n", n)
+        seed = check.seed(seed)
+        temperature = check.positive_float("temperature", temperature)
+        prior_scale = check.positive_float("prior_scale", prior_scale)
+        size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
         gen = torch.Generator(device=self.device).manual_seed(seed)
         z = prior_scale * torch.randn((n, self.latent_dim), generator=gen, device=self.device)
-        size = batch_size or self.sample_batch_size
         mols: list[Chem.Mol] = []
         from tqdm import tqdm
 
         with tqdm(total=n, disable=not progress, desc="sample vae", unit="mol") as bar:
             for s in range(0, n, size):
                 mols.extend(self._decode_graphs(z[s:s + size], temperature, greedy, constrained,
-                                                seed * 1_000_003 + s, size))
+                                                (seed * 1_000_003 + s) % check.SEED_LIMIT, size))
                 bar.update(min(size, n - s))
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
                                    greedy=greedy, seed=seed, prior_scale=prior_scale)
 
-    def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol]", samples: int = 1,
+    def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet", samples: int = 1,
                        importance_weighted: bool = False, constrained: bool = True, seed: int = 0,
                        batch_size: int = 256, return_reasons: bool = False
                        ) -> "np.ndarray | tuple[np.ndarray, list[str | None]]":
@@ -580,13 +591,16 @@ class GraphVAE(GenerativeModel):
         ``samples`` draws and the KL in closed form. With ``importance_weighted``: the IWAE bound
         ``log (1/k) sum_i p(G|z_i) p(z_i) / q(z_i|G)`` with k = ``samples`` (tighter as k grows).
         Both use the decoder's canonical atom order, so they also bound log p(G) over all orders.
-        ``constrained`` scores the valence-masked decoder (the sampler). Molecules that cannot be
-        parsed or represented get NaN; ``return_reasons`` also returns the reason per molecule
-        (None where the value is finite), otherwise a warning lists the first few.
+        ``constrained`` scores the valence-masked decoder (the sampler). ``molecules``: a SMILES
+        string, an RDKit Mol, a list of them or a :class:`~molgen.SampleSet` (its molecules).
+        Molecules that cannot be parsed or represented, and invalid samples, get NaN;
+        ``return_reasons`` also returns the reason per molecule (None where the value is finite),
+        otherwise a warning lists the first few.
         """
-        items = [molecules] if isinstance(molecules, (str, Chem.Mol)) else list(molecules)
-        if samples < 1:
-            raise ValueError(f"samples must be at least 1, got {samples}")
+        items = check.molecule_list(molecules)
+        samples = check.positive_int("samples", samples)
+        seed = check.seed(seed)
+        batch_size = check.positive_int("batch_size", batch_size)
         table = self.graphs(items)
         out = np.full(len(items), np.nan)
         rows = np.flatnonzero(table.status == 1)
@@ -624,11 +638,13 @@ class GraphVAE(GenerativeModel):
         return out
 
 
-def _label(x: "str | Chem.Mol") -> str:
+def _label(x: "str | Chem.Mol | None") -> str:
     if isinstance(x, str):
         return repr(x)
     if isinstance(x, Chem.Mol):
         return "a Mol"
+    if x is None:
+        return "None (an invalid sample?)"
     return repr(x)
 
 
