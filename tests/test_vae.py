@@ -161,6 +161,30 @@ def test_parallel_featurisation_equals_serial():
     assert serial["failed_idx"].tolist() == [40, 41]
 
 
+def test_training_setup_featurises_once_and_then_loads_the_cache(tmp_path, monkeypatch, capsys):
+    from molgen.models import vae as vae_module
+
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    train = MOLECULES * 12 + ["CCS"]  # S is too rare for the vocabulary: not representable
+    monkeypatch.setattr(vae_module, "_dataset_smiles", lambda dataset: (list(train), MOLECULES[:2]))
+    small = dict(latent_dim=8, encoder_hidden=16, encoder_layers=1, decoder_dim=16, decoder_layers=1,
+                 decoder_heads=2)
+    setup = GraphVAE.training_setup("qm9", small, {})
+    table = setup.data
+    assert table.complete and len(table) == len(train) and list(table.reasons) == [len(train) - 1]
+    assert setup.metrics["train_not_representable"] == 1
+    names = sorted(p.name.split("-")[1] for p in (tmp_path / "vae").glob("*.npz"))
+    assert names == ["train", "train"]  # qm9-train-<key>.npz and qm9-train-scan-<key>.npz
+    assert "scanned the atom tokens of 97" in capsys.readouterr().out
+    monkeypatch.setattr(vae_data, "featurize_many", lambda *a, **k: pytest.fail("featurised again"))
+    again = GraphVAE.training_setup("qm9", small, {})
+    out = capsys.readouterr().out
+    assert "scanned" not in out and "loaded the featurised 97 qm9-train molecules" in out
+    _same_tables(again.data, table)
+    assert again.model.atom_types == setup.model.atom_types
+    assert again.data.batch(np.arange(8))["atoms"].shape[0] == 8
+
+
 def test_token_scan_is_cached_by_content(tmp_path, monkeypatch):
     monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
     items = MOLECULES * 2
