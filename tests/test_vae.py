@@ -291,7 +291,7 @@ def test_unparseable_smiles_give_clear_errors(overfit):
         overfit.encode(["CCO", "C1CC"])
     with pytest.raises(ValueError, match=r"cannot encode 'CCS': atom S is not in this model's vocabulary"):
         overfit.interpolate("CCS", "CCO")
-    with pytest.raises(ValueError, match="steps must be at least 2"):
+    with pytest.raises(ValueError, match=r"steps must be an integer of at least 2 \(both end points included\), got 1"):
         overfit.interpolate("CCO", "CCO", steps=1)
 
 
