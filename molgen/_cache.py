@@ -35,17 +35,25 @@ def digest_strings(strings: "list[str] | tuple[str, ...]") -> str:
 def cached_npz(path: Path, digest: str, compute: "Callable[[], dict[str, np.ndarray]]",
                compressed: bool = False) -> "dict[str, np.ndarray]":
     """Arrays computed once for an input set and kept in ``path`` (``.npz``, no pickles) with the
-    set's ``digest``; a file written for another set is recomputed (with a warning) and replaced.
+    set's ``digest``; a file written for another set, or one that cannot be read, is recomputed
+    (with a warning) and replaced.
     The file is written under a temporary name and renamed, so concurrent processes never read half a file."""
     import numpy as np
 
     if path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["digest"]) == digest:
-                return {k: data[k] for k in data.files if k != "digest"}
-        warnings.warn(f"cached statistics {path} were computed on another set; recomputing", stacklevel=2)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["digest"]) == digest:
+                    return {k: data[k] for k in data.files if k != "digest"}
+            why = "were computed on another set"
+        except Exception as exc:  # a truncated or foreign file: zipfile, OSError, ValueError, KeyError, ...
+            why = f"cannot be read ({type(exc).__name__}: {exc})"
+        warnings.warn(f"cached arrays {path} {why}; recomputing", stacklevel=2)
     arrays = compute()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    (np.savez_compressed if compressed else np.savez)(tmp, digest=np.array(digest), **arrays)
-    os.replace(tmp, path)
+    try:
+        (np.savez_compressed if compressed else np.savez)(tmp, digest=np.array(digest), **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return arrays

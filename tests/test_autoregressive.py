@@ -159,6 +159,74 @@ def test_bad_inputs_give_nan_with_reasons() -> None:
         assert np.isfinite(model.log_likelihood("CCO")).all()
 
 
+def test_log_likelihood_takes_a_sample_set_and_mols(trained: ARModel) -> None:
+    from molgen.samples import SampleSet
+
+    out = trained.sample(20, seed=3, mask=False)
+    out = SampleSet(out.mols + [None], out.smiles + [None])  # one invalid sample for certain
+    with pytest.warns(UserWarning, match="not scored"):
+        ll, reasons = trained.log_likelihood(out, return_reasons=True)
+    assert ll.shape == (21,) and np.isnan(ll[-1]) and "None" in reasons[-1]
+    valid = [k for k, m in enumerate(out.mols) if m is not None]
+    assert valid and np.isfinite(ll[valid]).all()
+    by_smiles = trained.log_likelihood([Chem.MolToSmiles(out.mols[k]) for k in valid])
+    np.testing.assert_allclose(ll[valid], by_smiles, rtol=1e-5)
+    np.testing.assert_allclose(trained.log_likelihood(Chem.MolFromSmiles("CCO")), trained.log_likelihood("CCO"))
+    with pytest.raises(ValueError, match="molecules must be a SMILES string"):
+        trained.log_likelihood(42)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": float("nan")}, r"temperature must be a finite number > 0, got nan"),
+    ({"temperature": float("inf")}, r"temperature must be a finite number > 0, got inf"),
+    ({"temperature": -1.0}, r"temperature must be a finite number > 0"),
+    ({"top_p": 0.0}, r"top_p must be in \(0, 1\], got 0.0"),
+    ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+    ({"top_p": float("nan")}, r"top_p must be in \(0, 1\]"),
+    ({"top_k": 0}, r"top_k must be a positive integer \(>= 1\), got 0"),
+    ({"top_k": 2.5}, r"top_k must be a positive integer"),
+    ({"batch_size": 0}, r"batch_size must be a positive integer \(>= 1\), got 0"),
+    ({"batch_size": -1}, r"batch_size must be a positive integer"),
+    ({"seed": 2 ** 64}, r"seed must be an integer in \[0, 2\*\*64\)"),
+    ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*64\)"),
+])
+def test_bad_sampling_arguments_give_one_clear_error(kwargs: dict, message: str) -> None:
+    model = tiny()
+    with pytest.raises(ValueError, match=message) as err:
+        model.sample(3, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("n", [0, -2, 1.5])
+def test_bad_sample_count_is_refused(n) -> None:
+    with pytest.raises(ValueError, match=r"n must be a positive integer \(>= 1\)"):
+        tiny().sample(n)
+
+
+def test_bad_likelihood_batch_size_is_refused() -> None:
+    for bad in (0, -1):  # -1 used to score nothing and return all-NaN silently
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            tiny().log_likelihood(["CCO"], batch_size=bad)
+
+
+def test_encoding_cache_is_keyed_on_every_smiles(tmp_path, monkeypatch) -> None:
+    from molgen.models.ar_data import encode_cached
+
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    smiles = ["C" * (1 + k % 6) for k in range(2400)]
+    first = encode_cached("t", smiles, workers=1, verbose=False)
+    edited = list(smiles)
+    edited[1] = "CO"  # the old key hashed every 2nd of these SMILES and missed this one
+    second = encode_cached("t", edited, workers=1, verbose=False)
+    assert len(list((tmp_path / "ar").glob("t-*.npz"))) == 2
+    assert code_to_token(int(second.codes[second.atom_ptr[1] + 1])) == "O"
+    assert code_to_token(int(first.codes[first.atom_ptr[1] + 1])) == "C"
+    monkeypatch.setattr("molgen.models.ar_data.encode", lambda *a, **k: pytest.fail("re-encoded a cached set"))
+    again = encode_cached("t", edited, workers=1, verbose=False)
+    for key in ("codes", "atom_ptr", "kind", "ptr", "bond", "act_ptr", "source"):
+        np.testing.assert_array_equal(getattr(again, key), getattr(second, key))
+
+
 # --- sampling ------------------------------------------------------------------------------------------
 def test_tiny_trained_model_samples_only_valid_molecules(trained: ARModel) -> None:
     out = trained.sample(300, seed=0, batch_size=128)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from molgen.models import load, model_class
+from molgen.models import load, model_class, vae_data
 from molgen.models.vae import (GraphTable, GraphVAE, featurize, gaussian_kl, max_valence, parse_token,
                                scan_atom_tokens, token_name)
 
@@ -102,15 +102,96 @@ def test_collate_builds_consistent_encoder_and_decoder_tensors():
     assert table.reasons == {2: "RDKit cannot parse this SMILES"}
 
 
-def test_background_prefetch_fills_the_table_like_inline_featurisation():
-    items = MOLECULES * 3 + ["C1CC", "CCS"]
-    inline, background = GraphTable(items, TOKENS, 9), GraphTable(items, TOKENS, 9)
-    inline.ensure(np.arange(len(items)))
-    background.prefetch(workers=1, chunk=7)
-    background.wait()
-    assert background.complete and background.reasons == inline.reasons
+def _same_tables(a: GraphTable, b: GraphTable) -> None:
+    assert a.complete and b.complete and a.reasons == b.reasons
     for name in ("nodes", "edges", "n_nodes", "n_edges", "keys", "status"):
-        np.testing.assert_array_equal(getattr(background, name), getattr(inline, name))
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_cached_table_equals_inline_featurisation_and_loads_without_rdkit(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    items = MOLECULES * 3 + ["C1CC", "CCS", "CC.O"]
+    inline = GraphTable(items, TOKENS, 9)
+    inline.ensure(np.arange(len(items)))
+    built = GraphTable.cached("t", items, TOKENS, 9, workers=1, progress=False, verbose=False)
+    _same_tables(built, inline)
+    files = sorted(p.name for p in (tmp_path / "vae").iterdir())
+    assert len(files) == 1 and files[0].startswith("t-") and files[0].endswith(".npz")
+
+    def no_featurising(*args, **kwargs):
+        raise AssertionError("the cache should have been loaded, not rebuilt")
+
+    monkeypatch.setattr(vae_data, "featurize_many", no_featurising)
+    _same_tables(GraphTable.cached("t", items, TOKENS, 9, progress=False, verbose=False), inline)
+    batch = built.batch(np.arange(len(items)))  # batches from cached arrays: no featurisation
+    assert batch["atoms"].shape[0] == int((inline.status == 1).sum())
+
+
+def test_featurisation_cache_is_keyed_on_every_smiles_and_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    items = ["C" * (1 + k % 8) for k in range(3000)]
+    first = GraphTable.cached("t", items, TOKENS, 9, workers=1, progress=False, verbose=False)
+    edited = list(items)
+    edited[1] = "CO"  # a molecule that a sample of ~1,000 of the 3,000 SMILES would miss
+    second = GraphTable.cached("t", edited, TOKENS, 9, workers=1, progress=False, verbose=False)
+    assert second.n_nodes[1] == 2 and first.n_nodes[1] == 2 and second.nodes[1, 1, 0] == TOKENS.index("O")
+    assert first.nodes[1, 1, 0] == TOKENS.index("C")
+    GraphTable.cached("t", items, TOKENS, 8, workers=1, progress=False, verbose=False)  # another max_atoms
+    assert len(list((tmp_path / "vae").glob("t-*.npz"))) == 3
+
+
+def test_corrupt_featurisation_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    good = GraphTable.cached("t", MOLECULES, TOKENS, 9, workers=1, progress=False, verbose=False)
+    (path,) = (tmp_path / "vae").glob("t-*.npz")
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.warns(UserWarning, match="cannot be read"):
+        again = GraphTable.cached("t", MOLECULES, TOKENS, 9, workers=1, progress=False, verbose=False)
+    _same_tables(again, good)
+    assert not list((tmp_path / "vae").glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_parallel_featurisation_equals_serial():
+    items = MOLECULES * 5 + ["C1CC", "[Fe]"]
+    serial = vae_data.featurize_many(items, TOKENS, 9, 17, workers=1, chunk=7, progress=False)
+    parallel = vae_data.featurize_many(items, TOKENS, 9, 17, workers=2, chunk=7, progress=False)
+    assert serial.keys() == parallel.keys()
+    for k in serial:
+        np.testing.assert_array_equal(serial[k], parallel[k])
+    assert serial["failed_idx"].tolist() == [40, 41]
+
+
+def test_training_setup_featurises_once_and_then_loads_the_cache(tmp_path, monkeypatch, capsys):
+    from molgen.models import vae as vae_module
+
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    train = MOLECULES * 12 + ["CCS"]  # S is too rare for the vocabulary: not representable
+    monkeypatch.setattr(vae_module, "_dataset_smiles", lambda dataset: (list(train), MOLECULES[:2]))
+    small = dict(latent_dim=8, encoder_hidden=16, encoder_layers=1, decoder_dim=16, decoder_layers=1,
+                 decoder_heads=2)
+    setup = GraphVAE.training_setup("qm9", small, {})
+    table = setup.data
+    assert table.complete and len(table) == len(train) and list(table.reasons) == [len(train) - 1]
+    assert setup.metrics["train_not_representable"] == 1
+    names = sorted(p.name.split("-")[1] for p in (tmp_path / "vae").glob("*.npz"))
+    assert names == ["train", "train"]  # qm9-train-<key>.npz and qm9-train-scan-<key>.npz
+    assert "scanned the atom tokens of 97" in capsys.readouterr().out
+    monkeypatch.setattr(vae_data, "featurize_many", lambda *a, **k: pytest.fail("featurised again"))
+    again = GraphVAE.training_setup("qm9", small, {})
+    out = capsys.readouterr().out
+    assert "scanned" not in out and "loaded the featurised 97 qm9-train molecules" in out
+    _same_tables(again.data, table)
+    assert again.model.atom_types == setup.model.atom_types
+    assert again.data.batch(np.arange(8))["atoms"].shape[0] == 8
+
+
+def test_token_scan_is_cached_by_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    items = MOLECULES * 2
+    expected = scan_atom_tokens(items)
+    assert vae_data.cached_scan("t", items, verbose=False) == expected
+    assert list(vae_data.cached_scan("t", items, verbose=False)[0]) == list(expected[0])  # order kept
+    assert vae_data.cached_scan("t", items + ["[Na+].[Cl-]"], verbose=False)[0]["Na+"] == 1
 
 
 # --- the objective ----------------------------------------------------------------------------------
@@ -210,8 +291,88 @@ def test_unparseable_smiles_give_clear_errors(overfit):
         overfit.encode(["CCO", "C1CC"])
     with pytest.raises(ValueError, match=r"cannot encode 'CCS': atom S is not in this model's vocabulary"):
         overfit.interpolate("CCS", "CCO")
-    with pytest.raises(ValueError, match="steps must be at least 2"):
+    with pytest.raises(ValueError, match=r"steps must be an integer of at least 2 \(both end points included\), got 1"):
         overfit.interpolate("CCO", "CCO", steps=1)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_decoding_non_finite_latents_is_refused(bad):
+    model = tiny()
+    z = torch.zeros(3, model.latent_dim)
+    z[1, 2] = bad
+    with pytest.raises(ValueError, match=r"z must be finite; rows 1 hold NaN or inf \(1 of 3\)"):
+        model.decode(z)
+    with pytest.raises(ValueError, match=r"z must have shape \(B, 16\)"):
+        model.decode(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": float("nan")}, r"temperature must be a finite number > 0, got nan"),
+    ({"temperature": float("inf")}, r"temperature must be a finite number > 0, got inf"),
+    ({"temperature": 0.0}, r"temperature must be a finite number > 0, got 0.0"),
+    ({"prior_scale": float("inf")}, r"prior_scale must be a finite number > 0, got inf"),
+    ({"prior_scale": float("nan")}, r"prior_scale must be a finite number > 0, got nan"),
+    ({"prior_scale": -1.0}, r"prior_scale must be a finite number > 0"),
+    ({"batch_size": 0}, r"batch_size must be a positive integer \(>= 1\), got 0"),
+    ({"batch_size": -1}, r"batch_size must be a positive integer \(>= 1\), got -1"),
+    ({"seed": 2 ** 64}, r"seed must be an integer in \[0, 2\*\*64\)"),
+])
+def test_bad_sampling_arguments_give_one_clear_error(kwargs, message, monkeypatch):
+    model = tiny()
+    monkeypatch.setattr(model.decoder, "generate", lambda *a, **k: pytest.fail("sampled before checking"))
+    with pytest.raises(ValueError, match=message) as err:
+        model.sample(4, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_counts_and_sizes_of_the_latent_tools_are_refused():
+    model = tiny()
+    for n in (0, -3, 2.5):
+        with pytest.raises(ValueError, match=r"n must be a positive integer \(>= 1\)"):
+            model.sample(n)
+        with pytest.raises(ValueError, match=r"n must be a positive integer"):
+            model.neighbours("CCO", n=n)
+    with pytest.raises(ValueError, match="scale must be a finite number >= 0, got nan"):
+        model.neighbours("CCO", scale=float("nan"))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.encode(["CCO"], batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.decode(torch.zeros(2, model.latent_dim), batch_size=-1)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.log_likelihood(["CCO"], batch_size=-1)
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        model.log_likelihood(["CCO"], samples=0)
+    with pytest.raises(ValueError, match="molecules is empty"):
+        model.encode([])
+    for steps in (1, 0, -1, 2.5):
+        with pytest.raises(ValueError, match="steps must be an integer of at least 2"):
+            model.interpolate("CCO", "CCN", steps=steps)
+    with pytest.raises(ValueError, match="b must be one SMILES string or RDKit Mol"):
+        model.interpolate("CCO", ["CCN"])
+
+
+def test_log_likelihood_and_encode_take_a_sample_set():
+    from molgen.samples import SampleSet
+
+    model = tiny()
+    out = model.sample(6, seed=0)
+    ll = model.log_likelihood(out, samples=2)
+    np.testing.assert_allclose(ll, model.log_likelihood(out.smiles, samples=2), rtol=1e-5)
+    assert np.isfinite(ll).all()
+    torch.testing.assert_close(model.encode(out), model.encode(out.smiles))
+    assert len(model.reconstruct(out)) == 6
+    with_invalid = SampleSet(out.mols[:2] + [None], out.smiles[:2] + [None])
+    ll, reasons = model.log_likelihood(with_invalid, return_reasons=True)
+    assert np.isfinite(ll[:2]).all() and np.isnan(ll[2]) and "None" in reasons[2]
+    with pytest.raises(ValueError, match=r"cannot encode None \(an invalid sample\?\): no molecule"):
+        model.encode(with_invalid)
+    np.testing.assert_allclose(model.log_likelihood(Chem.MolFromSmiles("CCO")), model.log_likelihood("CCO"))
+
+
+def test_sample_accepts_large_seeds_and_keeps_small_ones():
+    model = tiny()
+    assert len(model.sample(3, seed=2 ** 64 - 1)) == 3  # the per-batch decoding seed used to overflow
+    assert model.sample(5, seed=3, batch_size=2).smiles == model.sample(5, seed=3, batch_size=2).smiles
 
 
 def test_save_load_round_trip(overfit, tmp_path):

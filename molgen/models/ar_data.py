@@ -15,7 +15,8 @@ emitted right after it in increasing order. Atom types are (element, formal char
 ``"C"``, ``"N+"``, ``"O-"``.
 
 The encoding of a whole dataset runs in parallel worker processes and is cached as ``.npz`` under
-``molgen._cache.cache_dir("ar")``, keyed by the SMILES list and the RDKit version.
+``molgen._cache.cache_dir("ar")`` (``<name>-<key>.npz``: the flat arrays of :class:`EncodedSet`),
+keyed by a SHA-256 digest of every SMILES, :data:`ENCODING_VERSION` and the RDKit version.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from rdkit import Chem, rdBase
 
-from .._cache import cache_dir
+from .._cache import cache_dir, cached_npz, digest_strings
 from ..chem.build import BOND_TYPES, as_mol
 from ..chem import elements
 from ..chem.elements import atomic_number, max_valence, symbol, token_name  # noqa: F401 (max_valence re-exported)
@@ -78,7 +79,7 @@ class Linearized:
 def prepare_mol(x: "str | Chem.Mol | None") -> "Chem.Mol | str":
     """A sanitised, hydrogen-free Mol, or the reason why the input cannot be linearised."""
     if x is None:
-        return "no molecule (None)"
+        return "no molecule (None, e.g. an invalid sample)"
     if isinstance(x, str) and not x.strip():
         return "empty SMILES"
     mol = as_mol(x.strip() if isinstance(x, str) else x)
@@ -213,20 +214,28 @@ class EncodedSet:
                    np.concatenate([p.bond for p in parts]), offsets("act_ptr"),
                    np.concatenate([p.source for p in parts]), failed)
 
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The set as named arrays (no pickles): the fields, and ``failed`` as two arrays."""
         fk = np.asarray(list(self.failed), np.int64)
         fr = np.asarray(list(self.failed.values()), dtype=str) if self.failed else np.zeros(0, "<U1")
-        np.savez(tmp, codes=self.codes, atom_ptr=self.atom_ptr, kind=self.kind, ptr=self.ptr,
-                 bond=self.bond, act_ptr=self.act_ptr, source=self.source, failed_idx=fk, failed_reason=fr)
+        return {"codes": self.codes, "atom_ptr": self.atom_ptr, "kind": self.kind, "ptr": self.ptr,
+                "bond": self.bond, "act_ptr": self.act_ptr, "source": self.source, "failed_idx": fk,
+                "failed_reason": fr}
+
+    @classmethod
+    def from_arrays(cls, f: "dict[str, np.ndarray]") -> "EncodedSet":
+        failed = dict(zip(f["failed_idx"].tolist(), f["failed_reason"].tolist()))
+        return cls(f["codes"], f["atom_ptr"], f["kind"], f["ptr"], f["bond"], f["act_ptr"], f["source"], failed)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **self.to_arrays())
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> "EncodedSet":
-        with np.load(path) as f:
-            failed = dict(zip(f["failed_idx"].tolist(), f["failed_reason"].tolist()))
-            return cls(f["codes"], f["atom_ptr"], f["kind"], f["ptr"], f["bond"], f["act_ptr"], f["source"],
-                       failed)
+        with np.load(path, allow_pickle=False) as f:
+            return cls.from_arrays({k: f[k] for k in f.files})
 
 
 def _encode_chunk(args: tuple[int, list[str]]) -> EncodedSet:
@@ -235,34 +244,48 @@ def _encode_chunk(args: tuple[int, list[str]]) -> EncodedSet:
 
 
 def encode(molecules: Sequence["str | Chem.Mol"], workers: int | None = None,
-           chunk: int = 4000) -> EncodedSet:
-    """Linearise many molecules (SMILES or Mols), in ``workers`` processes for SMILES lists."""
+           chunk: int = 4000, progress: bool = False, desc: str = "linearise") -> EncodedSet:
+    """Linearise many molecules (SMILES or Mols), in ``workers`` processes for SMILES lists
+    (optionally with a progress bar)."""
+    from tqdm import tqdm
+
     n = len(molecules)
     workers = min(workers if workers is not None else (os.cpu_count() or 1), max(n // chunk, 1))
     if workers <= 1 or not all(isinstance(s, str) for s in molecules):
-        return EncodedSet.from_list([linearize(m) for m in molecules])
+        items = tqdm(molecules, disable=not progress, desc=desc, unit="mol", dynamic_ncols=True)
+        return EncodedSet.from_list([linearize(m) for m in items])
     jobs = [(k, list(molecules[k:k + chunk])) for k in range(0, n, chunk)]
-    with get_context("spawn" if torch.cuda.is_initialized() else "fork").Pool(workers) as pool:
-        parts = pool.map(_encode_chunk, jobs, chunksize=1)
+    parts = []
+    with get_context("spawn" if torch.cuda.is_initialized() else "fork").Pool(workers) as pool, \
+            tqdm(total=n, disable=not progress, desc=desc, unit="mol", dynamic_ncols=True) as bar:
+        for part in pool.imap(_encode_chunk, jobs, chunksize=1):
+            parts.append(part)
+            bar.update(len(part) + len(part.failed))
     return EncodedSet.concat(parts)
+
+
+def encoding_key(smiles: Sequence[str]) -> str:
+    """SHA-256 of every SMILES, :data:`ENCODING_VERSION` and the RDKit version (canonical ranks may
+    change between RDKit versions): the key of :func:`encode_cached`."""
+    head = f"ar-encoding|{ENCODING_VERSION}|{rdBase.rdkitVersion}|{len(smiles)}|"
+    return hashlib.sha256((head + digest_strings(list(smiles))).encode()).hexdigest()
 
 
 def encode_cached(name: str, smiles: Sequence[str], workers: int | None = None,
                   verbose: bool = True) -> EncodedSet:
-    """:func:`encode`, cached under ``cache_dir("ar")`` by ``name``, a hash of the SMILES and the
-    RDKit version (canonical ranks may change between RDKit versions)."""
-    h = hashlib.sha1()
-    h.update(f"{ENCODING_VERSION}|{rdBase.rdkitVersion}|{len(smiles)}|".encode())
-    for s in smiles[:: max(len(smiles) // 1000, 1)]:
-        h.update(s.encode())
-    h.update((smiles[-1] if len(smiles) else "").encode())
-    path = cache_dir("ar") / f"{name}-{h.hexdigest()[:12]}.npz"
-    if path.exists():
-        return EncodedSet.load(path)
+    """:func:`encode`, cached as ``cache_dir("ar")/<name>-<key>.npz`` with the key of
+    :func:`encoding_key` (the full content of ``smiles``): any edited SMILES gives a new file."""
+    key = encoding_key(smiles)
+    path = cache_dir("ar") / f"{name}-{key[:16]}.npz"
     t0 = time.perf_counter()
-    enc = encode(smiles, workers=workers)
-    enc.save(path)
-    if verbose:
+    built = []
+
+    def compute() -> dict[str, np.ndarray]:
+        built.append(True)
+        return encode(smiles, workers=workers, progress=verbose, desc=f"linearise {name}").to_arrays()
+
+    enc = EncodedSet.from_arrays(cached_npz(path, key, compute))
+    if verbose and built:
         print(f"linearised {len(smiles):,} {name} molecules in {time.perf_counter() - t0:.1f} s "
               f"({len(enc.failed)} failed); cached in {path}", flush=True)
     return enc

@@ -45,7 +45,9 @@ from rdkit import Chem
 from torch import nn
 from tqdm import tqdm
 
+from ..nn.sampling import masked_log_softmax as _masked_log_softmax
 from ..samples import SampleSet
+from . import _inputs as check
 from .ar_data import ATOM, RING, STOP, ActionDataset, code_to_token, delinearize, encode, max_valence
 from .base import GenerativeModel, register
 
@@ -273,12 +275,6 @@ def _teacher_states(kind: torch.Tensor, typ: torch.Tensor, ptr: torch.Tensor, bo
              "pos": owner, "rem": rem[:, 1:].gather(2, owner[..., None]).squeeze(-1)}
     return {"masks": masks, "rem": rem, "dist": dist, "rel": rel, "feats": feats, "owners": owners,
             "n_atoms": N}
-
-
-def _masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """log_softmax over allowed entries (-inf elsewhere); rows with nothing allowed stay finite."""
-    mask = mask | ~mask.any(-1, keepdim=True)
-    return torch.log_softmax(logits.float().masked_fill(~mask, float("-inf")), dim=-1)
 
 
 def _filter(logp: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -662,14 +658,12 @@ class ARModel(GenerativeModel):
         are off (structural masks stay) and invalid samples come back as None. ``info["log_prob"]``
         holds each sample's action-sequence log-probability in nats (masks as chosen, no temperature).
         """
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if top_p is not None and not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        n = check.positive_int("n", n)
+        seed = check.seed(seed)
+        temperature = check.positive_float("temperature", temperature)
+        top_k = check.optional_positive_int("top_k", top_k)
+        top_p = None if top_p is None else check.probability("top_p", top_p)
+        batch_size = check.positive_int("batch_size", batch_size)
         was_training = self.training
         self.eval()
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
@@ -687,10 +681,12 @@ class ARModel(GenerativeModel):
                                    top_k=top_k, top_p=top_p)
 
     # --- likelihood ------------------------------------------------------------------------------------
-    def encode_molecules(self, molecules: Sequence["str | Chem.Mol"]
+    def encode_molecules(self, molecules: "Sequence[str | Chem.Mol] | SampleSet"
                          ) -> tuple[ActionDataset, list[str | None]]:
-        """Linearise molecules for this model: the dataset and, per input, None or why it is unusable."""
-        enc = encode(list(molecules), workers=1)
+        """Linearise molecules (SMILES, Mols or a SampleSet) for this model: the dataset and, per
+        input, None or why it is unusable."""
+        molecules = check.molecule_list(molecules)
+        enc = encode(molecules, workers=1)
         data = ActionDataset(enc, self.atom_types, self.max_atoms, self.max_actions)
         reasons: list[str | None] = [None] * len(molecules)
         for i, why in enc.failed.items():
@@ -710,18 +706,19 @@ class ARModel(GenerativeModel):
         return data, reasons
 
     @torch.no_grad()
-    def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol]", mask: bool = True,
+    def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet", mask: bool = True,
                        batch_size: int = 256, return_reasons: bool = False
                        ) -> "np.ndarray | tuple[np.ndarray, list[str | None]]":
         """Exact log-probability (nats per molecule) of each molecule's canonical action sequence.
 
-        Accepts SMILES or RDKit Mols. Molecules that do not parse, are disconnected or contain atom
-        types outside the vocabulary get NaN; the reasons come back with ``return_reasons=True``
-        (None where scored) and are summarised in a warning. ``mask`` applies the valence masks
-        (as in sampling; a molecule the masks forbid gets -inf).
+        Accepts a SMILES string, an RDKit Mol, a list of them or a :class:`~molgen.SampleSet`
+        (its molecules; an invalid sample gets NaN). Molecules that do not parse, are disconnected
+        or contain atom types outside the vocabulary get NaN; the reasons come back with
+        ``return_reasons=True`` (None where scored) and are summarised in a warning. ``mask``
+        applies the valence masks (as in sampling; a molecule the masks forbid gets -inf).
         """
-        single = isinstance(molecules, (str, Chem.Mol))
-        items = [molecules] if single else list(molecules)
+        items = check.molecule_list(molecules)
+        batch_size = check.positive_int("batch_size", batch_size)
         data, reasons = self.encode_molecules(items)
         out = np.full(len(items), np.nan)
         was_training = self.training

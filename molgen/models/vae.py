@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 import warnings
 from typing import Any, Iterator, Sequence
@@ -50,11 +51,14 @@ from torch import nn
 from ..chem.build import mol_from_graph
 from ..chem.elements import atomic_number
 from ..nn.graph_encoder import GraphEncoder
+from ..nn.sampling import masked_log_softmax as _masked_log_softmax
 from ..samples import SampleSet
 from ..training.setup import TrainingSetup
 from .base import GenerativeModel, register
+from .._cache import digest_strings
+from . import _inputs as check
 from .vae_data import (_MAX_HS, _VALENCE_BINS, MIN_TOKEN_COUNT, GraphTable, _canonical_hash, _dataset_smiles,
-                       _has_valence, collate, default_workers, featurize, max_valence, parse_token,
+                       _has_valence, cached_scan, collate, featurize, max_valence, parse_token,
                        scan_atom_tokens, token_name)
 
 __all__ = ["GraphVAE", "GraphTable", "featurize", "gaussian_kl", "scan_atom_tokens", "max_valence",
@@ -64,10 +68,6 @@ __all__ = ["GraphVAE", "GraphTable", "featurize", "gaussian_kl", "scan_atom_toke
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) in nats, summed over the last dimension."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
-
-
-def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)
 
 
 def _reverse_later(open_: torch.Tensor) -> torch.Tensor:
@@ -414,36 +414,39 @@ class GraphVAE(GenerativeModel):
 
     @classmethod
     def training_setup(cls, dataset: str, model_cfg: dict, train_cfg: dict) -> TrainingSetup:
-        """Model, lazily featurised training set, defaults and learning-curve evaluator for a dataset.
+        """Model, featurised training set, defaults and learning-curve evaluator for a dataset.
 
         The vocabulary and ``max_atoms`` come from the training split (unless ``model_cfg`` sets
-        them); featurisation runs in the background (:meth:`GraphTable.prefetch`) while training starts.
+        them). The training set is featurised once, in parallel, and cached on disk by its full
+        content (:meth:`GraphTable.cached`); batches are then cut from the cached arrays.
         """
         if dataset not in _DATASET_DEFAULTS:
             raise ValueError(f"unknown dataset {dataset!r} for the vae; choose from {', '.join(_DATASET_DEFAULTS)}")
         t0 = time.perf_counter()
         train, holdout = _dataset_smiles(dataset)
-        counts, largest = scan_atom_tokens(train)
+        digest = digest_strings(train)
+        counts, largest = cached_scan(f"{dataset}-train", train, digest=digest)
         cfg = {**_DATASET_DEFAULTS[dataset]["model"], **model_cfg}
         if "atom_types" not in cfg:
             cfg["atom_types"] = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
                                  if c >= MIN_TOKEN_COUNT and _has_valence(t)]
         cfg.setdefault("max_atoms", largest)
         model = cls(**cfg)
-        table = GraphTable(train, model.atom_types, model.max_atoms)
-        table.prefetch(default_workers())
-        scan_seconds = time.perf_counter() - t0
+        table = GraphTable.cached(f"{dataset}-train", train, model.atom_types, model.max_atoms, digest=digest)
+        setup_seconds = time.perf_counter() - t0
         left_out = {t: c for t, c in counts.items() if t not in model.atom_types}
         metrics = {"dataset": dataset, "train_split": "train", "train_molecules": len(train),
+                   "train_not_representable": len(table.reasons),
                    "atom_token_counts": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-                   "tokens_left_out": left_out, "setup_seconds": round(scan_seconds, 1)}
+                   "tokens_left_out": left_out, "setup_seconds": round(setup_seconds, 1)}
         return TrainingSetup(model=model, data=table, train_defaults=dict(_DATASET_DEFAULTS[dataset]["train"]),
                              evaluate=CurveEvaluator(table, holdout), metrics=metrics)
 
     # --- featurising user input --------------------------------------------------------------------
-    def graphs(self, molecules: Sequence["str | Chem.Mol"]) -> GraphTable:
-        """Featurise molecules (SMILES or Mols) for this model; reasons for rejects in ``.reasons``."""
-        table = GraphTable(molecules, self.atom_types, self.max_atoms)
+    def graphs(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet") -> GraphTable:
+        """Featurise molecules (SMILES, Mols or a SampleSet) for this model; reasons for rejects in
+        ``.reasons``."""
+        table = GraphTable(check.molecule_list(molecules), self.atom_types, self.max_atoms)
         table.ensure(np.arange(len(table)))
         return table
 
@@ -455,13 +458,17 @@ class GraphVAE(GenerativeModel):
             yield rows[s:s + size]
 
     # --- latent tools ------------------------------------------------------------------------------
-    def encode(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol]", sample: bool = False,
+    def encode(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet", sample: bool = False,
                seed: int | None = None, batch_size: int = 512) -> torch.Tensor:
         """Latent vectors (B, latent_dim): the posterior means (or draws from q(z|G) with ``sample``).
 
         Raises ValueError naming the first molecule that cannot be parsed or represented.
         """
-        items = [molecules] if isinstance(molecules, (str, Chem.Mol)) else list(molecules)
+        items = check.molecule_list(molecules)
+        if not items:
+            raise ValueError("molecules is empty: nothing to encode")
+        batch_size = check.positive_int("batch_size", batch_size)
+        seed = None if seed is None else check.seed(seed)
         table = self.graphs(items)
         bad = np.flatnonzero(table.status != 1)
         if bad.size:
@@ -480,8 +487,6 @@ class GraphVAE(GenerativeModel):
 
     def _decode_graphs(self, z: torch.Tensor, temperature: float, greedy: bool, constrained: bool,
                        seed: int | None, batch_size: int | None) -> list[Chem.Mol]:
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         size = batch_size or self.sample_batch_size
         mols: list[Chem.Mol] = []
@@ -499,14 +504,16 @@ class GraphVAE(GenerativeModel):
 
     def decode(self, z: torch.Tensor, greedy: bool = True, temperature: float = 1.0, constrained: bool = True,
                seed: int | None = None, batch_size: int | None = None) -> SampleSet:
-        """Molecules decoded from latents ``z`` (B, latent_dim): greedy (most likely choice at each
-        step) by default, else sampled at ``temperature``."""
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        """Molecules decoded from latents ``z`` (B, latent_dim, finite): greedy (most likely choice
+        at each step) by default, else sampled at ``temperature``."""
+        check.finite_latents(z, self.latent_dim)
+        temperature = check.positive_float("temperature", temperature)
+        seed = None if seed is None else check.seed(seed)
+        batch_size = check.optional_positive_int("batch_size", batch_size)
         mols = self._decode_graphs(z, temperature, greedy, constrained, seed, batch_size)
         return SampleSet.from_mols(mols, constrained=constrained, greedy=greedy)
 
-    def reconstruct(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol]") -> list[str | None]:
+    def reconstruct(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet") -> list[str | None]:
         """Canonical SMILES decoded greedily from the posterior mean of each molecule."""
         return self.decode(self.encode(molecules)).smiles
 
@@ -514,8 +521,11 @@ class GraphVAE(GenerativeModel):
                     spherical: bool = False) -> list[str | None]:
         """Greedy decodings of ``steps`` evenly spaced points from z(a) to z(b), both included
         (posterior means; linear, or spherical-linear with ``spherical``)."""
-        if steps < 2:
-            raise ValueError(f"steps must be at least 2, got {steps}")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
+            raise ValueError(f"steps must be an integer of at least 2 (both end points included), got {steps!r}")
+        for name, x in (("a", a), ("b", b)):
+            if not isinstance(x, (str, Chem.Mol)):
+                raise ValueError(f"{name} must be one SMILES string or RDKit Mol, got {type(x).__name__}")
         z = self.encode([a, b])
         t = torch.linspace(0.0, 1.0, steps, device=z.device)[:, None]
         if spherical:
@@ -533,6 +543,11 @@ class GraphVAE(GenerativeModel):
     def neighbours(self, molecule: "str | Chem.Mol", n: int = 10, scale: float = 0.5,
                    seed: int = 0) -> list[str | None]:
         """Greedy decodings of ``n`` points ``z(molecule) + scale * eps``, eps ~ N(0, I)."""
+        n = check.positive_int("n", n)
+        scale = check.nonnegative_float("scale", scale)
+        seed = check.seed(seed)
+        if not isinstance(molecule, (str, Chem.Mol)):
+            raise ValueError(f"molecule must be one SMILES string or RDKit Mol, got {type(molecule).__name__}")
         z = self.encode(molecule)
         gen = torch.Generator(device=z.device).manual_seed(seed)
         eps = torch.randn((n, self.latent_dim), generator=gen, device=z.device)
@@ -548,25 +563,25 @@ class GraphVAE(GenerativeModel):
         than 1 draws z from a narrower or wider Gaussian than the prior (more typical or more unusual
         molecules). The SampleSet's ``info`` records the settings.
         """
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        if not prior_scale > 0:
-            raise ValueError(f"prior_scale must be positive, got {prior_scale}")
+        n = check.positive_int("n", n)
+        seed = check.seed(seed)
+        temperature = check.positive_float("temperature", temperature)
+        prior_scale = check.positive_float("prior_scale", prior_scale)
+        size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
         gen = torch.Generator(device=self.device).manual_seed(seed)
         z = prior_scale * torch.randn((n, self.latent_dim), generator=gen, device=self.device)
-        size = batch_size or self.sample_batch_size
         mols: list[Chem.Mol] = []
         from tqdm import tqdm
 
         with tqdm(total=n, disable=not progress, desc="sample vae", unit="mol") as bar:
             for s in range(0, n, size):
                 mols.extend(self._decode_graphs(z[s:s + size], temperature, greedy, constrained,
-                                                seed * 1_000_003 + s, size))
+                                                (seed * 1_000_003 + s) % check.SEED_LIMIT, size))
                 bar.update(min(size, n - s))
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
                                    greedy=greedy, seed=seed, prior_scale=prior_scale)
 
-    def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol]", samples: int = 1,
+    def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet", samples: int = 1,
                        importance_weighted: bool = False, constrained: bool = True, seed: int = 0,
                        batch_size: int = 256, return_reasons: bool = False
                        ) -> "np.ndarray | tuple[np.ndarray, list[str | None]]":
@@ -576,13 +591,16 @@ class GraphVAE(GenerativeModel):
         ``samples`` draws and the KL in closed form. With ``importance_weighted``: the IWAE bound
         ``log (1/k) sum_i p(G|z_i) p(z_i) / q(z_i|G)`` with k = ``samples`` (tighter as k grows).
         Both use the decoder's canonical atom order, so they also bound log p(G) over all orders.
-        ``constrained`` scores the valence-masked decoder (the sampler). Molecules that cannot be
-        parsed or represented get NaN; ``return_reasons`` also returns the reason per molecule
-        (None where the value is finite), otherwise a warning lists the first few.
+        ``constrained`` scores the valence-masked decoder (the sampler). ``molecules``: a SMILES
+        string, an RDKit Mol, a list of them or a :class:`~molgen.SampleSet` (its molecules).
+        Molecules that cannot be parsed or represented, and invalid samples, get NaN;
+        ``return_reasons`` also returns the reason per molecule (None where the value is finite),
+        otherwise a warning lists the first few.
         """
-        items = [molecules] if isinstance(molecules, (str, Chem.Mol)) else list(molecules)
-        if samples < 1:
-            raise ValueError(f"samples must be at least 1, got {samples}")
+        items = check.molecule_list(molecules)
+        samples = check.positive_int("samples", samples)
+        seed = check.seed(seed)
+        batch_size = check.positive_int("batch_size", batch_size)
         table = self.graphs(items)
         out = np.full(len(items), np.nan)
         rows = np.flatnonzero(table.status == 1)
@@ -620,11 +638,13 @@ class GraphVAE(GenerativeModel):
         return out
 
 
-def _label(x: "str | Chem.Mol") -> str:
+def _label(x: "str | Chem.Mol | None") -> str:
     if isinstance(x, str):
         return repr(x)
     if isinstance(x, Chem.Mol):
         return "a Mol"
+    if x is None:
+        return "None (an invalid sample?)"
     return repr(x)
 
 
@@ -651,8 +671,8 @@ _DATASET_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 class CurveEvaluator:
     """Learning-curve metrics from a few hundred prior samples and held-out reconstructions.
 
-    Novelty is checked against the training molecules featurised so far (all of them once the
-    background featurisation has finished; ``train_featurised`` says how far it got).
+    Novelty is checked against the training molecules featurised so far (all of them for a
+    cached training table; ``train_featurised`` says how far it got).
     """
 
     def __init__(self, table: GraphTable, holdout: Sequence[str], n_samples: int = 300, n_recon: int = 100) -> None:

@@ -1,13 +1,24 @@
 """Featurisation for the graph VAE: atom tokens (element + formal charge), molecules as padded
-node / edge arrays in the canonical breadth-first order (:func:`featurize`), a table of them filled
-lazily and in background processes (:class:`GraphTable`), batches for the encoder and decoder
-(:func:`collate`), and the training SMILES per dataset."""
+node / edge arrays in the canonical breadth-first order (:func:`featurize`), a table of them
+(:class:`GraphTable`: filled lazily for user input, or built once per training set and cached on
+disk, :meth:`GraphTable.cached`), batches for the encoder and decoder (:func:`collate`), and the
+training SMILES per dataset.
+
+The training-set cache lives in ``molgen._cache.cache_dir("vae")``: ``<name>-<key>.npz`` holds the
+featurised graphs as flat int8 arrays (``nodes`` (sum n, 4), ``edges`` (sum m, 5), per molecule
+``n_nodes``, ``n_edges``, ``keys``, ``status``; the rejected molecules' positions and reasons),
+and ``<name>-scan-<key>.npz`` the token counts of :func:`scan_atom_tokens`. Keys are SHA-256
+digests of every SMILES and of the settings (vocabulary, size limits, :data:`FEATURIZE_VERSION`,
+the featuriser's source code and the RDKit version), so any edit of the list or of the code
+builds a new file. Files are written under a temporary name and renamed (no half files, no
+pickles)."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
-import threading
+import time
 import warnings
 from collections import Counter
 from functools import lru_cache
@@ -16,8 +27,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem
+from rdkit import Chem, rdBase
 
+from .._cache import cache_dir, cached_npz, digest_strings
 from ..chem.build import mol_from_graph, sanitize
 from ..chem.elements import atomic_number, max_valence, parse_token, token_name
 
@@ -27,6 +39,8 @@ _MAX_HS = 4                 # hydrogen-count feature clamps at 4
 NODE_COLUMNS = 4            # token, hydrogens, aromatic, in ring
 EDGE_COLUMNS = 5            # later atom, earlier atom, order, aromatic, in ring
 MIN_TOKEN_COUNT = 10        # tokens rarer than this in the training set are left out of the vocabulary
+#: Bump when :func:`featurize` changes what it returns (the cache key also hashes its source code).
+FEATURIZE_VERSION = 1
 
 
 # --- atom tokens in SMILES text -----------------------------------------------------------------
@@ -98,6 +112,8 @@ def featurize(molecule: "str | Chem.Mol", tokens: Sequence[str], max_atoms: int,
     graph whenever an atom carries a charge or bracket hydrogens), so decoding the target graph
     reproduces the input exactly.
     """
+    if molecule is None:
+        return "no molecule (None, e.g. an invalid sample)"
     if isinstance(molecule, str):
         mol = Chem.MolFromSmiles(molecule) if molecule.strip() else None
         if mol is None:
@@ -188,11 +204,121 @@ def _featurize_star(job: tuple[list, tuple[str, ...], int, int]) -> list:
     return [featurize(x, tokens, max_atoms, max_edges) for x in items]
 
 
-class GraphTable:
-    """Molecules featurised for the VAE, held in padded arrays and filled on demand.
+# --- many molecules at once, cached on disk -----------------------------------------------------
+def _flatten(results: Sequence[tuple[np.ndarray, np.ndarray, int] | str]) -> dict[str, np.ndarray]:
+    """Results of :func:`featurize` as flat arrays (the cache's layout, see the module docstring)."""
+    m = len(results)
+    status = np.full(m, 2, dtype=np.int8)
+    n_nodes, n_edges = np.zeros(m, dtype=np.int16), np.zeros(m, dtype=np.int16)
+    keys = np.zeros(m, dtype=np.int64)
+    nodes, edges, bad_idx, bad_reason = [], [], [], []
+    for i, r in enumerate(results):
+        if isinstance(r, str):
+            bad_idx.append(i)
+            bad_reason.append(r)
+            continue
+        nd, ed, key = r
+        status[i], n_nodes[i], n_edges[i], keys[i] = 1, len(nd), len(ed), key
+        nodes.append(nd)
+        edges.append(ed)
+    return {"nodes": np.concatenate(nodes) if nodes else np.zeros((0, NODE_COLUMNS), np.int8),
+            "edges": np.concatenate(edges) if edges else np.zeros((0, EDGE_COLUMNS), np.int8),
+            "n_nodes": n_nodes, "n_edges": n_edges, "keys": keys, "status": status,
+            "failed_idx": np.asarray(bad_idx, dtype=np.int64),
+            "failed_reason": np.asarray(bad_reason, dtype=str) if bad_reason else np.zeros(0, "<U1")}
 
-    ``batch(indices)`` featurises whatever it has not seen yet (so training starts at once), and
-    :meth:`prefetch` fills the rest in background processes. Molecules that cannot be represented
+
+def _featurize_flat(job: tuple[list, tuple[str, ...], int, int]) -> dict[str, np.ndarray]:
+    return _flatten(_featurize_star(job))
+
+
+def _concat(parts: Sequence[dict[str, np.ndarray]], starts: Sequence[int]) -> dict[str, np.ndarray]:
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "failed_idx"}
+    out["failed_idx"] = np.concatenate([p["failed_idx"] + s for p, s in zip(parts, starts)])
+    return out
+
+
+def build_workers() -> int:
+    """Processes for a one-off featurisation that training waits for: every core, at most 16."""
+    return max(1, min(16, os.cpu_count() or 1))
+
+
+def featurize_many(molecules: Sequence["str | Chem.Mol"], tokens: Sequence[str], max_atoms: int,
+                   max_edges: int, workers: int | None = None, chunk: int = 4096, progress: bool = True,
+                   desc: str = "featurise") -> dict[str, np.ndarray]:
+    """:func:`featurize` over many molecules, in ``workers`` processes (default :func:`build_workers`)
+    working on chunks of ``chunk`` molecules, with a progress bar; returns the flat arrays of the cache."""
+    from tqdm import tqdm
+
+    tokens = tuple(tokens)
+    n = len(molecules)
+    starts = list(range(0, n, chunk)) or [0]
+    jobs = ((list(molecules[s:s + chunk]), tokens, int(max_atoms), int(max_edges)) for s in starts)
+    workers = min(workers if workers is not None else build_workers(), len(starts))
+    parts = []
+    with tqdm(total=n, disable=not progress, desc=desc, unit="mol", dynamic_ncols=True) as bar:
+        if workers <= 1:
+            for job in jobs:
+                parts.append(_featurize_flat(job))
+                bar.update(len(job[0]))
+        else:
+            with get_context("forkserver").Pool(workers) as pool:
+                for part in pool.imap(_featurize_flat, jobs):
+                    parts.append(part)
+                    bar.update(len(part["status"]))
+    return _concat(parts, starts)
+
+
+def _source_digest(*objects: object) -> str:
+    """Digest of the source code of functions (empty where the source is not available)."""
+    h = hashlib.sha256()
+    for obj in objects:
+        try:
+            h.update(inspect.getsource(obj).encode())
+        except (OSError, TypeError):
+            h.update(getattr(obj, "__qualname__", repr(obj)).encode())
+    return h.hexdigest()
+
+
+def featurization_key(smiles: Sequence[str], tokens: Sequence[str], max_atoms: int, max_edges: int,
+                      digest: str | None = None) -> str:
+    """SHA-256 tying a cached featurisation to every SMILES (``digest``: their
+    :func:`molgen._cache.digest_strings`, if already computed), the vocabulary and its valence caps,
+    the size limits, :data:`FEATURIZE_VERSION`, the featuriser's code and the RDKit version."""
+    settings = {"version": FEATURIZE_VERSION, "rdkit": rdBase.rdkitVersion, "tokens": list(tokens),
+                "caps": [max_valence(t) for t in tokens], "max_atoms": int(max_atoms),
+                "max_edges": int(max_edges), "molecules": len(smiles),
+                "code": _source_digest(featurize, _token_tables, _canonical_hash, mol_from_graph, sanitize)}
+    text = repr(sorted(settings.items())) + "\n" + (digest or digest_strings(list(smiles)))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cached_scan(name: str, smiles: Sequence[str], digest: str | None = None,
+                verbose: bool = True) -> tuple[Counter, int]:
+    """:func:`scan_atom_tokens`, cached in ``cache_dir("vae")`` by the full content of ``smiles``."""
+    key = hashlib.sha256((f"scan|{len(smiles)}|{_source_digest(scan_atom_tokens, _bracket_token)}|"
+                          + (digest or digest_strings(list(smiles)))).encode()).hexdigest()
+    path = cache_dir("vae") / f"{name}-scan-{key[:16]}.npz"
+
+    def compute() -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        counts, largest = scan_atom_tokens(smiles)
+        if verbose:
+            print(f"scanned the atom tokens of {len(smiles):,} {name} SMILES in {time.perf_counter() - t0:.1f} s; "
+                  f"cached in {path}", flush=True)
+        return {"tokens": np.asarray(list(counts), dtype=str) if counts else np.zeros(0, "<U1"),
+                "counts": np.asarray(list(counts.values()), dtype=np.int64), "largest": np.asarray(largest)}
+
+    arrays = cached_npz(path, key, compute)
+    return Counter(dict(zip(arrays["tokens"].tolist(), arrays["counts"].tolist()))), int(arrays["largest"])
+
+
+class GraphTable:
+    """Molecules featurised for the VAE, held in padded arrays.
+
+    A table of user input is filled on demand (``batch(indices)`` and :meth:`ensure` featurise
+    the rows they have not seen); a training set comes complete from its disk cache
+    (:meth:`cached`), so that ``batch`` only slices arrays. Molecules that cannot be represented
     (see :func:`featurize`) are left out of batches; their reasons are kept in ``reasons``.
     Implements the trainer's dataset protocol (``__len__`` and ``batch``).
     """
@@ -211,10 +337,54 @@ class GraphTable:
         self.keys = np.zeros(m, dtype=np.int64)
         self.status = np.zeros(m, dtype=np.int8)  # 0 not yet featurised, 1 accepted, 2 rejected
         self.reasons: dict[int, str] = {}
-        self._thread: threading.Thread | None = None
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @classmethod
+    def from_arrays(cls, molecules: Sequence["str | Chem.Mol"], tokens: Sequence[str], max_atoms: int,
+                    max_edges: int | None, arrays: dict[str, np.ndarray]) -> "GraphTable":
+        """A complete table from the flat arrays of :func:`featurize_many` (one vectorised scatter)."""
+        table = cls(molecules, tokens, max_atoms, max_edges)
+        n_nodes, n_edges = arrays["n_nodes"], arrays["n_edges"]
+        if n_nodes.shape != (len(table),) or int(n_nodes.sum()) != len(arrays["nodes"]) \
+                or int(n_edges.sum()) != len(arrays["edges"]):
+            raise ValueError(f"featurised arrays do not match the {len(table)} molecules of this table")
+        table.nodes[np.arange(table.max_atoms)[None, :] < n_nodes[:, None]] = arrays["nodes"]
+        table.edges[np.arange(table.max_edges)[None, :] < n_edges[:, None]] = arrays["edges"]
+        table.n_nodes[:], table.n_edges[:] = n_nodes, n_edges
+        table.keys[:], table.status[:] = arrays["keys"], arrays["status"]
+        table.reasons = dict(zip(arrays["failed_idx"].tolist(), arrays["failed_reason"].tolist()))
+        return table
+
+    @classmethod
+    def cached(cls, name: str, smiles: Sequence[str], tokens: Sequence[str], max_atoms: int,
+               max_edges: int | None = None, digest: str | None = None, workers: int | None = None,
+               progress: bool = True, verbose: bool = True) -> "GraphTable":
+        """A complete table of ``smiles``, featurised once (in parallel, with a progress bar) and
+        kept in ``cache_dir("vae")/<name>-<key>.npz``; later calls load it in seconds.
+
+        The key (:func:`featurization_key`) covers every SMILES and every setting, so an edited
+        list or featuriser never reuses a stale file. ``digest``: the SMILES' ``digest_strings``,
+        if the caller already has it.
+        """
+        max_edges = int(max_edges if max_edges is not None else max_atoms + 8)
+        key = featurization_key(smiles, tokens, max_atoms, max_edges, digest)
+        path = cache_dir("vae") / f"{name}-{key[:16]}.npz"
+        t0 = time.perf_counter()
+        built = []
+
+        def compute() -> dict[str, np.ndarray]:
+            built.append(True)
+            return featurize_many(smiles, tokens, max_atoms, max_edges, workers, progress=progress,
+                                  desc=f"featurise {name}")
+
+        table = cls.from_arrays(smiles, tokens, max_atoms, max_edges, cached_npz(path, key, compute))
+        if verbose:
+            what = "featurised" if built else "loaded the featurised"
+            print(f"{what} {len(table):,} {name} molecules in {time.perf_counter() - t0:.1f} s "
+                  f"({len(table.reasons):,} not representable); cache {path}", flush=True)
+        return table
 
     def _store(self, i: int, result: tuple[np.ndarray, np.ndarray, int] | str) -> None:
         if isinstance(result, str):
@@ -231,29 +401,6 @@ class GraphTable:
         """Featurise the given rows now (in this process) if they are not yet."""
         for i in np.asarray(indices)[self.status[indices] == 0].tolist():
             self._store(i, featurize(self.items[i], self.tokens, self.max_atoms, self.max_edges))
-
-    def prefetch(self, workers: int, chunk: int = 4096) -> None:
-        """Featurise every molecule in ``workers`` background processes (returns at once)."""
-        if self._thread is not None or workers < 1 or not len(self):
-            return
-        self._thread = threading.Thread(target=self._prefetch, args=(workers, chunk), daemon=True)
-        self._thread.start()
-
-    def _prefetch(self, workers: int, chunk: int) -> None:
-        # multiprocessing.Pool workers are daemonic: they are terminated when the trainer exits,
-        # even if featurisation has not finished (a ProcessPoolExecutor would be waited for).
-        starts = range(0, len(self), chunk)
-        jobs = ((self.items[s:s + chunk], self.tokens, self.max_atoms, self.max_edges) for s in starts)
-        with get_context("forkserver").Pool(workers) as pool:
-            for s, results in zip(starts, pool.imap(_featurize_star, jobs)):
-                for k, result in enumerate(results):
-                    if self.status[s + k] == 0:
-                        self._store(s + k, result)
-
-    def wait(self) -> None:
-        """Block until a running :meth:`prefetch` has finished."""
-        if self._thread is not None:
-            self._thread.join()
 
     @property
     def complete(self) -> bool:
@@ -301,12 +448,6 @@ def collate(table: GraphTable, rows: np.ndarray) -> dict[str, torch.Tensor]:
         "n_atoms": torch.from_numpy(n),
     }
 
-
-
-def default_workers() -> int:
-    """Background featurisation processes: all cores but one, at most 8 (other jobs may share the
-    machine; 8 featurise MOSES' 1.6 M molecules in about a minute)."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def _has_valence(token: str) -> bool:
