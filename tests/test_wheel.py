@@ -149,7 +149,8 @@ def test_sample_every_model_from_another_folder(venv, elsewhere):
     assert len(edm.stdout.strip().splitlines()) == 2 and "2 molecules in" in edm.stderr
     _run([venv, "-m", "molgen.sample", "--model", "ar", "--dataset", "moses", "-n", "5", "--no-progress",
           "--output", "ar.smi"], elsewhere, _env())
-    assert len((elsewhere / "ar.smi").read_text().split()) == 5
+    header, *rows = (elsewhere / "ar.smi").read_text().splitlines()
+    assert header == "smiles name" and len(rows) == 5 and rows[0].split()[1] == "ar_sample_0"
     _run([venv, "-m", "molgen.sample", "--model", "vae", "-n", "5", "--no-progress", "--output", "vae.sdf"],
          elsewhere, _env())
     assert (elsewhere / "vae.sdf").read_text().count("$$$$") == 5
