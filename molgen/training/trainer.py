@@ -54,7 +54,7 @@ def ema_with_warmup(decay: float) -> Callable:
     short run's average is not dominated by the initial weights."""
 
     @torch.no_grad()
-    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n_averaged: torch.Tensor | int) -> None:
         n = float(n_averaged)
         d = min(decay, (1.0 + n) / (10.0 + n))
         torch._foreach_lerp_(ema_params, params, 1.0 - d)
@@ -184,7 +184,8 @@ class Trainer:
         self.extra_metrics = extra_metrics or {}
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            amsgrad=True)
-        self.ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(config.ema_decay))
+        self.ema = AveragedModel(model)  # the averaged copy and its n_averaged; updated by _ema_update
+        self._ema_step = ema_with_warmup(config.ema_decay)
         self._ema_updates = 0  # host copy of ema.n_averaged (reading the tensor would sync the GPU)
         self._norms = torch.zeros(50, device=self.device)  # recent clipped gradient norms, a ring buffer
         self._n_norms = 0
@@ -381,8 +382,7 @@ class Trainer:
         if self._ema_updates == 0:
             torch._foreach_copy_(ema_params, params)
         else:
-            n = float(self._ema_updates)
-            torch._foreach_lerp_(ema_params, params, 1.0 - min(self.cfg.ema_decay, (1.0 + n) / (10.0 + n)))
+            self._ema_step(ema_params, params, self._ema_updates)
         self.ema.n_averaged += 1
         self._ema_updates += 1
 
