@@ -69,10 +69,10 @@ def test_package_data_globs_cover_every_shipped_file(project):
     matched = {str(Path(p).relative_to(ROOT)) for pat in patterns
                for p in glob.glob(str(ROOT / "molgen" / pat), recursive=True) if Path(p).is_file()}
     wanted = set()
-    for folder in ("molgen/pretrained", "molgen/training/configs", "molgen/data"):
+    for folder in ("molgen/pretrained", "molgen/configs", "molgen/data"):
         wanted |= {f for f in _tracked(folder) if not f.endswith(".py")}
     assert {f"molgen/pretrained/{n}/config.json" for n in SHIPPED} <= wanted
-    assert "molgen/data/qm9_split.npz" in wanted and "molgen/training/configs/edm-qm9.json" in wanted
+    assert "molgen/data/qm9_split.npz" in wanted and "molgen/configs/edm-qm9.json" in wanted
     assert wanted - matched == set()
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
 

@@ -104,7 +104,7 @@ def _py(venv: Path, code: str, cwd: Path, **env: str) -> str:
 def test_wheel_holds_the_data_configs_checkpoints_and_license(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
-    assert {"molgen/data/qm9_split.npz", "molgen/training/configs/edm-qm9.json", f"{info}/licenses/LICENSE"} <= names
+    assert {"molgen/data/qm9_split.npz", "molgen/configs/edm-qm9.json", f"{info}/licenses/LICENSE"} <= names
     for name in SHIPPED:
         assert {f"molgen/pretrained/{name}/{f}" for f in ("config.json", "metrics.json", "weights.safetensors")} <= names
     shipped_files = {str(p.relative_to(ROOT)) for p in (ROOT / "molgen" / "pretrained").rglob("*") if p.is_file()}
