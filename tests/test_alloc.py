@@ -30,7 +30,7 @@ def test_edm_trains_without_rdkit(tmp_path) -> None:
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = imp\n"
         "from molgen.models import model_class\n"
-        "from molgen.models.edm_eval import sample_quality\n"
+        "from molgen.training.edm import sample_quality\n"
         "cls = model_class('edm')\n"
         "try:\n    model_class('ar')\nexcept ValueError as e:\n    print('ar:', e)\n"
         "import numpy as np\n"

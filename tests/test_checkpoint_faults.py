@@ -152,6 +152,7 @@ _CLI = textwrap.dedent(r"""
     import sys, time
     sys.path.insert(0, sys.argv[1])
     from molgen.models.base import register
+    from molgen.training.setups import register_setup
     from molgen.training import TrainingSetup
     from test_training import _Data, _Toy
 
@@ -162,12 +163,12 @@ _CLI = textwrap.dedent(r"""
             time.sleep(0.02)
             return super().loss(batch)
 
-        @classmethod
-        def training_setup(cls, dataset, model_cfg, train_cfg):
-            return TrainingSetup(cls(**model_cfg), _Data(), {"batch_size": 8, "log_every": 1,
+    def slow_setup(dataset, model_cfg, train_cfg):
+        return TrainingSetup(SlowToy(**model_cfg), _Data(), {"batch_size": 8, "log_every": 1,
                                                              "checkpoint_every": 100000})
 
     register(SlowToy)
+    register_setup("toy-slow", slow_setup)
     from molgen._cli import run_cli
     from molgen.train import main
     sys.argv = ["molgen.train", "--model", "toy-slow", "--out", sys.argv[2], "--max-steps", "100000",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from molgen.diffusion.sampler import Sampler, timestep_pairs
+from molgen.diffusion.schedulers import DDIMScheduler, timestep_pairs
 from molgen.diffusion.schedule import NoiseSchedule
 from molgen.models.edm import EDM, remove_mean
 
@@ -115,7 +115,7 @@ def test_ancestral_step_with_exact_noise_prediction_recovers_the_forward_margina
     eps = torch.randn(4, 5)
     t = torch.full((4,), 0.6)
     z = s.add_noise(x, eps, t)
-    ddim = Sampler(s, steps=1, kind="ddim")
+    ddim = DDIMScheduler(s, steps=1)
     x0 = ddim.step(z, eps, 60, 0, torch.zeros_like(z))
     g0 = s.gamma(torch.tensor(0.0))
     torch.testing.assert_close(x0, NoiseSchedule.alpha(g0) * x + NoiseSchedule.sigma(g0) * eps, atol=1e-5, rtol=1e-5)

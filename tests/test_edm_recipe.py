@@ -106,7 +106,7 @@ def test_self_conditioned_sampling_and_bound_are_deterministic() -> None:
         np.testing.assert_array_equal(xa, xb)
     ll = model.log_likelihood(list(zip(*a)), n_t=2)
     assert np.all(np.isfinite(ll))
-    ddim = model.sample(3, steps=4, seed=0, sampler="ddim")
+    ddim = model.sample(3, steps=4, seed=0, scheduler="ddim")
     assert len(ddim) == 3
 
 

@@ -26,6 +26,12 @@ class _Toy(GenerativeModel):
         self.nan_after = nan_after
         self.calls = 0
 
+    def sample(self, n, seed=0, **kwargs):  # the trainer never samples a toy
+        raise NotImplementedError
+
+    def log_likelihood(self, molecules, **kwargs):
+        raise NotImplementedError
+
     def loss(self, batch):
         self.calls += 1
         pred = self.net(batch["x"]).squeeze(-1)
@@ -160,14 +166,14 @@ def test_epochs_count_molecules_seen_across_a_batch_size_change(tmp_path: Path) 
 class _ToyCLI(_Toy):
     name = "toy-cli"
 
-    @classmethod
-    def training_setup(cls, dataset, model_cfg, train_cfg):
-        from molgen.training import TrainingSetup
 
-        if dataset != "qm9":
-            raise AssertionError("the dataset was loaded before the arguments were checked")
-        return TrainingSetup(cls(**model_cfg), _Data(), {"batch_size": 8, "lr": 1e-2, "log_every": 1,
-                                                         "checkpoint_every": 5})
+def _toy_cli_setup(dataset, model_cfg, train_cfg):
+    from molgen.training import TrainingSetup
+
+    if dataset != "qm9":
+        raise AssertionError("the dataset was loaded before the arguments were checked")
+    return TrainingSetup(_ToyCLI(**model_cfg), _Data(), {"batch_size": 8, "lr": 1e-2, "log_every": 1,
+                                                          "checkpoint_every": 5})
 
 
 @pytest.fixture
@@ -175,8 +181,11 @@ def toy_cli(monkeypatch):
     from molgen.models import base
     from molgen.train import main
 
+    from molgen.training import setups
+
     base._import_models()
     monkeypatch.setitem(base._REGISTRY, "toy-cli", _ToyCLI)
+    monkeypatch.setitem(setups._SETUPS, "toy-cli", _toy_cli_setup)
 
     def run(*argv: str) -> int:
         return main(["--model", "toy-cli", "--no-progress", *argv])

@@ -32,7 +32,7 @@ def join_tars(src: Path, into: Path) -> list[str]:
 def score_curve(run: Path) -> list[dict]:
     from molgen.chem.build import mol_from_graph, sanitize
     from molgen.chem.geometry import bond_orders
-    from molgen.models.edm_eval import load_samples
+    from molgen.training.edm import load_samples
 
     metrics_path = run / "metrics.json"
     metrics = json.loads(metrics_path.read_text())

@@ -1,11 +1,15 @@
 """The protocol every molgen model follows, and the registry of models by name."""
 from __future__ import annotations
 
+import abc
+import contextlib
 import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -62,12 +66,38 @@ def _import_models() -> None:
             raise
 
 
-class GenerativeModel(nn.Module):
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode for the block and restore its training mode after, errors included."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def make_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator | None:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``; None for ``seed=None`` (unseeded draws
+    from the global RNG). Models draw their randomness from it, never by seeding the global RNG."""
+    if seed is None:
+        return None
+    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
+
+
+class GenerativeModel(nn.Module, abc.ABC):
     """Base class: constructor keyword arguments are the config, saved as JSON beside the weights.
 
-    Subclasses set ``name`` and implement ``loss(batch) -> (loss, logs)``, ``sample(n, seed=...)``
-    and ``log_likelihood(molecules)``; they describe their training data with
-    ``make_dataset(dataset, split)``.
+    A model sets ``name`` (its registry key) and implements the contract:
+
+    - ``loss(batch) -> (loss, logs)``: the training objective on a batch of its dataset;
+    - ``sample(n, seed=0, ...) -> SampleSet``: n molecules, reproducible for a seed, drawn from a
+      ``torch.Generator`` (:func:`make_generator`), leaving the training mode as it was (:func:`evaluating`);
+    - ``log_likelihood(molecules, ...) -> np.ndarray``: float64 nats per molecule (exact, ELBO or
+      variational bound), NaN for a molecule it cannot score.
+
+    How a model is trained on a dataset (data, defaults, evaluators) lives in ``molgen.training.<name>``,
+    so that models import neither training nor datasets.
     """
 
     name: ClassVar[str] = ""
@@ -95,8 +125,17 @@ class GenerativeModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The training loss on ``batch`` and a dict of scalars to log."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, seed: int | None = 0, **kwargs: Any) -> Any:
+        """n molecules as a :class:`~molgen.samples.SampleSet`."""
+
+    @abc.abstractmethod
+    def log_likelihood(self, molecules: Any, **kwargs: Any) -> np.ndarray:
+        """log p (or its bound) per molecule in nats, float64, NaN where a molecule cannot be scored."""
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss; DistributedDataParallel needs the loss to go through forward()."""

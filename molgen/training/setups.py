@@ -10,12 +10,22 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .setup import TrainingSetup
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-_MODULES = {"ar": "molgen.training.ar", "vae": "molgen.training.vae", "edm": "molgen.training.edm"}
+Setup = Callable[[str, dict[str, Any], dict[str, Any]], TrainingSetup]
+#: model name -> its setup, or the module whose ``training_setup`` it is (imported when first needed)
+_SETUPS: dict[str, str | Setup] = {"ar": "molgen.training.ar", "vae": "molgen.training.vae",
+                                   "edm": "molgen.training.edm"}
+
+
+def register_setup(model: str, setup: Setup) -> Setup:
+    """Make ``setup(dataset, model_cfg, train_cfg) -> TrainingSetup`` the way to train ``model`` (a model
+    registered with :func:`molgen.models.register`); returns ``setup``."""
+    _SETUPS[model] = setup
+    return setup
 
 
 def config_path(model: str, dataset: str) -> Path:
@@ -41,7 +51,9 @@ def default_config(model: str, dataset: str) -> dict[str, dict[str, Any]]:
 def training_setup(model: str, dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str, Any]) -> TrainingSetup:
     """The model, data, default settings and learning-curve evaluator for training ``model`` on ``dataset``;
     ``model_cfg`` / ``train_cfg`` override the defaults of ``default_config``."""
-    if model not in _MODULES:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(sorted(_MODULES))}")
-    module = importlib.import_module(_MODULES[model])
-    return module.training_setup(dataset, model_cfg, train_cfg)
+    if model not in _SETUPS:
+        raise ValueError(f"no training setup for model {model!r}; choose from {', '.join(sorted(_SETUPS))}")
+    setup = _SETUPS[model]
+    if isinstance(setup, str):
+        setup = _SETUPS[model] = importlib.import_module(setup).training_setup
+    return setup(dataset, model_cfg, train_cfg)

@@ -1,13 +1,38 @@
-"""The sample-quality check that EDM's training loop runs periodically (the learning curve)."""
+"""Training EDM on QM9: the data, the defaults of ``molgen/configs/edm-qm9.json`` and the
+sample-quality check that the training loop runs periodically (the learning curve)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from ..chem.geometry import bond_orders, stability
+from ..datasets.qm9_3d import QM9Bucketed, QM9Padded
+from ..models.edm import EDM, QM9_TYPES
+from .setup import TrainingSetup
+from .setups import default_config
+
+
+def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str, Any]) -> TrainingSetup:
+    """EDM on QM9 (3D): padded or size-bucketed batches (``train_cfg["buckets"]``), the atom-count
+    histogram of the training split, and the sample-quality evaluator."""
+    if dataset != "qm9":
+        raise ValueError(f"edm trains on qm9 (3D); got dataset {dataset!r}")
+    defaults = default_config("edm", dataset)
+    cfg = {**defaults["model"], **model_cfg}
+    heavy_only = "H" not in cfg.get("atom_types", QM9_TYPES)
+    if train_cfg.get("buckets"):  # batches of similar size: little padding, a few static shapes
+        data = QM9Bucketed("train", heavy_only=heavy_only, buckets=train_cfg["buckets"])
+    else:
+        compile_ = train_cfg.get("compile", defaults["train"].get("compile", False))
+        data = QM9Padded("train", heavy_only=heavy_only, fixed_size=bool(compile_))
+    model = EDM(**{"atom_count_hist": data.atom_count_hist.tolist(), **cfg})
+    if tuple(model.atom_types) != data.atom_types:
+        raise ValueError(f"model atom types {model.atom_types} do not match the data's {data.atom_types}")
+    evaluator = make_evaluator(n=train_cfg.get("eval_samples"))
+    return TrainingSetup(model, data, defaults["train"], evaluator, {"dataset": "qm9", "split": "train"})
 
 
 def sample_quality(zs: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, float | None]:

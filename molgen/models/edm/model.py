@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..diffusion.sampler import Sampler
-from ..diffusion.schedule import NoiseSchedule
-from ..chem.elements import ATOMIC_NUMBERS
-from .base import GenerativeModel, register
+from ...chem.elements import ATOMIC_NUMBERS
+from ...diffusion.schedule import NoiseSchedule
+from ...diffusion.schedulers import SCHEDULERS, Scheduler, get_scheduler
+from ..base import GenerativeModel, evaluating, make_generator, register
+from . import vlb
+from .records import as_records, collate
 
 QM9_TYPES = ("H", "C", "N", "O", "F")
 PARAMETERIZATIONS = ("eps", "x0")
@@ -31,10 +33,6 @@ def remove_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Subtract the centre of mass of the real atoms; x (B, N, 3), mask (B, N, 1)."""
     n = mask.sum(1, keepdim=True).clamp(min=1)
     return (x - (x * mask).sum(1, keepdim=True) / n) * mask
-
-
-def _cdf(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1.0 + torch.erf(x / math.sqrt(2)))
 
 
 @register
@@ -72,7 +70,9 @@ class EDM(GenerativeModel):
         self.register_buffer("n_atoms_probs", torch.tensor(hist / hist.sum(), dtype=torch.float32), persistent=False)
         self.schedule = NoiseSchedule(schedule, timesteps, precision)
         self.default_sampling_steps = default_sampling_steps
-        self.sampler_kind = sampler
+        if sampler not in SCHEDULERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SCHEDULERS)}")
+        self.sampler_kind = sampler  # the default scheduler's name
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"unknown parameterization {parameterization!r}; choose from {', '.join(PARAMETERIZATIONS)}")
         if loss_weighting not in LOSS_WEIGHTINGS:
@@ -88,13 +88,13 @@ class EDM(GenerativeModel):
         if self.self_conditioning:
             in_dim += self.h_dim  # the previous estimate of the clean h
         if backbone == "egnn":
-            from ..nn.egnn import EGNN
+            from ...nn.egnn import EGNN
 
             self.net = EGNN(in_dim, out_dim, hidden=hidden, n_layers=n_layers, attention=attention, tanh=tanh,
                             coords_range=coords_range, normalization_factor=normalization_factor,
                             pair_extra_dim=int(self.self_conditioning))
         elif backbone == "e3nn":
-            from ..nn.e3nn_backbone import E3nnBackbone
+            from ...nn.e3nn_backbone import E3nnBackbone
 
             self.net = E3nnBackbone(in_dim, out_dim, hidden=hidden, vectors=e3nn_vectors, n_layers=n_layers,
                                     lmax=e3nn_lmax, normalization_factor=normalization_factor)
@@ -150,8 +150,9 @@ class EDM(GenerativeModel):
         _, first = self.predict(z, t, mask)
         return self.predict(z, t, mask, first)[0]
 
-    def noise_like(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        eps = torch.randn_like(z) * mask
+    def noise_like(self, z: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standard normal noise shaped like z on the real atoms, its coordinates at zero centre of mass."""
+        eps = torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=generator) * mask
         return torch.cat([remove_mean(eps[..., :3], mask), eps[..., 3:]], dim=-1)
 
     def clean_state(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,160 +212,90 @@ class EDM(GenerativeModel):
         return loss, {"loss_x": ex.mean().detach()}
 
     # --- likelihood ------------------------------------------------------------------------------
-    def _gaussian_kl_prior(self, xh: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        g_T = self.schedule.gamma(torch.ones(xh.shape[0], device=xh.device)).view(-1, 1, 1)
-        a, s = NoiseSchedule.alpha(g_T), NoiseSchedule.sigma(g_T)
-        mu = a * xh
-        n = mask.sum((1, 2))
-        d_x = (n - 1) * 3
-        s2 = (s ** 2).view(-1)
-        kl_h = ((torch.log(1 / s) + 0.5 * (s ** 2 + mu[..., 3:] ** 2) - 0.5) * mask).sum((1, 2))
-        kl_x = d_x * torch.log(1 / s.view(-1)) + 0.5 * (d_x * s2 + (mu[..., :3] ** 2).sum((1, 2))) - 0.5 * d_x
-        return kl_x + kl_h
-
-    def _log_p_given_z0(self, xh: torch.Tensor, types: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b = xh.shape[0]
-        t0 = torch.zeros(b, device=xh.device)
-        g0 = self.schedule.gamma(t0).view(-1, 1, 1)
-        eps = self.noise_like(xh, mask)
-        z0 = NoiseSchedule.alpha(g0) * xh + NoiseSchedule.sigma(g0) * eps
-        pred = self.dynamics(z0, t0, mask)
-        n = mask.sum((1, 2))
-        log_px = -0.5 * ((eps[..., :3] - pred[..., :3]) ** 2).sum((1, 2))
-        dof = (n - 1) * 3
-        log_px = log_px + dof * (-0.5 * g0.view(-1) - 0.5 * math.log(2 * math.pi))
-        sigma0 = NoiseSchedule.sigma(g0)
-        eps_small = 1e-10
-        # categorical: integrate N(z_h, sigma_0) over [0.5, 1.5] around each one-hot entry, normalise
-        z_cat = z0[..., 3:3 + self.k] * self.norm_values[1] - 1.0
-        s_cat = sigma0 * self.norm_values[1]
-        logp_cat = torch.log(_cdf((z_cat + 0.5) / s_cat) - _cdf((z_cat - 0.5) / s_cat) + eps_small)
-        logp_cat = logp_cat - torch.logsumexp(logp_cat, dim=-1, keepdim=True)
-        onehot = nn.functional.one_hot(types.clamp(min=0), self.k).float()
-        log_ph = (logp_cat * onehot * mask).sum((1, 2))
-        if self.include_charges:
-            charge = self.type_z[types.clamp(min=0)].float().unsqueeze(-1)
-            centered = charge - z0[..., -1:] * self.norm_values[2]
-            s_int = sigma0 * self.norm_values[2]
-            lp = torch.log(_cdf((centered + 0.5) / s_int) - _cdf((centered - 0.5) / s_int) + eps_small)
-            log_ph = log_ph + (lp * mask).sum((1, 2))
-        return log_px + log_ph
-
-    @torch.no_grad()
-    def nll_terms(self, batch: dict[str, torch.Tensor], n_t: int = 1) -> dict[str, torch.Tensor]:
-        """Per-molecule terms of the variational bound (nats): diffusion (Monte Carlo over n_t times),
-        prior KL, -log p(x, h | z_0), -log p(N)."""
-        mask, xh = self.clean_state(batch)
-        b = xh.shape[0]
-        T = self.schedule.timesteps
-        diff = torch.zeros(b, device=xh.device)
-        for _ in range(n_t):
-            t_int = torch.randint(1, T + 1, (b,), device=xh.device).float()
-            t, s = t_int / T, (t_int - 1) / T
-            g_t, g_s = self.schedule.gamma(t), self.schedule.gamma(s)
-            eps = self.noise_like(xh, mask)
-            z = self.schedule.add_noise(xh, eps, t)
-            pred = self.dynamics(z, t, mask)
-            err = ((eps - pred) ** 2).sum((1, 2))
-            diff += T * 0.5 * torch.expm1(g_t - g_s) * err
-        diff /= n_t
-        n = mask.sum((1, 2)).long()
-        log_pn = torch.log(self.n_atoms_probs[n.clamp(max=self.max_atoms)] + 1e-30)
-        # delta log px for the coordinate normalisation (zero when norm_values[0] == 1)
-        delta = -(n - 1) * 3 * math.log(self.norm_values[0])
-        return {"diffusion": diff, "prior": self._gaussian_kl_prior(xh, mask),
-                "decoder": -self._log_p_given_z0(xh, batch["types"], mask), "log_pN": log_pn,
-                "delta_log_px": delta.float()}
+    def nll_terms(self, batch: dict[str, torch.Tensor], n_t: int = 1,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Per-molecule terms of the variational bound in nats (see :func:`molgen.models.edm.vlb.nll_terms`)."""
+        return vlb.nll_terms(self, batch, n_t=n_t, generator=generator)
 
     @torch.no_grad()
     def log_likelihood(self, molecules: Any, n_t: int = 8, batch_size: int = 128, seed: int = 0) -> np.ndarray:
         """Variational lower bound on log p(x, h, N) per molecule, in nats (EDM reports its negative,
         -110.7 on QM9 test). ``molecules``: a SampleSet, RDKit Mols with 3D conformers, or a list of
         (atomic_numbers, positions in Angstrom). Molecules with atoms outside the vocabulary give NaN."""
-        records = _as_records(molecules)
+        records = as_records(molecules)
         if n_t < 1 or batch_size < 1:
             raise ValueError(f"n_t and batch_size must be positive, got n_t={n_t}, batch_size={batch_size}")
         out = np.full(len(records), np.nan)
         ok = [i for i, r in enumerate(records) if r is not None and all(z in self._z_to_type() for z in r[0])
               and 0 < len(r[0]) <= self.max_atoms]
-        gen = torch.random.fork_rng(devices=[]) if self.device.type == "cpu" else torch.random.fork_rng()
-        was_training = self.training
-        with gen:
-            torch.manual_seed(seed)
-            self.eval()
+        gen = make_generator(seed, self.device)
+        with evaluating(self):
             for start in range(0, len(ok), batch_size):
                 idx = ok[start:start + batch_size]
-                batch = self._collate([records[i] for i in idx])
-                terms = self.nll_terms(batch, n_t=n_t)
-                nll = terms["diffusion"] + terms["prior"] + terms["decoder"] - terms["delta_log_px"] - terms["log_pN"]
-                out[idx] = -nll.cpu().numpy()
-        self.train(was_training)
+                batch = collate([records[i] for i in idx], self._z_to_type(), self.device)
+                out[idx] = vlb.log_likelihood_bound(self.nll_terms(batch, n_t=n_t, generator=gen)).cpu().numpy()
         return out
 
     def _z_to_type(self) -> dict[int, int]:
         return {int(z): i for i, z in enumerate(self.type_z.tolist())}
 
-    def _collate(self, records: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
-        zt = self._z_to_type()
-        n = max(len(r[0]) for r in records)
-        types = torch.full((len(records), n), -1, dtype=torch.long)
-        pos = torch.zeros(len(records), n, 3)
-        for i, (z, x) in enumerate(records):
-            types[i, :len(z)] = torch.tensor([zt[int(a)] for a in z])
-            pos[i, :len(z)] = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        return {"types": types.to(self.device), "pos": pos.to(self.device), "mask": (types >= 0).to(self.device)}
-
     # --- sampling --------------------------------------------------------------------------------
+    def _atom_counts(self, n: int, n_atoms: int | Sequence[int] | None,
+                     generator: torch.Generator | None) -> torch.Tensor:
+        """Atom counts of n molecules: drawn from the training histogram, or as given (checked)."""
+        if n_atoms is None:
+            return torch.multinomial(self.n_atoms_probs.cpu(), n, replacement=True, generator=generator)
+        if isinstance(n_atoms, int):
+            if not 1 <= n_atoms <= self.max_atoms:
+                raise ValueError(f"n_atoms must be between 1 and {self.max_atoms}, got {n_atoms}")
+            return torch.full((n,), n_atoms)
+        counts = torch.as_tensor(list(n_atoms), dtype=torch.long)
+        if counts.numel() != n:
+            raise ValueError(f"n_atoms lists {counts.numel()} sizes for n = {n} molecules")
+        bad = counts[(counts < 1) | (counts > self.max_atoms)]
+        if bad.numel():
+            raise ValueError(f"n_atoms must be between 1 and {self.max_atoms}, got {int(bad[0])}")
+        return counts
+
     @torch.no_grad()
     def sample_arrays(self, n: int, steps: int | None = None, n_atoms: int | Sequence[int] | None = None,
                       seed: int | None = 0, batch_size: int | None = None, progress: bool = False,
-                      sampler: str | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                      scheduler: str | Scheduler | None = None, generator: torch.Generator | None = None,
+                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Sample atom types (atomic numbers) and coordinates (Angstrom) for n molecules.
 
-        Molecules are sorted by size and sampled in batches of ``batch_size`` (default 32 on a CPU,
-        where small size-sorted batches waste the least padding, and 1024 on a GPU)."""
+        ``scheduler``: ``"ancestral"`` (the config's default), ``"ddim"``, or a
+        :class:`~molgen.diffusion.schedulers.Scheduler` (which brings its own steps). Randomness comes
+        from ``generator`` if given, else from a generator seeded with ``seed`` (None: unseeded); the
+        global RNG is not touched. Molecules are sorted by size and sampled in batches of ``batch_size``
+        (default 32 on a CPU, where small size-sorted batches waste the least padding, and 1024 on a GPU)."""
         if batch_size is None:
             batch_size = 32 if self.device.type == "cpu" else 1024
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
-        steps = self.default_sampling_steps if steps is None else steps
         dev = self.device
-        gen_ctx = torch.random.fork_rng(devices=[] if dev.type == "cpu" else [dev.index if dev.index is not None else torch.cuda.current_device()])
-        with gen_ctx:
-            if seed is not None:
-                torch.manual_seed(seed)
-            if n_atoms is None:
-                counts = torch.multinomial(self.n_atoms_probs.cpu(), n, replacement=True)
-            elif isinstance(n_atoms, int):
-                if not 1 <= n_atoms <= self.max_atoms:
-                    raise ValueError(f"n_atoms must be between 1 and {self.max_atoms}, got {n_atoms}")
-                counts = torch.full((n,), n_atoms)
-            else:
-                counts = torch.as_tensor(list(n_atoms), dtype=torch.long)
-                if counts.numel() != n:
-                    raise ValueError(f"n_atoms lists {counts.numel()} sizes for n = {n} molecules")
-                bad = counts[(counts < 1) | (counts > self.max_atoms)]
-                if bad.numel():
-                    raise ValueError(f"n_atoms must be between 1 and {self.max_atoms}, got {int(bad[0])}")
-            was_training = self.training
-            self.eval()
-            smp = Sampler(self.schedule, steps, sampler or self.sampler_kind)
-            # Sort by size so each batch is padded only to molecules of similar size.
-            order = torch.argsort(counts, stable=True)
-            zs: list[np.ndarray | None] = [None] * n
-            xs: list[np.ndarray | None] = [None] * n
-            n_batches = math.ceil(n / batch_size)
+        gen = generator if generator is not None else make_generator(seed, dev)
+        # atom counts are drawn on the CPU: from the same stream there, from a CPU twin on a GPU
+        count_gen = gen if gen is None or gen.device.type == "cpu" else make_generator(seed, "cpu")
+        counts = self._atom_counts(n, n_atoms, count_gen)
+        steps = self.default_sampling_steps if steps is None else steps
+        chain = get_scheduler(scheduler or self.sampler_kind, self.schedule, steps)
+        order = torch.argsort(counts, stable=True)  # size-sorted batches are padded the least
+        zs: list[np.ndarray | None] = [None] * n
+        xs: list[np.ndarray | None] = [None] * n
+        n_batches = math.ceil(n / batch_size)
+        with evaluating(self):
             for bi in range(n_batches):
                 sel = order[bi * batch_size:(bi + 1) * batch_size]
                 c = counts[sel].to(dev)
                 nmax = int(c.max())
                 mask = (torch.arange(nmax, device=dev)[None, :] < c[:, None]).unsqueeze(-1).float()
-                z = self.noise_like(torch.zeros(len(c), nmax, 3 + self.h_dim, device=dev), mask)
+                z = self.noise_like(torch.zeros(len(c), nmax, 3 + self.h_dim, device=dev), mask, gen)
                 denoise = self._chain_denoiser(mask)
-                z = smp.sample(denoise, z, lambda zz: self.noise_like(zz, mask),
-                               progress=progress, desc=f"edm batch {bi + 1}/{n_batches}")
+                z = chain.sample(denoise, z, lambda zz: self.noise_like(zz, mask, gen),
+                                 progress=progress, desc=f"edm batch {bi + 1}/{n_batches}")
                 # decode z_0 -> x, h (EDM: x from the predicted clean signal, h by argmax of z_0)
                 t0 = torch.zeros(len(c), device=dev)
                 g0 = self.schedule.gamma(t0).view(-1, 1, 1)
@@ -376,7 +307,6 @@ class EDM(GenerativeModel):
                     k = int(c[i])
                     zs[j] = self.type_z[types[i, :k]].cpu().numpy()
                     xs[j] = x[i, :k].cpu().double().numpy()
-            self.train(was_training)
         return zs, xs
 
     def _chain_denoiser(self, mask: torch.Tensor):
@@ -396,65 +326,19 @@ class EDM(GenerativeModel):
 
     def sample(self, n: int, seed: int | None = 0, steps: int | None = None,
                n_atoms: int | Sequence[int] | None = None, batch_size: int | None = None, progress: bool = False,
-               sampler: str | None = None):
+               scheduler: str | Scheduler | None = None, generator: torch.Generator | None = None):
         """Sample n molecules; returns a :class:`molgen.samples.SampleSet` (3D, Angstrom).
-        ``sampler``: ``"ancestral"`` (default) or ``"ddim"`` (deterministic given z_T)."""
-        from ..chem.geometry import bond_orders, stability
-        from ..samples import SampleSet
+        ``scheduler``: ``"ancestral"`` (default), ``"ddim"`` (deterministic given z_T) or a scheduler
+        object; ``generator`` (a ``torch.Generator`` on the model's device) replaces ``seed``."""
+        from ...chem.geometry import bond_orders, stability
+        from ...samples import SampleSet
 
         zs, xs = self.sample_arrays(n, steps=steps, n_atoms=n_atoms, seed=seed, batch_size=batch_size,
-                                    progress=progress, sampler=sampler)
+                                    progress=progress, scheduler=scheduler, generator=generator)
         stab = [stability(z, bond_orders(z, x)) for z, x in zip(zs, xs)]
-        info = {"model": self.name, "steps": steps or self.default_sampling_steps, "seed": seed,
+        chain = get_scheduler(scheduler or self.sampler_kind, self.schedule,
+                              self.default_sampling_steps if steps is None else steps)
+        info = {"model": self.name, "steps": chain.steps, "seed": None if generator is not None else seed,
                 "atom_stability": sum(s.n_stable for s in stab) / max(sum(s.n_atoms for s in stab), 1),
                 "molecule_stability": sum(s.molecule_stable for s in stab) / len(stab)}
         return SampleSet.from_3d(zs, xs, **info)
-
-    # --- training setup --------------------------------------------------------------------------
-    @classmethod
-    def training_setup(cls, dataset: str, model_cfg: dict, train_cfg: dict):
-        from ..datasets.qm9_3d import QM9Bucketed, QM9Padded
-        from ..training import TrainingSetup
-        from .edm_eval import make_evaluator
-
-        if dataset != "qm9":
-            raise ValueError(f"edm trains on qm9 (3D); got dataset {dataset!r}")
-        heavy_only = "H" not in model_cfg.get("atom_types", QM9_TYPES)
-        if train_cfg.get("buckets"):  # batches of similar size: little padding, a few static shapes
-            data = QM9Bucketed("train", heavy_only=heavy_only, buckets=train_cfg["buckets"])
-        else:
-            data = QM9Padded("train", heavy_only=heavy_only, fixed_size=bool(train_cfg.get("compile")))
-        cfg = {"atom_count_hist": data.atom_count_hist.tolist(), **model_cfg}
-        model = cls(**cfg)
-        if tuple(model.atom_types) != data.atom_types:
-            raise ValueError(f"model atom types {model.atom_types} do not match the data's {data.atom_types}")
-        defaults = {"batch_size": 64, "lr": 1e-4, "ema_decay": 0.999, "checkpoint_every": 1000}
-        evaluator = make_evaluator(n=train_cfg.get("eval_samples"))
-        return TrainingSetup(model, data, defaults, evaluator, {"dataset": "qm9", "split": "train"})
-
-
-def _as_records(molecules: Any) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    from rdkit import Chem
-
-    if hasattr(molecules, "atomic_numbers") and getattr(molecules, "positions", None) is not None:
-        return list(zip(molecules.atomic_numbers, molecules.positions))
-    if isinstance(molecules, Chem.Mol):  # one molecule
-        molecules = [molecules]
-    elif (isinstance(molecules, tuple) and len(molecules) == 2 and np.ndim(molecules[0]) == 1
-          and np.ndim(molecules[1]) == 2):  # one (atomic_numbers, positions) pair
-        molecules = [molecules]
-    elif isinstance(molecules, (str, bytes)) or not hasattr(molecules, "__iter__"):
-        raise TypeError("log_likelihood takes a SampleSet, RDKit Mols with 3D conformers, or "
-                        f"(atomic_numbers, positions) pairs, not {type(molecules).__name__}")
-    out: list[tuple[np.ndarray, np.ndarray] | None] = []
-    for m in molecules:
-        if isinstance(m, Chem.Mol):
-            if m.GetNumConformers() == 0:
-                out.append(None)
-                continue
-            out.append((np.array([a.GetAtomicNum() for a in m.GetAtoms()]), m.GetConformer().GetPositions()))
-        elif isinstance(m, tuple) and len(m) == 2:
-            out.append((np.asarray(m[0]), np.asarray(m[1])))
-        else:
-            out.append(None)
-    return out

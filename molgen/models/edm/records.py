@@ -1,0 +1,50 @@
+"""What EDM's ``log_likelihood`` accepts, as (atomic numbers, positions in Angstrom) records, and the
+padded batch it scores them in."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+Record = tuple[np.ndarray, np.ndarray]
+
+
+def as_records(molecules: Any) -> list[Record | None]:
+    """A SampleSet, one RDKit Mol, one (atomic_numbers, positions) pair, or a list of Mols / pairs, as
+    records; a Mol without a conformer or anything else unreadable becomes None (scored NaN)."""
+    from rdkit import Chem
+
+    if hasattr(molecules, "atomic_numbers") and getattr(molecules, "positions", None) is not None:
+        return list(zip(molecules.atomic_numbers, molecules.positions))
+    if isinstance(molecules, Chem.Mol):  # one molecule
+        molecules = [molecules]
+    elif (isinstance(molecules, tuple) and len(molecules) == 2 and np.ndim(molecules[0]) == 1
+          and np.ndim(molecules[1]) == 2):  # one (atomic_numbers, positions) pair
+        molecules = [molecules]
+    elif isinstance(molecules, (str, bytes)) or not hasattr(molecules, "__iter__"):
+        raise TypeError("log_likelihood takes a SampleSet, RDKit Mols with 3D conformers, or "
+                        f"(atomic_numbers, positions) pairs, not {type(molecules).__name__}")
+    out: list[Record | None] = []
+    for m in molecules:
+        if isinstance(m, Chem.Mol):
+            if m.GetNumConformers() == 0:
+                out.append(None)
+                continue
+            out.append((np.array([a.GetAtomicNum() for a in m.GetAtoms()]), m.GetConformer().GetPositions()))
+        elif isinstance(m, tuple) and len(m) == 2:
+            out.append((np.asarray(m[0]), np.asarray(m[1])))
+        else:
+            out.append(None)
+    return out
+
+
+def collate(records: list[Record], z_to_type: dict[int, int], device: torch.device) -> dict[str, torch.Tensor]:
+    """Pad records into the model's batch: ``types`` (B, N; -1 for padding), ``pos`` (B, N, 3), ``mask``."""
+    n = max(len(r[0]) for r in records)
+    types = torch.full((len(records), n), -1, dtype=torch.long)
+    pos = torch.zeros(len(records), n, 3)
+    for i, (z, x) in enumerate(records):
+        types[i, :len(z)] = torch.tensor([z_to_type[int(a)] for a in z])
+        pos[i, :len(z)] = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    return {"types": types.to(device), "pos": pos.to(device), "mask": (types >= 0).to(device)}
