@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from .models import model_class
     from .models.checkpoint import has_train_state, read_config, read_train_state
     from .training import TrainConfig, Trainer, TrainingInterrupted
-    from .training.trainer import prepare_run_folder, refuse_message
+    from .training.run_folder import prepare_run_folder, refuse_message
     from .training.setups import training_setup
 
     cls = model_class(args.model)

@@ -136,7 +136,7 @@ def test_ddp_two_cpu_processes_gloo(tmp_path: Path) -> None:
 
 
 def test_ema_warmup_follows_the_weights_early_and_the_decay_later() -> None:
-    from molgen.training.trainer import ema_with_warmup
+    from molgen.training.optim import ema_with_warmup
 
     update = ema_with_warmup(0.999)
     ema, cur = [torch.zeros(3)], [torch.ones(3)]
@@ -338,8 +338,8 @@ def test_under_ddp_each_rank_takes_its_stride_of_the_planned_batch(tmp_path: Pat
     torch.manual_seed(0)
     data = _Planned()
     trainer = Trainer(_Toy(), data, TrainConfig(batch_size=3, max_steps=1, progress=False), tmp_path / "r")
-    trainer.world = 2
+    trainer.order.world = 2
     first = data.plan(0, 0, 6)[0]  # the global batch: 3 per rank x 2 ranks
     for rank in (0, 1):
-        trainer.rank = rank
+        trainer.order.rank = rank
         assert trainer._next_indices().tolist() == first[rank::2].tolist()

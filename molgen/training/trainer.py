@@ -2,33 +2,26 @@
 resume, wall-clock budgets, bf16 on GPUs, DistributedDataParallel under ``torchrun``, CSV logs.
 
 A dataset given to :class:`Trainer` implements ``__len__`` and ``batch(indices) -> dict`` of
-tensors; the model implements ``loss(batch) -> (loss, logs)``. Epoch ``e`` visits the data in the
-order of a permutation seeded by ``(seed, e)``, and the position in the data follows from the number
-of molecules seen (saved with the checkpoint), so a resumed run sees exactly the batches the
-uninterrupted run would have seen, and a run resumed with another batch size carries on from where
-the last one stopped.
+tensors; the model implements ``loss(batch) -> (loss, logs)``. The position in the data (molecules
+seen, or epoch and batch of a dataset that plans its epochs with ``plan(epoch, seed, batch_size) ->
+list[np.ndarray]``, ``batch_size`` being the global batch) is saved with the checkpoint, so a resumed
+run sees exactly the batches the uninterrupted run would have seen.
 
-A dataset may instead plan its epochs itself: ``plan(epoch, seed, batch_size) -> list[np.ndarray]``
-gives the global batches of an epoch in order (deterministic in its arguments; batches may differ in
-size, e.g. grouped by molecule size; ``batch_size`` is the global batch, per-process batch times the
-number of processes). Under DDP rank ``r`` takes ``batch[r::world]``. The position (epoch, batch in
-the epoch) is saved with the checkpoint and resumes exactly.
-
-The checkpoint is written as a whole (:func:`molgen.models.checkpoint.write_checkpoint`), without
+The data order is :class:`~molgen.training.data_order.DataOrder`'s; the settings are
+:class:`~molgen.training.config.TrainConfig`. The checkpoint is written as a whole (:func:`molgen.models.checkpoint.write_checkpoint`), without
 pickle. SIGINT / SIGTERM stop training after the current step and save a checkpoint first.
 """
 from __future__ import annotations
 
-import csv
+import inspect
 import json
-import math
 import os
 import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -38,102 +31,12 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..models.base import GenerativeModel
-from ..models.checkpoint import (MAX_FILE_BYTES, CheckpointError, checkpoint_files, convert_legacy_train_state,
-                                 encode_train_state, has_train_state, read_train_state, recover_checkpoint,
-                                 write_checkpoint)
-
-
-class BatchDataset(Protocol):
-    def __len__(self) -> int: ...
-
-    def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]: ...
-
-
-def ema_with_warmup(decay: float) -> Callable:
-    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so that a
-    short run's average is not dominated by the initial weights."""
-
-    @torch.no_grad()
-    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n_averaged: torch.Tensor | int) -> None:
-        n = float(n_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
-
-    return update
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGINT or SIGTERM stopped training; a checkpoint of the last finished step was saved."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (saved in the checkpoint's train_state and metrics.json)."""
-
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 1e-12
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    ema_decay: float = 0.999          # with a warm-up: min(ema_decay, (1 + n) / (10 + n)) after n updates
-    clip_quantile: bool = True       # EDM-style adaptive clipping: 1.5 * mean + 2 * std of recent norms
-    clip_max: float = 10.0           # clipping bound before enough history exists
-    checkpoint_every: int = 1000
-    log_every: int = 50
-    eval_every: int | None = None
-    seed: int = 0
-    bf16: bool = True                # autocast to bfloat16 on CUDA (ignored on CPU)
-    compile: bool = False            # torch.compile the loss on CUDA (falls back to eager on failure)
-    progress: bool = True
-    warmup_steps: int = 0            # learning rate rises linearly from 0 to lr over the first N steps
-    eval_every_minutes: float | None = None  # also evaluate every M minutes of wall-clock time
-    eval_samples: int | None = None  # molecules the evaluator samples (None: the model's default)
-    buckets: list[int] | None = None  # size buckets (atoms) for models whose data can plan by size
-
-    def __post_init__(self) -> None:
-        """Check every setting; a bad one is a ValueError naming it and its allowed range."""
-        def need(ok: bool, name: str, allowed: str) -> None:
-            if not ok:
-                raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
-        need(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a finite number >= 0")
-        need(self.max_steps is None or (is_int(self.max_steps) and self.max_steps >= 1), "max_steps",
-             "an integer >= 1 (a total step count)")
-        need(self.max_minutes is None or (is_num(self.max_minutes) and self.max_minutes > 0), "max_minutes",
-             "a finite number > 0")
-        need(is_num(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay", "a number in [0, 1)")
-        need(is_num(self.clip_max) and self.clip_max > 0, "clip_max", "a finite number > 0")
-        need(is_int(self.checkpoint_every) and self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
-        need(is_int(self.log_every) and self.log_every >= 1, "log_every", "an integer >= 1")
-        need(self.eval_every is None or (is_int(self.eval_every) and self.eval_every >= 1), "eval_every",
-             "an integer >= 1 (or None: evaluate at the end only)")
-        need(is_int(self.seed) and 0 <= self.seed <= 2**63 - 1, "seed", "an integer in 0..2**63-1")
-        need(is_int(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", "an integer >= 0")
-        need(self.eval_every_minutes is None or (is_num(self.eval_every_minutes) and self.eval_every_minutes > 0),
-             "eval_every_minutes", "a finite number > 0 (or None)")
-        need(self.eval_samples is None or (is_int(self.eval_samples) and self.eval_samples >= 1), "eval_samples",
-             "an integer >= 1 (or None)")
-        need(self.buckets is None or (isinstance(self.buckets, (list, tuple)) and len(self.buckets) > 0
-                                      and all(is_int(b) and b >= 1 for b in self.buckets)),
-             "buckets", "a list of atom counts >= 1 (or None)")
-        for name in ("clip_quantile", "bf16", "compile", "progress"):
-            need(isinstance(getattr(self, name), bool), name, "true or false")
+from ..models.checkpoint import (MAX_FILE_BYTES, CheckpointError, checkpoint_files, encode_train_state,
+                                 has_train_state, read_train_state, write_checkpoint)
+from .config import BatchDataset, TrainConfig, TrainingDiverged, TrainingInterrupted
+from .data_order import DataOrder
+from .optim import AdaptiveClipper, ema_with_warmup
+from .run_folder import append_csv, prepare_run_folder, refuse_message, trim_log
 
 
 @dataclass
@@ -187,15 +90,11 @@ class Trainer:
         self.ema = AveragedModel(model)  # the averaged copy and its n_averaged; updated by _ema_update
         self._ema_step = ema_with_warmup(config.ema_decay)
         self._ema_updates = 0  # host copy of ema.n_averaged (reading the tensor would sync the GPU)
-        self._norms = torch.zeros(50, device=self.device)  # recent clipped gradient norms, a ring buffer
-        self._n_norms = 0
+        self.clipper = AdaptiveClipper(config.clip_max, adaptive=config.clip_quantile, device=self.device)
         self._diverged = torch.zeros((), dtype=torch.bool, device=self.device)
         self.state = _State()
         self.curve: list[dict[str, float]] = []
-        self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
-        self._plan_key: tuple[int, int] | None = None
-        self._plan: list[np.ndarray] = []
-        self._position: tuple[int, int, int] | None = None  # plan position after the batch being taken
+        self.order = DataOrder(dataset, config.batch_size, config.seed, self.rank, self.world)
         self._signal: int | None = None
         self._warned_size = False
         self.wrapped: torch.nn.Module = (DistributedDataParallel(model) if self.world > 1 else model)
@@ -233,7 +132,7 @@ class Trainer:
             group["lr"] = self.cfg.lr
             group["weight_decay"] = self.cfg.weight_decay
         self._ema_updates = int(self.ema.n_averaged)
-        self._load_norms(self.state.grad_norms)
+        self.clipper.load(self.state.grad_norms)
         if self.state.samples < 0:  # older train_state: the batch size was constant until then
             saved = st.get("train_config", {}).get("batch_size", self.cfg.batch_size)
             self.state.samples = self.state.step * saved * self.world
@@ -242,26 +141,11 @@ class Trainer:
             torch.cuda.set_rng_state(st["rng_cuda"].cpu())
         if self.rank == 0:
             tqdm.write(f"resumed from {self.out} at step {self.state.step}")
-            self._trim_log(self.out / "log.csv", self.state.step)
-
-    def _load_norms(self, norms: list[float]) -> None:
-        recent = [float(v) for v in norms][-50:]
-        self._norms.zero_()
-        if recent:
-            self._norms[:len(recent)] = torch.tensor(recent, dtype=self._norms.dtype)
-        self._n_norms = len(recent)
-
-    def _saved_norms(self) -> list[float]:
-        """The ring buffer as the list of the last (up to) 50 norms, oldest first."""
-        values = self._norms.tolist()
-        if self._n_norms <= 50:
-            return values[:self._n_norms]
-        start = self._n_norms % 50  # the oldest entry, written over next
-        return values[start:] + values[:start]
+            trim_log(self.out / "log.csv", self.state.step)
 
     def train_state(self) -> dict[str, Any]:
         """Everything needed to resume exactly (tensors and JSON values only)."""
-        self.state.grad_norms = self._saved_norms()
+        self.state.grad_norms = self.clipper.saved()
         return {
             "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "state": asdict(self.state), "curve": self.curve,
@@ -303,72 +187,11 @@ class Trainer:
         """Passes over the training set so far (from the molecules seen, so batch-size changes count)."""
         return max(self.state.samples, 0) / max(len(self.dataset), 1)
 
-    # --- data order ----------------------------------------------------------------------------
-    def _batches_per_epoch(self) -> int:
-        return max(len(self.dataset) // (self.cfg.batch_size * self.world), 1)
-
     def _next_indices(self) -> np.ndarray:
-        """This rank's share of the next global batch, from the molecules seen so far (or from the
-        dataset's plan, when it has one)."""
-        if hasattr(self.dataset, "plan"):
-            return self._next_planned()
-        b = self.cfg.batch_size
-        global_batch = b * self.world
-        per_epoch = self._batches_per_epoch() * global_batch  # the tail that fills no batch is skipped
-        epoch, offset = divmod(max(self.state.samples, 0), per_epoch)
-        if offset + global_batch > per_epoch:  # after a batch-size change: start the next epoch
-            epoch, offset = epoch + 1, 0
-        if self._perm_epoch != epoch:  # one permutation per epoch, cached
-            self._perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.dataset))
-            self._perm_epoch = epoch
-        start = offset + self.rank * b
-        self._position = None
-        return self._perm[start:start + b]
-
-    def _epoch_plan(self, epoch: int, global_batch: int) -> list[np.ndarray]:
-        if self._plan_key != (epoch, global_batch):
-            plan = [np.asarray(b, dtype=np.int64) for b in self.dataset.plan(epoch, self.cfg.seed, global_batch)]
-            if not plan or any(len(b) < self.world for b in plan):
-                raise ValueError(f"the dataset's plan for epoch {epoch} is empty or has a batch smaller than "
-                                 f"the {self.world} process(es)")
-            self._plan_key, self._plan = (epoch, global_batch), plan
-        return self._plan
-
-    def _next_planned(self) -> np.ndarray:
-        st = self.state
-        global_batch = self.cfg.batch_size * self.world
-        epoch, index = st.epoch, st.batch_index
-        if st.plan_batch_size == 0 and st.samples > 0:  # a state from a run without a plan
-            epoch, index = -(-st.samples // max(len(self.dataset), 1)), 0
-        elif st.plan_batch_size not in (0, global_batch) and index > 0:  # batch size changed: next epoch
-            epoch, index = epoch + 1, 0
-        plan = self._epoch_plan(epoch, global_batch)
-        if index >= len(plan):
-            epoch, index = epoch + 1, 0
-            plan = self._epoch_plan(epoch, global_batch)
-        batch = plan[index]
-        self._position = (epoch, index + 1, len(batch))
-        return batch[self.rank::self.world]
+        """This rank's share of the next global batch (see :class:`DataOrder`)."""
+        return self.order.next(self.state)
 
     # --- one step ------------------------------------------------------------------------------
-    def _clip(self) -> torch.Tensor:
-        """EDM's adaptive clipping: bound 1.5 x mean + 2 x std of the last 50 clipped norms (a fixed
-        ``clip_max`` before 50 exist), computed on the device so that no step waits for the GPU."""
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        if self.cfg.clip_quantile and self._n_norms >= 50:
-            bound = 1.5 * self._norms.mean() + 2.0 * self._norms.std(unbiased=False)
-        else:
-            bound = torch.tensor(self.cfg.clip_max, device=norm.device)
-        torch.nn.utils.clip_grads_with_norm_(params, bound, norm)
-        finite = torch.isfinite(norm)
-        slot = self._n_norms % 50
-        self._norms[slot] = torch.where(finite, torch.minimum(norm, bound).to(self._norms.dtype), self._norms[slot])
-        # a non-finite norm is not recorded; counting it on the host would need a sync, so the
-        # slot keeps its old value and the count still advances (only after a divergence)
-        self._n_norms += 1
-        return norm
-
     def _check_finite(self) -> None:
         if bool(self._diverged):
             raise TrainingDiverged(
@@ -416,7 +239,7 @@ class Trainer:
             self._diverged |= ~torch.isfinite(loss.detach())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = self._clip()
+        grad_norm = self.clipper.clip(list(self.model.parameters()))
         if self.cfg.warmup_steps > 0:
             lr = self.lr_at(self.state.step)
             for group in self.optimizer.param_groups:
@@ -424,8 +247,8 @@ class Trainer:
         self.optimizer.step()
         self._ema_update()
         self.state.step += 1
-        if self._position is not None:  # a planned dataset: its position, and the molecules of this batch
-            self.state.epoch, self.state.batch_index, seen = self._position
+        if self.order.position is not None:  # a planned dataset: its position, and the molecules of this batch
+            self.state.epoch, self.state.batch_index, seen = self.order.position
             self.state.plan_batch_size = self.cfg.batch_size * self.world
         else:
             seen = min(self.cfg.batch_size * self.world, len(self.dataset))
@@ -494,7 +317,7 @@ class Trainer:
                     running.clear()
                     bar.set_postfix(loss=f"{row['loss']:.4f}")
                     if self.rank == 0:
-                        self._append_csv(log_path, row)
+                        append_csv(log_path, row)
                 due = cfg.eval_every and self.state.step % cfg.eval_every == 0
                 if next_eval is not None and time.monotonic() >= next_eval:
                     due, next_eval = True, time.monotonic() + eval_period
@@ -522,8 +345,6 @@ class Trainer:
     def _run_eval(self) -> None:
         if self.evaluate is None or self.rank != 0:
             return
-        import inspect
-
         if "out_dir" in inspect.signature(self.evaluate).parameters:  # it keeps its samples in the run folder
             result = self.evaluate(self.ema.module, out_dir=self.out, step=self.state.step)
         else:
@@ -532,42 +353,3 @@ class Trainer:
                "wall_seconds": round(self.state.wall_seconds, 1), **result}
         self.curve.append(row)
         tqdm.write("eval " + json.dumps(row))
-
-    @staticmethod
-    def _trim_log(path: Path, step: int) -> None:
-        """Drop log rows past the resumed step (written after the checkpoint by a run that died)."""
-        if not path.exists():
-            return
-        with path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        keep = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
-        if rows and len(keep) != len(rows) - 1:
-            tmp = path.with_name(path.name + ".tmp")
-            with tmp.open("w", newline="") as f:
-                csv.writer(f).writerows([rows[0], *keep])
-            os.replace(tmp, path)
-
-    @staticmethod
-    def _append_csv(path: Path, row: dict[str, float]) -> None:
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-
-def refuse_message(folder: Path) -> str:
-    return (f"{folder} holds trained weights (weights.safetensors) but no train state to resume from, and "
-            f"training there would replace them; choose another --out folder")
-
-
-def prepare_run_folder(folder: str | Path) -> None:
-    """Before training in ``folder``: finish or drop a checkpoint write a crash interrupted, and
-    convert a legacy pickle-based ``train_state.pt`` (loaded with ``weights_only=True``)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return
-    recover_checkpoint(folder)
-    if convert_legacy_train_state(folder):
-        tqdm.write(f"converted {folder}/train_state.pt to the safetensors + JSON train state (the .pt is removed)")
