@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from .models import model_class
-    from .models.checkpoint import has_train_state, read_config, read_train_state
+    from .models.checkpoint import has_train_state, read_config
+    from .models.train_state import read_train_state
     from .training import TrainConfig, Trainer, TrainingInterrupted
     from .training.run_folder import prepare_run_folder, refuse_message
     from .training.setups import training_setup

@@ -16,7 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from molgen.models.checkpoint import MANIFEST, PENDING, read_train_state
+from molgen.models.checkpoint import MANIFEST, PENDING
+from molgen.models.train_state import read_train_state
 from molgen.training import TrainConfig, Trainer
 from test_training import _Data, _Toy
 

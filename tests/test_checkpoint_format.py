@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from molgen.models import base
-from molgen.models.checkpoint import (MAX_FILE_BYTES, CheckpointError, decode_train_state, encode_train_state,
-                                      read_config, read_train_state)
+from molgen.models.checkpoint import MAX_FILE_BYTES, CheckpointError, read_config
+from molgen.models.train_state import decode_train_state, encode_train_state, read_train_state
 from molgen.training import TrainConfig, Trainer
 from test_training import _Data, _Toy, _train
 

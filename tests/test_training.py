@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from molgen.models.base import GenerativeModel
-from molgen.models.checkpoint import read_train_state
+from molgen.models.train_state import read_train_state
 from molgen.training import TrainConfig, Trainer, TrainingDiverged
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..models.checkpoint import convert_legacy_train_state, recover_checkpoint
+from ..models.checkpoint import recover_checkpoint
+from ..models.train_state import convert_legacy_train_state
 
 
 def trim_log(path: Path, step: int) -> None:

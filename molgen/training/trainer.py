@@ -31,8 +31,8 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..models.base import GenerativeModel
-from ..models.checkpoint import (MAX_FILE_BYTES, CheckpointError, checkpoint_files, encode_train_state,
-                                 has_train_state, read_train_state, write_checkpoint)
+from ..models.checkpoint import MAX_FILE_BYTES, CheckpointError, checkpoint_files, has_train_state, write_checkpoint
+from ..models.train_state import encode_train_state, read_train_state
 from .config import BatchDataset, TrainConfig, TrainingDiverged, TrainingInterrupted
 from .data_order import DataOrder
 from .optim import AdaptiveClipper, ema_with_warmup
