@@ -21,6 +21,19 @@ def test_importing_molgen_does_not_change_the_allocator() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_edm_sampling_on_a_cpu_tunes_malloc_unless_switched_off() -> None:
+    code = ("import molgen._alloc as a; from molgen.models.edm import EDM; "
+            "m = EDM(hidden=8, n_layers=1, atom_count_hist=[0, 0, 1]); print(a._done); "
+            "m.sample_arrays(1, steps=1); print(a._done)")
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "MOLGEN_NO_MALLOPT": "1"})
+    assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
+    if sys.platform.startswith("linux"):
+        assert on.stdout.split() == ["False", "True"]
+    assert off.stdout.split() == ["False", "False"]
+
+
 def test_edm_trains_without_rdkit(tmp_path) -> None:
     """A bare GPU machine has no RDKit: EDM's training path and its stability check must not need it."""
     code = (

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..._alloc import keep_large_blocks
 from ...chem.elements import ATOMIC_NUMBERS
 from ...diffusion.schedule import NoiseSchedule
 from ...diffusion.schedulers import SCHEDULERS, Scheduler, get_scheduler
@@ -276,6 +277,8 @@ class EDM(GenerativeModel):
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
         dev = self.device
+        if dev.type == "cpu":
+            keep_large_blocks()  # pair tensors reused from the heap, not mapped afresh each step (molgen._alloc)
         gen = generator if generator is not None else make_generator(seed, dev)
         # atom counts are drawn on the CPU: from the same stream there, from a CPU twin on a GPU
         count_gen = gen if gen is None or gen.device.type == "cpu" else make_generator(seed, "cpu")
