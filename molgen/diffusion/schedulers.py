@@ -23,12 +23,16 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def timestep_pairs(timesteps: int, steps: int | None = None) -> list[tuple[int, int]]:
-    """(t, s) pairs from T down to 0, using ``steps`` evenly spaced steps (all T when None)."""
-    steps = timesteps if steps is None else int(steps)
-    if not 1 <= steps <= timesteps:
-        raise ValueError(f"steps must be between 1 and {timesteps}, got {steps}")
-    grid = np.unique(np.round(np.linspace(0, timesteps, steps + 1)).astype(int))[::-1]
+def timestep_pairs(timesteps: int, steps: int | None = None, start: int | None = None) -> list[tuple[int, int]]:
+    """(t, s) pairs from ``start`` (default T) down to 0, using ``steps`` evenly spaced steps (all of
+    them when None)."""
+    start = timesteps if start is None else int(start)
+    if not 1 <= start <= timesteps:
+        raise ValueError(f"the chain must start between step 1 and {timesteps}, got {start}")
+    steps = start if steps is None else int(steps)
+    if not 1 <= steps <= start:
+        raise ValueError(f"steps must be between 1 and {start}, got {steps}")
+    grid = np.unique(np.round(np.linspace(0, start, steps + 1)).astype(int))[::-1]
     return [(int(t), int(s)) for t, s in zip(grid[:-1], grid[1:])]
 
 
@@ -38,14 +42,16 @@ class Scheduler:
     name: ClassVar[str] = ""
     stochastic: ClassVar[bool] = True  # whether step() uses its noise argument
 
-    def __init__(self, schedule: NoiseSchedule, steps: int | None = None) -> None:
+    def __init__(self, schedule: NoiseSchedule, steps: int | None = None, start: int | None = None) -> None:
         self.schedule = schedule
-        self.steps = schedule.timesteps if steps is None else int(steps)
-        self.timesteps = timestep_pairs(schedule.timesteps, self.steps)
+        self.start = schedule.timesteps if start is None else int(start)
+        self.timesteps = timestep_pairs(schedule.timesteps, steps, self.start)
+        self.steps = len(self.timesteps)
 
     @property
     def config(self) -> dict[str, object]:
-        return {"scheduler": self.name, "steps": self.steps}
+        """What makes this scheduler: its name, its steps and the step its chain starts from."""
+        return {"scheduler": self.name, "steps": self.steps, "start": self.start}
 
     def _gammas(self, t: int, s: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         T = self.schedule.timesteps
@@ -102,11 +108,13 @@ class DDIMScheduler(Scheduler):
 SCHEDULERS: dict[str, type[Scheduler]] = {cls.name: cls for cls in (AncestralScheduler, DDIMScheduler)}
 
 
-def get_scheduler(scheduler: str | Scheduler, schedule: NoiseSchedule, steps: int | None = None) -> Scheduler:
-    """A scheduler by name (``"ancestral"``, ``"ddim"``) over ``steps`` steps, or ``scheduler`` itself if it
-    already is one (its own steps then stand). An unknown name is a ValueError listing the choices."""
+def get_scheduler(scheduler: str | Scheduler, schedule: NoiseSchedule, steps: int | None = None,
+                  start: int | None = None) -> Scheduler:
+    """A scheduler by name (``"ancestral"``, ``"ddim"``) over ``steps`` steps from ``start`` (default T), or
+    ``scheduler`` itself if it already is one (its own steps then stand). An unknown name is a ValueError
+    listing the choices."""
     if isinstance(scheduler, Scheduler):
         return scheduler
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
-    return SCHEDULERS[scheduler](schedule, steps)
+    return SCHEDULERS[scheduler](schedule, steps, start)

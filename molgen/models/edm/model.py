@@ -11,7 +11,7 @@ discretised decoder at t = 0, and -log p(N) from the training histogram).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,12 +20,15 @@ from torch import nn
 from ..._alloc import keep_large_blocks
 from ...chem.elements import ATOMIC_NUMBERS
 from ...diffusion.schedule import NoiseSchedule
+from ...diffusion.inpainting import KnownFn, sample_with_known
 from ...diffusion.schedulers import SCHEDULERS, Scheduler, get_scheduler
 from ..base import GenerativeModel, evaluating, make_generator, register
 from . import vlb
 from .records import as_records, collate
 
 QM9_TYPES = ("H", "C", "N", "O", "F")
+#: ``constraint(rows, mask) -> (z_start | None, known | None)`` for one batch of :meth:`EDM.generate`
+Constraint = Callable[[list[int], torch.Tensor], tuple["torch.Tensor | None", "KnownFn | None"]]
 PARAMETERIZATIONS = ("eps", "x0")
 LOSS_WEIGHTINGS = ("l2", "min_snr", "snr_clamp")
 
@@ -270,21 +273,37 @@ class EDM(GenerativeModel):
         from ``generator`` if given, else from a generator seeded with ``seed`` (None: unseeded); the
         global RNG is not touched. Molecules are sorted by size and sampled in batches of ``batch_size``
         (default 32 on a CPU, where small size-sorted batches waste the least padding, and 1024 on a GPU)."""
-        if batch_size is None:
-            batch_size = 32 if self.device.type == "cpu" else 1024
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        batch_size = self._batch_size(batch_size)
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
         dev = self.device
-        if dev.type == "cpu":
-            keep_large_blocks()  # pair tensors reused from the heap, not mapped afresh each step (molgen._alloc)
         gen = generator if generator is not None else make_generator(seed, dev)
         # atom counts are drawn on the CPU: from the same stream there, from a CPU twin on a GPU
         count_gen = gen if gen is None or gen.device.type == "cpu" else make_generator(seed, "cpu")
         counts = self._atom_counts(n, n_atoms, count_gen)
         steps = self.default_sampling_steps if steps is None else steps
         chain = get_scheduler(scheduler or self.sampler_kind, self.schedule, steps)
+        return self.generate(counts, chain, gen, batch_size, progress)
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        if batch_size is None:
+            return 32 if self.device.type == "cpu" else 1024
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        return batch_size
+
+    @torch.no_grad()
+    def generate(self, counts: torch.Tensor, chain: Scheduler, gen: torch.Generator | None, batch_size: int,
+                 progress: bool = False, constraint: Constraint | None = None, resamplings: int = 1,
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Run ``chain`` for molecules of ``counts`` atoms, in size-sorted batches; returns atomic numbers
+        and zero-CoM coordinates (Angstrom) in the order of ``counts``. ``constraint(rows, mask)`` may
+        give a batch its starting state and a known part (``(z_start | None, known | None)``, see
+        :func:`molgen.diffusion.inpainting.sample_with_known`); ``rows`` are the molecules' indices."""
+        dev = self.device
+        if dev.type == "cpu":
+            keep_large_blocks()  # pair tensors reused from the heap, not mapped afresh each step (molgen._alloc)
+        n = len(counts)
         order = torch.argsort(counts, stable=True)  # size-sorted batches are padded the least
         zs: list[np.ndarray | None] = [None] * n
         xs: list[np.ndarray | None] = [None] * n
@@ -295,10 +314,17 @@ class EDM(GenerativeModel):
                 c = counts[sel].to(dev)
                 nmax = int(c.max())
                 mask = (torch.arange(nmax, device=dev)[None, :] < c[:, None]).unsqueeze(-1).float()
-                z = self.noise_like(torch.zeros(len(c), nmax, 3 + self.h_dim, device=dev), mask, gen)
+                z_start, known = constraint(sel.tolist(), mask) if constraint is not None else (None, None)
+                z = self.noise_like(torch.zeros(len(c), nmax, 3 + self.h_dim, device=dev), mask, gen) \
+                    if z_start is None else z_start
                 denoise = self._chain_denoiser(mask)
-                z = chain.sample(denoise, z, lambda zz: self.noise_like(zz, mask, gen),
-                                 progress=progress, desc=f"edm batch {bi + 1}/{n_batches}")
+                desc = f"edm batch {bi + 1}/{n_batches}"
+                if known is None:
+                    z = chain.sample(denoise, z, lambda zz: self.noise_like(zz, mask, gen), progress=progress,
+                                     desc=desc)
+                else:
+                    z = sample_with_known(chain, denoise, z, lambda zz: self.noise_like(zz, mask, gen), known,
+                                          resamplings=resamplings, progress=progress, desc=desc)
                 # decode z_0 -> x, h (EDM: x from the predicted clean signal, h by argmax of z_0)
                 t0 = torch.zeros(len(c), device=dev)
                 g0 = self.schedule.gamma(t0).view(-1, 1, 1)
