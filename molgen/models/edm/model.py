@@ -24,7 +24,7 @@ from ...diffusion.inpainting import KnownFn, sample_with_known
 from ...diffusion.schedulers import SCHEDULERS, Scheduler, get_scheduler
 from ..base import GenerativeModel, evaluating, make_generator, register
 from . import vlb
-from .records import as_records, collate
+from .records import as_records, atom_counts, collate
 
 QM9_TYPES = ("H", "C", "N", "O", "F")
 #: ``constraint(rows, mask) -> (z_start | None, known | None)`` for one batch of :meth:`EDM.generate`
@@ -246,20 +246,7 @@ class EDM(GenerativeModel):
     # --- sampling --------------------------------------------------------------------------------
     def _atom_counts(self, n: int, n_atoms: int | Sequence[int] | None,
                      generator: torch.Generator | None) -> torch.Tensor:
-        """Atom counts of n molecules: drawn from the training histogram, or as given (checked)."""
-        if n_atoms is None:
-            return torch.multinomial(self.n_atoms_probs.cpu(), n, replacement=True, generator=generator)
-        if isinstance(n_atoms, int):
-            if not 1 <= n_atoms <= self.max_atoms:
-                raise ValueError(f"n_atoms must be between 1 and {self.max_atoms}, got {n_atoms}")
-            return torch.full((n,), n_atoms)
-        counts = torch.as_tensor(list(n_atoms), dtype=torch.long)
-        if counts.numel() != n:
-            raise ValueError(f"n_atoms lists {counts.numel()} sizes for n = {n} molecules")
-        bad = counts[(counts < 1) | (counts > self.max_atoms)]
-        if bad.numel():
-            raise ValueError(f"n_atoms must be between 1 and {self.max_atoms}, got {int(bad[0])}")
-        return counts
+        return atom_counts(self.n_atoms_probs, n, n_atoms, generator)
 
     @torch.no_grad()
     def sample_arrays(self, n: int, steps: int | None = None, n_atoms: int | Sequence[int] | None = None,
@@ -355,19 +342,56 @@ class EDM(GenerativeModel):
 
     def sample(self, n: int, seed: int | None = 0, steps: int | None = None,
                n_atoms: int | Sequence[int] | None = None, batch_size: int | None = None, progress: bool = False,
-               scheduler: str | Scheduler | None = None, generator: torch.Generator | None = None):
+               scheduler: str | Scheduler | None = None, generator: torch.Generator | None = None,
+               fixed: Any = None, resamplings: int = 1):
         """Sample n molecules; returns a :class:`molgen.samples.SampleSet` (3D, Angstrom).
+
         ``scheduler``: ``"ancestral"`` (default), ``"ddim"`` (deterministic given z_T) or a scheduler
-        object; ``generator`` (a ``torch.Generator`` on the model's device) replaces ``seed``."""
+        object; ``generator`` (a ``torch.Generator`` on the model's device) replaces ``seed``.
+        ``fixed``: atoms every molecule must contain where they are (an RDKit Mol with a conformer, or an
+        (atomic numbers, positions) pair), the rest generated around them by RePaint with ``resamplings``
+        passes per step (see :mod:`molgen.models.edm.constrained`); they are the first atoms of each sample.
+        ``n_atoms`` is then the total size. The first n samples of a seed depend on n: sizes are drawn
+        for all n at once and molecules are batched by size."""
+        if fixed is not None:
+            from .constrained import inpaint
+
+            if generator is not None:
+                raise ValueError("give seed, not generator, with fixed atoms")
+            records = as_records(fixed)
+            if len(records) != 1 or records[0] is None:
+                raise ValueError("fixed must be one molecule with 3D coordinates (a Mol with a conformer, or an "
+                                 "(atomic_numbers, positions) pair)")
+            zs, xs = inpaint(self, records[0][0], records[0][1], n, n_atoms=n_atoms, seed=seed, steps=steps,
+                             scheduler=scheduler, resamplings=resamplings, batch_size=batch_size, progress=progress)
+        else:
+            zs, xs = self.sample_arrays(n, steps=steps, n_atoms=n_atoms, seed=seed, batch_size=batch_size,
+                                        progress=progress, scheduler=scheduler, generator=generator)
+        chain = get_scheduler(scheduler or self.sampler_kind, self.schedule,
+                              self.default_sampling_steps if steps is None else steps)
+        extra = {"fixed_atoms": len(records[0][0]), "resamplings": resamplings} if fixed is not None else {}
+        return self._sample_set(zs, xs, steps=chain.steps, seed=None if generator is not None else seed, **extra)
+
+    def refine(self, molecules: Any, strength: float = 0.2, seed: int | None = 0, steps: int | None = None,
+               scheduler: str | Scheduler | None = None, batch_size: int | None = None, progress: bool = False):
+        """SDEdit-style refinement: each molecule's coordinates noised to ``strength`` (a fraction of the
+        chain, 0 to 1) and denoised back, its elements kept; a SampleSet in the inputs' order and frame.
+        ``molecules``: what :meth:`log_likelihood` takes; one that cannot be read is a ValueError."""
+        from .constrained import refine
+
+        records = as_records(molecules)
+        bad = [i for i, r in enumerate(records) if r is None]
+        if bad:
+            raise ValueError(f"molecule {bad[0]} has no 3D coordinates to refine")
+        zs, xs = refine(self, records, strength, seed=seed, steps=steps, scheduler=scheduler,
+                        batch_size=batch_size, progress=progress)
+        return self._sample_set(zs, xs, seed=seed, strength=float(strength))
+
+    def _sample_set(self, zs: list[np.ndarray], xs: list[np.ndarray], **info: Any):
         from ...chem.geometry import bond_orders, stability
         from ...samples import SampleSet
 
-        zs, xs = self.sample_arrays(n, steps=steps, n_atoms=n_atoms, seed=seed, batch_size=batch_size,
-                                    progress=progress, scheduler=scheduler, generator=generator)
         stab = [stability(z, bond_orders(z, x)) for z, x in zip(zs, xs)]
-        chain = get_scheduler(scheduler or self.sampler_kind, self.schedule,
-                              self.default_sampling_steps if steps is None else steps)
-        info = {"model": self.name, "steps": chain.steps, "seed": None if generator is not None else seed,
-                "atom_stability": sum(s.n_stable for s in stab) / max(sum(s.n_atoms for s in stab), 1),
-                "molecule_stability": sum(s.molecule_stable for s in stab) / len(stab)}
-        return SampleSet.from_3d(zs, xs, **info)
+        return SampleSet.from_3d(zs, xs, model=self.name, **info,
+                                 atom_stability=sum(s.n_stable for s in stab) / max(sum(s.n_atoms for s in stab), 1),
+                                 molecule_stability=sum(s.molecule_stable for s in stab) / len(stab))

@@ -1,8 +1,8 @@
-"""What EDM's ``log_likelihood`` accepts, as (atomic numbers, positions in Angstrom) records, and the
-padded batch it scores them in."""
+"""What EDM's ``log_likelihood`` accepts, as (atomic numbers, positions in Angstrom) records, the padded
+batch it scores them in, and the atom counts of the molecules it samples."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -48,3 +48,23 @@ def collate(records: list[Record], z_to_type: dict[int, int], device: torch.devi
         types[i, :len(z)] = torch.tensor([z_to_type[int(a)] for a in z])
         pos[i, :len(z)] = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     return {"types": types.to(device), "pos": pos.to(device), "mask": (types >= 0).to(device)}
+
+
+def atom_counts(probs: torch.Tensor, n: int, n_atoms: int | Sequence[int] | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """Atom counts of n molecules: drawn from the histogram ``probs`` (index = atom count), or as given
+    (an int for all, or one per molecule; each checked against the histogram's largest size)."""
+    max_atoms = probs.numel() - 1
+    if n_atoms is None:
+        return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator)
+    if isinstance(n_atoms, int):
+        if not 1 <= n_atoms <= max_atoms:
+            raise ValueError(f"n_atoms must be between 1 and {max_atoms}, got {n_atoms}")
+        return torch.full((n,), n_atoms)
+    counts = torch.as_tensor(list(n_atoms), dtype=torch.long)
+    if counts.numel() != n:
+        raise ValueError(f"n_atoms lists {counts.numel()} sizes for n = {n} molecules")
+    bad = counts[(counts < 1) | (counts > max_atoms)]
+    if bad.numel():
+        raise ValueError(f"n_atoms must be between 1 and {max_atoms}, got {int(bad[0])}")
+    return counts
