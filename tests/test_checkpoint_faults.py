@@ -168,7 +168,7 @@ _CLI = textwrap.dedent(r"""
                                                              "checkpoint_every": 100000})
 
     register(SlowToy)
-    from molgen._cli import run_cli
+    from molgen.cli.common import run_cli
     from molgen.train import main
     sys.argv = ["molgen.train", "--model", "toy-slow", "--out", sys.argv[2], "--max-steps", "100000",
                 "--no-progress"]

@@ -194,6 +194,60 @@ def test_importing_the_command_modules_keeps_the_api_functions():
     from molgen.evaluate import main  # the command's functions stay importable
 
     assert main is importlib.import_module("molgen.evaluate").main
+    assert main is importlib.import_module("molgen.cli.evaluate").main  # the old module only forwards
+
+
+# --- the command line -------------------------------------------------------------------------
+def _python(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_python_m_molgen_help_lists_every_command_and_the_console_script_is_declared(project):
+    from molgen.cli import COMMANDS
+
+    out = _python("-m", "molgen", "--help")
+    assert out.returncode == 0 and out.stderr == ""
+    for name in ("sample", "evaluate", "train", "interpolate", "fetch"):
+        assert f"  {name} " in out.stdout and name in COMMANDS
+    assert project["project"]["scripts"] == {"molgen": "molgen.cli:main"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nope"], "unknown command 'nope'; choose from sample, evaluate"),
+    (["sample", "--bogus"], "unrecognized arguments: --bogus (see molgen sample --help)"),
+    (["sample", "-n", "0"], "-n must be a positive number of molecules, got 0"),
+    (["sample", "--device", "gpu"], "--device: device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got 'gpu'"),
+    (["evaluate", "missing.smi"], "file not found"),
+    (["interpolate", "CCO"], "the following arguments are required: SMILES_B"),
+    (["train", "--model", "edm", "--max-steps", "0"], "--max-steps must be an integer >= 1, got 0"),
+    (["fetch", "zinc"], "invalid choice: 'zinc'"),
+])
+def test_every_command_reports_bad_input_in_one_line_with_exit_status_2(argv, message):
+    out = _python("-m", "molgen", *argv)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr.splitlines() == [out.stderr.strip()] and out.stderr.startswith("error: ")
+    assert message in out.stderr, out.stderr
+
+
+def test_the_old_module_commands_and_molgen_command_are_the_same(tmp_path):
+    path = tmp_path / "m.smi"
+    path.write_text("CCO\nc1ccccc1\n")
+    new = _python("-m", "molgen", "evaluate", str(path), "--no-fcd")
+    old = _python("-m", "molgen.evaluate", str(path), "--no-fcd")
+    assert new.returncode == old.returncode == 0 and new.stdout == old.stdout and "validity" in new.stdout
+    new, old = _python("-m", "molgen", "sample", "-n", "0"), _python("-m", "molgen.sample", "-n", "0")
+    assert new.returncode == old.returncode == 2 and new.stderr == old.stderr
+
+
+def test_device_auto_is_accepted_by_the_sample_and_train_commands():
+    from molgen.cli import sample, train
+    from molgen.cli.common import check_device
+
+    assert sample.build_parser().parse_args(["--device", "auto"]).device == "auto"
+    assert train.build_parser().parse_args(["--model", "edm"]).device == "auto"  # train's default
+    assert check_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # --- SampleSet as a list ------------------------------------------------------------------------
