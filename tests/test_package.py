@@ -112,12 +112,42 @@ def test_list_models_lists_the_shipped_checkpoints_with_their_model_card_numbers
         assert 0 <= p.metrics["validity"] <= 1 and 0 <= p.metrics["novelty"] <= 1
         assert p.metrics["fcd"] > 0 and p.n_samples == 10_000
     edm = {p.name: p for p in found}["edm-qm9"]
-    card = json.loads((edm.path / "metrics.json").read_text())["evaluation_150_steps"]["metrics"]["metrics"]
+    card = json.loads((edm.path / "metrics.json").read_text())["evaluation"]["metrics"]["metrics"]
     assert edm.metrics["validity"] == card["validity"] == 0.5135
     assert edm.metrics["molecule_stability"] == card["molecule_stability"]
     vae = {p.name: p for p in found}["vae-moses"]  # the molgen_evaluate block, which has FCD, wins
     assert vae.metrics["fcd"] == json.loads((vae.path / "metrics.json").read_text())["evaluation"]["molgen_evaluate"]["fcd"]
     assert molgen.models.list_models() == ["ar", "edm", "vae"]  # the model classes
+
+
+def test_every_shipped_model_card_has_the_one_schema():
+    from molgen.models.card import read_card, validate_card
+
+    for name in SHIPPED:
+        card = read_card(base.PRETRAINED_DIR / name)
+        validate_card(card, shipped=True)
+        assert card["train_split"] == "train" and card["evaluation"]["date"]
+
+
+def test_model_cards_are_written_through_one_function_that_refuses_the_old_keys(tmp_path):
+    from molgen.models.card import read_card, update_card, write_card
+
+    card = {"dataset": "qm9", "train_split": "train", "steps": 3, "epochs": 0.1, "train_config": {}}
+    with pytest.raises(ValueError, match="'split' is now 'train_split'.*'train_machine' is now 'train_hardware'"):
+        write_card(tmp_path, {**card, "split": "train", "train_machine": "cpu"})
+    with pytest.raises(ValueError, match="'evaluation_150_steps': put it under 'other_evaluations' as '150_steps'"):
+        write_card(tmp_path, {**card, "evaluation_150_steps": {}})
+    with pytest.raises(ValueError, match="'steps' is missing"):
+        write_card(tmp_path, {k: v for k, v in card.items() if k != "steps"})
+    assert not (tmp_path / "metrics.json").exists()
+    write_card(tmp_path, card)
+    update_card(tmp_path, "evaluation", {"command": "x", "date": "today", "validity": float("nan")})
+    update_card(tmp_path, "other_evaluations/temperature_1.1", {"command": ["a", "b"], "date": "today"})
+    with pytest.raises(ValueError, match="has no 'date'"):
+        update_card(tmp_path, "other_evaluations/t2", {"command": "x"})
+    saved = read_card(tmp_path)
+    assert saved["evaluation"]["validity"] is None  # JSON has no NaN
+    assert list(saved["other_evaluations"]) == ["temperature_1.1"] and saved["steps"] == 3
 
 
 def test_load_accepts_checkpoint_names_model_names_and_paths():
