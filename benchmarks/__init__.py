@@ -1,4 +1,4 @@
-"""molgen's benchmarks: the benchmark suite and the older single-purpose scripts.
+"""molgen's benchmarks: the benchmark suite (this package) and single-purpose studies (benchmarks/studies/).
 
 The suite (``python -m benchmarks.run``, see :mod:`benchmarks.run`) samples the shipped models,
 scores them with ``molgen.metrics`` against QM9 or MOSES, quotes published numbers
@@ -34,7 +34,7 @@ _EXPORTS = {"score": "suite", "Row": "suite", "Run": "suite", "run_suite": "suit
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that the single-purpose scripts importing benchmarks._machine do not load torch and RDKit.
+    # Lazy, so that the studies importing benchmarks.timing do not load torch and RDKit.
     if name in _EXPORTS:
         import importlib
 

@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The checked arguments; a bad value prints one line ``error: ...`` and exits with status 2."""
     try:
         return _parse_args(argv)
-    except ValueError as exc:  # ArgumentError and the range checks of molgen._cli
+    except ValueError as exc:  # ArgumentError and the range checks of molgen.cli.common
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -97,7 +97,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default=None, help="run name (default suite-<dataset>, quick-<dataset>)")
     p.add_argument("--report-only", action="store_true", help="only rebuild RESULTS.md from the JSON files in --out")
     args = p.parse_args(argv)
-    from molgen._cli import MAX_SAMPLES, check_count, check_seed
+    from molgen.cli.common import MAX_SAMPLES, check_count, check_seed
 
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in _SHIPPED]

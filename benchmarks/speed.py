@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._machine import cpu_name
+from benchmarks.timing import cpu_name
 
 __all__ = ["PeakMemory", "timed_sample", "train_step_seconds", "training_batches", "device_label", "machine"]
 

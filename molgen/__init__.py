@@ -10,7 +10,8 @@
     model.log_likelihood(out)              # nats per molecule: exact (ar), ELBO (vae), variational bound (edm)
 
 Install: ``pip install molgen-models`` (the import name is ``molgen``); ``molgen-models[qm9]`` adds
-the QM9 data (qm9pack) that training and QM9 references need.
+the QM9 data (qm9pack) that training and QM9 references need. Command line: ``molgen --help``
+(also ``python -m molgen --help``; see :mod:`molgen.cli`).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def sample(model: str, n: int, seed: int = 0, dataset: str | None = None, **kwar
 def evaluate(molecules: Any, reference: str | PathLike | None = None, **kwargs: Any):
     """Validity, uniqueness, stability, properties; with a ``reference`` (``"qm9"``, ``"moses"`` or a
     molecule file) also novelty, FCD and the MOSES / GuacaMol metrics. The default, no reference, is
-    the same as ``python -m molgen.evaluate``'s; ``"qm9"`` needs the ``qm9`` extra."""
+    the same as ``molgen evaluate``'s; ``"qm9"`` needs the ``qm9`` extra."""
     from .metrics.evaluate import evaluate as _evaluate
 
     return _evaluate(molecules, reference=reference, **kwargs)
@@ -63,14 +64,20 @@ def list_models():
 
 
 class _Package(ModuleType):
-    """The ``molgen`` module, keeping its API functions ``sample`` and ``evaluate`` when the command
-    modules of the same names (``python -m molgen.sample`` / ``molgen.evaluate``) are imported:
-    the import system would otherwise set ``molgen.evaluate`` to the module, and scripts calling
-    ``molgen.evaluate(...)`` would break depending on what was imported before. The modules stay
-    reachable as ``sys.modules["molgen.evaluate"]`` and through ``from molgen.evaluate import main``."""
+    """The ``molgen`` module, whose API functions are never replaced by a submodule of the same name.
+
+    ``python -m molgen.sample`` and ``python -m molgen.evaluate`` (the older spellings of ``molgen
+    sample`` / ``molgen evaluate``) are modules named like the API functions :func:`sample` and
+    :func:`evaluate`. Importing such a module makes the import system set ``molgen.<name>`` to it,
+    so that ``molgen.evaluate(...)`` would break depending on what was imported before. The import
+    system's only hook for that is this attribute assignment: it keeps the function. The modules stay
+    reachable as ``sys.modules["molgen.evaluate"]`` and through ``from molgen.evaluate import main``.
+    """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("sample", "evaluate") and isinstance(value, ModuleType) and name in self.__dict__:
+        current = self.__dict__.get(name)
+        if isinstance(value, ModuleType) and name in __all__ and callable(current) \
+                and not isinstance(current, ModuleType):
             return
         super().__setattr__(name, value)
 

@@ -1,55 +1,11 @@
-"""Walk the graph VAE's latent space between two molecules and print the decoded molecules.
-
-    python -m molgen.interpolate "CC(=O)O" "c1ccccc1O" --steps 8
-    python -m molgen.interpolate SMILES_A SMILES_B --dataset moses --spherical
-
-Both molecules are encoded to their posterior means; ``--steps`` evenly spaced points from the first
-to the second (both included) are decoded greedily. One canonical SMILES per line is printed
-("<invalid>" where a point decodes to nothing RDKit accepts; never with the default valence masks).
+"""``python -m molgen.interpolate``: the older spelling of ``molgen interpolate``, kept so that existing command
+lines and scripts keep working. It runs :func:`molgen.cli.interpolate.main` through the shared error handler;
+the code lives in :mod:`molgen.cli.interpolate`.
 """
-from __future__ import annotations
+from molgen.cli.common import run_cli
+from molgen.cli.interpolate import main
 
-import argparse
-
-from ._cli import run_cli
-
-#: The most points on one path (each is decoded into a molecule).
-MAX_STEPS = 10_000
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m molgen.interpolate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("start", metavar="SMILES_A", help="first molecule")
-    p.add_argument("end", metavar="SMILES_B", help="second molecule")
-    p.add_argument("--steps", type=int, default=8, help="points on the path, endpoints included, 2 to 10,000 (default: 8)")
-    p.add_argument("--dataset", default=None, help="which shipped checkpoint: qm9 or moses (default: qm9)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
-    p.add_argument("--spherical", action="store_true", help="spherical instead of linear interpolation")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from ._cli import check_checkpoint, check_count
-
-    if args.steps < 2:
-        raise ValueError(f"--steps must be at least 2, got {args.steps}")
-    check_count(args.steps, "--steps", 2, MAX_STEPS)
-    check_checkpoint(args.checkpoint)
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but no CUDA device is available")
-    from .models import load
-
-    model = load("vae", dataset=args.dataset, checkpoint=args.checkpoint, device=args.device)
-    for smiles in model.interpolate(args.start, args.end, steps=args.steps, spherical=args.spherical):
-        print(smiles if smiles is not None else "<invalid>")
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     run_cli(main)

@@ -4,7 +4,7 @@ import sys
 
 
 def test_cli_processes_tune_malloc_and_the_switch_turns_it_off() -> None:
-    code = ("import molgen._alloc as a; from molgen._cli import run_cli; "
+    code = ("import molgen._alloc as a; from molgen.cli.common import run_cli; "
             "run_cli(lambda: print(a._done) or 0)")
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -183,7 +183,7 @@ def test_figures_are_small_pngs(tmp_path):
 
 
 def test_qm9_novelty_breakdown_splits_novel_molecules_into_heldout_and_outside():
-    from benchmarks.qm9_novelty import breakdown
+    from benchmarks.studies.qm9_novelty import breakdown
 
     got = breakdown(["CCO", "CCO", "CCN", "CCCl", None], train={"CCO"}, held={"CCN"})
     assert got["validity"] == 0.8 and got["uniqueness"] == 0.75

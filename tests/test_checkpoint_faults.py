@@ -170,7 +170,7 @@ _CLI = textwrap.dedent(r"""
 
     register(SlowToy)
     register_setup("toy-slow", slow_setup)
-    from molgen._cli import run_cli
+    from molgen.cli.common import run_cli
     from molgen.train import main
     sys.argv = ["molgen.train", "--model", "toy-slow", "--out", sys.argv[2], "--max-steps", "100000",
                 "--no-progress"]

@@ -95,10 +95,10 @@ def test_cli_bad_input_gives_one_line_and_nonzero_exit(tmp_path, name, content, 
     if content is not None:
         path.write_text(content)
     proc = run_cli(str(path), *args, cache=tmp_path / "cache")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("molgen.evaluate: error:")
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error:")
 
 
 # --- the API ---------------------------------------------------------------------------------

@@ -160,9 +160,9 @@ def test_evaluate_refuses_to_write_json_over_its_input(tmp_path):
     path.write_text("CCO\nCCN\n")
     (tmp_path / "sub").mkdir()
     proc = _evaluate_cli(str(path), "--json", str(tmp_path / "sub" / ".." / "x.smi"), cache=tmp_path / "c")
-    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
-        f"molgen.evaluate: error: --json {tmp_path / 'sub' / '..' / 'x.smi'} is the file evaluated itself; "
+        f"error: --json {tmp_path / 'sub' / '..' / 'x.smi'} is the file evaluated itself; "
         "writing it would destroy it: choose another name"]
     assert path.read_text() == "CCO\nCCN\n"
 
@@ -171,7 +171,7 @@ def test_evaluate_of_a_file_that_parses_as_nothing_exits_non_zero(tmp_path):
     path = tmp_path / "x.smi"
     path.write_text("id,smiles\n1,CCO\n2,CCN\n")
     proc = _evaluate_cli(str(path), cache=tmp_path / "c")
-    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.returncode == 2 and proc.stdout == ""
     (line,) = proc.stderr.strip().splitlines()
     assert "x.smi: 0 of 3 lines parsed as SMILES" in line and "comma-separated" in line
 
@@ -251,7 +251,7 @@ def test_ctrl_c_in_evaluate_gives_one_line(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
-    assert err.strip().splitlines() == ["molgen.evaluate: error: interrupted"]
+    assert err.strip().splitlines() == ["error: interrupted"]
 
 
 def test_an_empty_3d_sample_is_one_invalid_record_in_every_format(tmp_path):

@@ -112,12 +112,42 @@ def test_list_models_lists_the_shipped_checkpoints_with_their_model_card_numbers
         assert 0 <= p.metrics["validity"] <= 1 and 0 <= p.metrics["novelty"] <= 1
         assert p.metrics["fcd"] > 0 and p.n_samples == 10_000
     edm = {p.name: p for p in found}["edm-qm9"]
-    card = json.loads((edm.path / "metrics.json").read_text())["evaluation_150_steps"]["metrics"]["metrics"]
+    card = json.loads((edm.path / "metrics.json").read_text())["evaluation"]["metrics"]["metrics"]
     assert edm.metrics["validity"] == card["validity"] == 0.5135
     assert edm.metrics["molecule_stability"] == card["molecule_stability"]
     vae = {p.name: p for p in found}["vae-moses"]  # the molgen_evaluate block, which has FCD, wins
     assert vae.metrics["fcd"] == json.loads((vae.path / "metrics.json").read_text())["evaluation"]["molgen_evaluate"]["fcd"]
     assert molgen.models.list_models() == ["ar", "edm", "vae"]  # the model classes
+
+
+def test_every_shipped_model_card_has_the_one_schema():
+    from molgen.models.card import read_card, validate_card
+
+    for name in SHIPPED:
+        card = read_card(base.PRETRAINED_DIR / name)
+        validate_card(card, shipped=True)
+        assert card["train_split"] == "train" and card["evaluation"]["date"]
+
+
+def test_model_cards_are_written_through_one_function_that_refuses_the_old_keys(tmp_path):
+    from molgen.models.card import read_card, update_card, write_card
+
+    card = {"dataset": "qm9", "train_split": "train", "steps": 3, "epochs": 0.1, "train_config": {}}
+    with pytest.raises(ValueError, match="'split' is now 'train_split'.*'train_machine' is now 'train_hardware'"):
+        write_card(tmp_path, {**card, "split": "train", "train_machine": "cpu"})
+    with pytest.raises(ValueError, match="'evaluation_150_steps': put it under 'other_evaluations' as '150_steps'"):
+        write_card(tmp_path, {**card, "evaluation_150_steps": {}})
+    with pytest.raises(ValueError, match="'steps' is missing"):
+        write_card(tmp_path, {k: v for k, v in card.items() if k != "steps"})
+    assert not (tmp_path / "metrics.json").exists()
+    write_card(tmp_path, card)
+    update_card(tmp_path, "evaluation", {"command": "x", "date": "today", "validity": float("nan")})
+    update_card(tmp_path, "other_evaluations/temperature_1.1", {"command": ["a", "b"], "date": "today"})
+    with pytest.raises(ValueError, match="has no 'date'"):
+        update_card(tmp_path, "other_evaluations/t2", {"command": "x"})
+    saved = read_card(tmp_path)
+    assert saved["evaluation"]["validity"] is None  # JSON has no NaN
+    assert list(saved["other_evaluations"]) == ["temperature_1.1"] and saved["steps"] == 3
 
 
 def test_load_accepts_checkpoint_names_model_names_and_paths():
@@ -194,6 +224,60 @@ def test_importing_the_command_modules_keeps_the_api_functions():
     from molgen.evaluate import main  # the command's functions stay importable
 
     assert main is importlib.import_module("molgen.evaluate").main
+    assert main is importlib.import_module("molgen.cli.evaluate").main  # the old module only forwards
+
+
+# --- the command line -------------------------------------------------------------------------
+def _python(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_python_m_molgen_help_lists_every_command_and_the_console_script_is_declared(project):
+    from molgen.cli import COMMANDS
+
+    out = _python("-m", "molgen", "--help")
+    assert out.returncode == 0 and out.stderr == ""
+    for name in ("sample", "evaluate", "train", "interpolate", "fetch"):
+        assert f"  {name} " in out.stdout and name in COMMANDS
+    assert project["project"]["scripts"] == {"molgen": "molgen.cli:main"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nope"], "unknown command 'nope'; choose from sample, evaluate"),
+    (["sample", "--bogus"], "unrecognized arguments: --bogus (see molgen sample --help)"),
+    (["sample", "-n", "0"], "-n must be a positive number of molecules, got 0"),
+    (["sample", "--device", "gpu"], "--device: device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got 'gpu'"),
+    (["evaluate", "missing.smi"], "file not found"),
+    (["interpolate", "CCO"], "the following arguments are required: SMILES_B"),
+    (["train", "--model", "edm", "--max-steps", "0"], "--max-steps must be an integer >= 1, got 0"),
+    (["fetch", "zinc"], "invalid choice: 'zinc'"),
+])
+def test_every_command_reports_bad_input_in_one_line_with_exit_status_2(argv, message):
+    out = _python("-m", "molgen", *argv)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr.splitlines() == [out.stderr.strip()] and out.stderr.startswith("error: ")
+    assert message in out.stderr, out.stderr
+
+
+def test_the_old_module_commands_and_molgen_command_are_the_same(tmp_path):
+    path = tmp_path / "m.smi"
+    path.write_text("CCO\nc1ccccc1\n")
+    new = _python("-m", "molgen", "evaluate", str(path), "--no-fcd")
+    old = _python("-m", "molgen.evaluate", str(path), "--no-fcd")
+    assert new.returncode == old.returncode == 0 and new.stdout == old.stdout and "validity" in new.stdout
+    new, old = _python("-m", "molgen", "sample", "-n", "0"), _python("-m", "molgen.sample", "-n", "0")
+    assert new.returncode == old.returncode == 2 and new.stderr == old.stderr
+
+
+def test_device_auto_is_accepted_by_the_sample_and_train_commands():
+    from molgen.cli import sample, train
+    from molgen.cli.common import check_device
+
+    assert sample.build_parser().parse_args(["--device", "auto"]).device == "auto"
+    assert train.build_parser().parse_args(["--model", "edm"]).device == "auto"  # train's default
+    assert check_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # --- SampleSet as a list ------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_the_training_cli_reports_nan_in_one_line(tmp_path: Path) -> None:
         "'--max-steps','3','--no-progress'];"
         "import molgen.models.edm as e; orig=e.EDM.loss;"
         "e.EDM.loss=lambda self,b: (orig(self,b)[0]*float('nan'), {});"
-        "from molgen._cli import run_cli; from molgen.train import main; run_cli(main)"
+        "from molgen.cli.common import run_cli; from molgen.train import main; run_cli(main)"
     )
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"model": {"hidden": 8, "n_layers": 1}, "train": {"batch_size": 4}}))

@@ -387,7 +387,7 @@ def test_save_load_round_trip(overfit, tmp_path):
 
 
 def test_interpolate_cli(overfit, tmp_path, capsys):
-    from molgen._cli import run_cli
+    from molgen.cli.common import run_cli
     from molgen.interpolate import main
 
     overfit.save_pretrained(tmp_path / "ckpt")

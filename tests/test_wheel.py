@@ -105,6 +105,8 @@ def test_wheel_holds_the_data_configs_checkpoints_and_license(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     assert {"molgen/data/qm9_split.npz", "molgen/configs/edm-qm9.json", f"{info}/licenses/LICENSE"} <= names
+    assert {f"molgen/configs/{p.name}" for p in (ROOT / "molgen" / "configs").glob("*.json")} <= names
+    assert "molgen = molgen.cli:main" in zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
     for name in SHIPPED:
         assert {f"molgen/pretrained/{name}/{f}" for f in ("config.json", "metrics.json", "weights.safetensors")} <= names
     shipped_files = {str(p.relative_to(ROOT)) for p in (ROOT / "molgen" / "pretrained").rglob("*") if p.is_file()}
@@ -156,6 +158,12 @@ def test_sample_every_model_from_another_folder(venv, elsewhere):
     assert (elsewhere / "vae.sdf").read_text().count("$$$$") == 5
 
 
+def test_the_console_script_lists_the_commands(venv, elsewhere):
+    script = _run([venv.parent / "molgen", "--help"], elsewhere, _env()).stdout
+    assert script == _run([venv, "-m", "molgen", "--help"], elsewhere, _env()).stdout
+    assert all(f"  {name} " in script for name in ("sample", "evaluate", "train", "interpolate", "fetch"))
+
+
 def test_evaluate_a_small_file(venv, elsewhere):
     (elsewhere / "small.smi").write_text("CCO\nc1ccccc1\nCC(=O)Nc1ccc(O)cc1\nnot-a-smiles\n")
     out = _run([venv, "-m", "molgen.evaluate", "small.smi"], elsewhere, _env()).stdout
@@ -163,10 +171,10 @@ def test_evaluate_a_small_file(venv, elsewhere):
 
 
 def test_without_the_qm9_extra_a_qm9_reference_names_the_extra(venv, elsewhere, tmp_path):
-    proc = _run([venv, "-m", "molgen.evaluate", "small.smi", "--reference", "qm9"], elsewhere,
+    proc = _run([venv.parent / "molgen", "evaluate", "small.smi", "--reference", "qm9"], elsewhere,
                 _env(MOLGEN_CACHE=str(tmp_path / "empty-cache")), check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == ("molgen.evaluate: error: QM9 needs the qm9pack package (224 MB): "
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: QM9 needs the qm9pack package (224 MB): "
                                    "pip install 'molgen-models[qm9]'")
 
 

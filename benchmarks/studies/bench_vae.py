@@ -4,12 +4,12 @@ Sampling throughput (molecules per second from the prior, valence-masked decodin
 latent draw, decoding, RDKit sanitising and canonical SMILES) of the shipped checkpoints, or of
 random weights at the shipped size where a checkpoint is not installed (labelled as such):
 
-    python -m benchmarks.bench_vae [--device cpu|cuda] [--threads 1] [--out benchmarks/results/bench_vae.txt]
+    python -m benchmarks.studies.bench_vae [--device cpu|cuda] [--threads 1] [--out benchmarks/results/bench_vae.txt]
 
-Quality of a checkpoint (the issue's acceptance numbers), written into its metrics.json under
-"evaluation" together with the command line:
+Quality of a checkpoint (the issue's acceptance numbers), written as the "evaluation" of its model
+card (metrics.json, through molgen.models.card.update_card) together with the command line:
 
-    python -m benchmarks.bench_vae --quality --dataset qm9 -n 10000
+    python -m benchmarks.studies.bench_vae --quality --dataset qm9 -n 10000
 
 validity with and without the valence masks, uniqueness, novelty against the training split,
 reconstruction accuracy (exact canonical SMILES, greedy decoding of the posterior mean) on the test
@@ -21,19 +21,14 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script or as a module
-from benchmarks._machine import cpu_name  # noqa: E402
 
-
-def _command() -> str:
-    return " ".join(["python -m benchmarks.bench_vae", *(shlex.quote(a) for a in sys.argv[1:])])
+from benchmarks.studies import RESULTS
+from benchmarks.timing import Stopwatch, command_line, cpu_name, timed
 
 
 def _model(dataset: str, checkpoint: str | None, device: str):
@@ -56,7 +51,7 @@ def _model(dataset: str, checkpoint: str | None, device: str):
 
 def throughput(args: argparse.Namespace) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [f"# {_command()}", f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, "
+    lines = [f"# {command_line()}", f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, "
              f"{cpu_name()} ({os.cpu_count()} cores, load average {load:.1f}), torch {torch.__version__}, "
              f"{torch.get_num_threads()} CPU thread(s), device {args.device}"
              + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
@@ -69,13 +64,7 @@ def throughput(args: argparse.Namespace) -> str:
         n = args.n or (2000 if dataset == "qm9" else 1000)
         batch = args.batch_size or model.sample_batch_size
         model.sample(min(n, 64), seed=1, batch_size=min(batch, 64))  # warm-up
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = model.sample(n, seed=0, batch_size=batch)
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t
+        out, seconds = timed(model.sample, n, seed=0, batch_size=batch, device=args.device)
         valid = [s for s in out.smiles if s is not None]
         lines.append(f"{dataset:<8} {n:>6} {batch:>6} {seconds:>8.2f} {n / seconds:>8.1f} "
                      f"{100 * len(valid) / n:>8.2f} {100 * len(set(valid)) / max(len(valid), 1):>8.2f}  {label}")
@@ -93,7 +82,7 @@ def quality(args: argparse.Namespace) -> dict:
 
     test = dataset_smiles(dataset, "test")
     n = args.n
-    result: dict = {"command": _command(), "weights": label, "n_samples": n, "seed": 0,
+    result: dict = {"command": command_line(), "weights": label, "n_samples": n, "seed": 0,
                     "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"}
     from molgen.chem.build import canonicalize
     from molgen.metrics.core import training_smiles
@@ -101,9 +90,7 @@ def quality(args: argparse.Namespace) -> dict:
     known = set(training_smiles(dataset))
     result["novelty_reference"] = f"molgen.metrics.core.training_smiles({dataset!r})"
     for constrained in (True, False):
-        t = time.perf_counter()
-        out = model.sample(n, seed=0, constrained=constrained, progress=args.progress)
-        seconds = time.perf_counter() - t
+        out, seconds = timed(model.sample, n, seed=0, constrained=constrained, progress=args.progress)
         valid = [s for s in out.smiles if s is not None]
         unique = set(valid)
         key = "constrained" if constrained else "unconstrained"
@@ -122,14 +109,14 @@ def quality(args: argparse.Namespace) -> dict:
     ok = np.flatnonzero(table.status == 1)
     targets = [canonicalize(s) for s in test]
     hits = 0
-    t = time.perf_counter()
-    for s in range(0, ok.size, 2000):
-        rows = ok[s:s + 2000]
-        decoded = model.reconstruct([test[i] for i in rows])
-        hits += sum(d == targets[i] for d, i in zip(decoded, rows))
+    with Stopwatch() as clock:
+        for s in range(0, ok.size, 2000):
+            rows = ok[s:s + 2000]
+            decoded = model.reconstruct([test[i] for i in rows])
+            hits += sum(d == targets[i] for d, i in zip(decoded, rows))
     result["reconstruction"] = {
         "accuracy": hits / len(test), "test_molecules": len(test), "representable": int(ok.size),
-        "accuracy_of_representable": hits / max(int(ok.size), 1), "seconds": round(time.perf_counter() - t, 1),
+        "accuracy_of_representable": hits / max(int(ok.size), 1), "seconds": round(clock.seconds, 1),
         "definition": "exact canonical non-isomeric SMILES after greedy decoding of the posterior mean; "
                       "molecules the model cannot represent count as failures"}
     print("reconstruction", json.dumps(result["reconstruction"]), flush=True)
@@ -152,7 +139,7 @@ def main() -> int:
     p.add_argument("--datasets", nargs="+", default=["qm9", "moses"], help="throughput: which checkpoints")
     p.add_argument("-n", type=int, default=None, help="molecules (throughput: 2000 qm9 / 1000 moses; quality: 10000)")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--out", default="benchmarks/results/bench_vae.txt", help="throughput results file")
+    p.add_argument("--out", default=str(RESULTS / "bench_vae.txt"), help="throughput results file")
     p.add_argument("--quality", action="store_true", help="evaluate one checkpoint instead")
     p.add_argument("--dataset", default="qm9", help="quality: qm9 or moses")
     p.add_argument("--checkpoint", default=None, help="quality: checkpoint folder (default: the shipped one)")
@@ -166,14 +153,12 @@ def main() -> int:
     if args.quality:
         args.n = args.n or 10_000
         result = quality(args)
-        from molgen.models.checkpoint import atomic_write_text, read_metrics
         from molgen.models import pretrained_path
+        from molgen.models.card import update_card
 
         folder = Path(args.checkpoint) if args.checkpoint else pretrained_path("vae", args.dataset)
-        metrics = read_metrics(folder)
-        metrics["evaluation"] = json.loads(json.dumps(result, default=float).replace("NaN", "null"))
-        atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False))
-        print(f"wrote the evaluation into {folder / 'metrics.json'}")
+        evaluation = json.loads(json.dumps(result, default=float))  # numpy numbers as JSON numbers
+        print(f"wrote the evaluation into {update_card(folder, 'evaluation', evaluation)}")
         return 0
     text = throughput(args)
     print(text, end="")

@@ -1,7 +1,7 @@
 """The autoregressive model (``ar``): sampling throughput, and the quality numbers of a checkpoint.
 
-    python benchmarks/bench_ar.py speed [--threads 2 1] [--out benchmarks/results/bench_ar.txt]
-    python benchmarks/bench_ar.py quality --dataset qm9 [--checkpoint DIR] [-n 10000] [--no-fcd]
+    python -m benchmarks.studies.bench_ar speed [--threads 2 1] [--out benchmarks/results/bench_ar.txt]
+    python -m benchmarks.studies.bench_ar quality --dataset qm9 [--checkpoint DIR] [-n 10000] [--no-fcd]
 
 ``speed`` times ``model.sample`` end to end (batched decoding plus building and sanitising the RDKit
 molecules and their canonical SMILES) for the shipped QM9 and MOSES checkpoints, and also decodes
@@ -12,24 +12,21 @@ times a model of the shipped size with random weights that way, labelled as such
 ``quality`` samples ``-n`` molecules with and without valence masks, evaluates them with
 ``molgen.metrics.evaluate`` against the dataset, scores the test split (NLL, nats per molecule) and
 an out-of-distribution set (QM9 model: MOSES test molecules; MOSES model: QM9 test molecules), and
-stores everything, with the command line, under ``"evaluation"`` in the checkpoint's metrics.json.
+stores everything, with the command line, as the ``"evaluation"`` of the checkpoint's model card.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script or as a module
-from benchmarks._machine import cpu_name  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.studies import RESULTS
+from benchmarks.timing import Stopwatch, command_line, cpu_name, timed
 
 
 def _load(dataset: str, checkpoint: str | None = None):
@@ -54,11 +51,11 @@ def _forced_rate(model, dataset: str, n: int, batch: int) -> tuple[float, float,
     data = ActionDataset(enc, model.atom_types, model.max_atoms, model.max_actions)
     warm = np.arange(min(batch, 200, len(data)))
     model._decode(warm.size, forced=data.batch(warm))
-    t0 = time.perf_counter()
-    for start in range(0, len(data), batch):
-        idx = np.arange(start, min(start + batch, len(data)))
-        SampleSet.from_mols(model._to_mols(model._decode(idx.size, forced=data.batch(idx))))
-    dt = time.perf_counter() - t0
+    with Stopwatch() as clock:
+        for start in range(0, len(data), batch):
+            idx = np.arange(start, min(start + batch, len(data)))
+            SampleSet.from_mols(model._to_mols(model._decode(idx.size, forced=data.batch(idx))))
+    dt = clock.seconds
     return len(data) / dt, float(np.diff(enc.atom_ptr).mean()), len(data)
 
 
@@ -72,9 +69,7 @@ def _speed_one(dataset: str, n: int, batch: int, device: str) -> list[str]:
     if model is not None:
         model = model.to(device)
         model.sample(min(batch, 200), seed=99, batch_size=min(batch, 200))  # warm-up
-        t0 = time.perf_counter()
-        out = model.sample(n, seed=0, batch_size=batch)
-        dt = time.perf_counter() - t0
+        out, dt = timed(model.sample, n, seed=0, batch_size=batch)
         atoms = np.mean([m.GetNumAtoms() for m in out.mols if m is not None])
         lines.append(f"{dataset:6s} checkpoint {where}: model.sample({n}, batch_size={batch}): {dt:.2f} s -> "
                      f"{n / dt:,.0f} molecules/s (validity {100 * out.validity:.1f} %, "
@@ -93,7 +88,7 @@ def _speed_one(dataset: str, n: int, batch: int, device: str) -> list[str]:
 
 
 def speed(args: argparse.Namespace) -> None:
-    lines = [f"# {' '.join(['python', *sys.argv])}",
+    lines = [f"# {command_line()}",
              f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}; {cpu_name()}; "
              f"{os.cpu_count()} CPUs visible; torch {torch.__version__}; device {args.device}",
              "# the machine is shared with other jobs: the load average (runnable processes on these CPUs) "
@@ -204,21 +199,20 @@ def quality(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     from molgen.metrics import evaluate
     from molgen.datasets import dataset_smiles
-    from molgen.models.checkpoint import atomic_write_text, read_metrics
+    from molgen.models.card import update_card
 
     model, where = _load(args.dataset, args.checkpoint)
     if model is None:
         raise SystemExit(f"no ar checkpoint for {args.dataset} (give --checkpoint)")
     folder = Path(where)
-    ev: dict = {"command": " ".join(["python", *sys.argv]),
+    ev: dict = {"command": command_line(),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "n_samples": args.n}
-    t0 = time.perf_counter()
-    masked = model.sample(args.n, seed=0, batch_size=args.batch_size)
-    ev["sampling_seconds"] = round(time.perf_counter() - t0, 1)
+    masked, seconds = timed(model.sample, args.n, seed=0, batch_size=args.batch_size)
+    ev["sampling_seconds"] = round(seconds, 1)
     raw = model.sample(args.n, seed=1, batch_size=args.batch_size, mask=False)
     ev["validity_no_mask"] = raw.validity
     if args.save_samples:
-        masked.save(folder / f"samples_{args.n}.smi")
+        masked.save(RESULTS / f"ar_{args.dataset}_samples_{args.n}.smi")
     res = evaluate(masked, reference=args.dataset, fcd=not args.no_fcd)
     ev["metrics"] = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in res.metrics.items()}
     ev["notes"] = res.notes
@@ -240,9 +234,9 @@ def quality(args: argparse.Namespace) -> None:
     if len(test) > args.n_test:
         test = [test[k] for k in np.sort(rng.choice(len(test), args.n_test, replace=False))]
     ood, ood_label = _ood_molecules(model, args.dataset, args.n_ood, rng)
-    t0 = time.perf_counter()
-    ind, out = _score(model, test), _score(model, ood)
-    ev["nll_seconds"] = round(time.perf_counter() - t0, 1)
+    with Stopwatch() as clock:
+        ind, out = _score(model, test), _score(model, ood)
+    ev["nll_seconds"] = round(clock.seconds, 1)
     ev["test_nll"] = {k: v for k, v in ind.items() if not k.startswith("_")}
     ev["test_nll"]["split"] = f"{args.dataset} {test_split} ({len(test)} molecules)"
     ev["ood_nll"] = {k: v for k, v in out.items() if not k.startswith("_")}
@@ -252,10 +246,7 @@ def quality(args: argparse.Namespace) -> None:
         ev["ood_auroc_nll_per_atom"] = _auroc(out["_per_atom"], ind["_per_atom"])
     print(json.dumps({k: ev[k] for k in ("test_nll", "ood_nll")}, indent=1))
     print({k: ev.get(k) for k in ("ood_auroc_nll", "ood_auroc_nll_per_atom")})
-    metrics = read_metrics(folder)
-    metrics["evaluation"] = ev
-    atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
-    print(f"wrote the evaluation into {folder / 'metrics.json'}")
+    print(f"wrote the evaluation into {update_card(folder, 'evaluation', ev)}")
 
 
 def main() -> None:
@@ -266,8 +257,8 @@ def main() -> None:
     s.add_argument("--device", default="cpu")
     s.add_argument("--n-qm9", type=int, default=10_000)
     s.add_argument("--n-moses", type=int, default=2_000)
-    s.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_ar.txt"))
-    q = sub.add_parser("quality", help="evaluate a checkpoint and record it in its metrics.json")
+    s.add_argument("--out", default=str(RESULTS / "bench_ar.txt"))
+    q = sub.add_parser("quality", help="evaluate a checkpoint and record it in its model card")
     q.add_argument("--dataset", required=True, choices=("qm9", "moses"))
     q.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     q.add_argument("-n", type=int, default=10_000, help="molecules to sample (default 10,000)")
@@ -276,7 +267,8 @@ def main() -> None:
     q.add_argument("--n-ood", type=int, default=5_000, help="out-of-distribution molecules to score")
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("--no-fcd", action="store_true", help="skip FCD (slow on a CPU)")
-    q.add_argument("--save-samples", action="store_true", help="write samples_<n>.smi into the checkpoint")
+    q.add_argument("--save-samples", action="store_true",
+                   help="write the samples to benchmarks/results/ar_<dataset>_samples_<n>.smi")
     args = p.parse_args()
     speed(args) if args.command == "speed" else quality(args)
 

@@ -1,7 +1,7 @@
 """Reproduce EDM's "QM9 data" row with molgen: write the QM9 test split to SDF and XYZ, evaluate both
 files with ``python -m molgen.evaluate --reference qm9``, and save the commands and their output.
 
-    python benchmarks/qm9_data_row.py [--out-dir /tmp] [--no-fcd]
+    python -m benchmarks.studies.qm9_data_row [--out-dir /tmp] [--no-fcd]
 
 Writes ``benchmarks/results/qm9_test_data_row.txt``. EDM (Hoogeboom et al. 2022, Table 2) reports
 atom stability 99.0 %, molecule stability 95.2 %, validity 97.7 % for the QM9 data itself.
@@ -12,13 +12,15 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from molgen.datasets.qm9 import indices, load_qm9_arrays
 from molgen.samples import SampleSet
 
-RESULTS = Path(__file__).resolve().parent / "results" / "qm9_test_data_row.txt"
+from benchmarks.studies import RESULTS as RESULTS_DIR
+from benchmarks.timing import command_line, timed
+
+RESULTS = RESULTS_DIR / "qm9_test_data_row.txt"
 EDM_ROW = "EDM paper, Table 2, 'QM9 data': atom stability 99.0 %, molecule stability 95.2 %, validity 97.7 %"
 
 
@@ -37,13 +39,11 @@ def main() -> int:
     parser.add_argument("--no-fcd", action="store_true", help="skip FCD (faster)")
     args = parser.parse_args()
     sdf, xyz = write_test_split(args.out_dir)
-    report = [f"# {EDM_ROW}", f"# produced by: python benchmarks/qm9_data_row.py{' --no-fcd' if args.no_fcd else ''}",
+    report = [f"# {EDM_ROW}", f"# produced by: {command_line()}",
               f"# CPU cores: {os.cpu_count()}", ""]
     for path in (sdf, xyz):
         cmd = ["python", "-m", "molgen.evaluate", str(path), "--reference", "qm9", *(["--no-fcd"] if args.no_fcd else [])]
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, *cmd[1:]], capture_output=True, text=True)
-        seconds = time.perf_counter() - start
+        proc, seconds = timed(subprocess.run, [sys.executable, *cmd[1:]], capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return proc.returncode

@@ -1,7 +1,8 @@
 """Sample an EDM checkpoint with its default settings, evaluate with molgen.evaluate, and record the
-result (with this command) in the checkpoint's metrics.json.
+result (with this command) in the checkpoint's model card: as its ``evaluation`` at the checkpoint's
+default number of steps, else as ``other_evaluations["<K>_steps"]`` (molgen.models.card.update_card).
 
-    python -m benchmarks.edm_quality [-n 1000] [--steps K] [--checkpoint DIR] [--fcd]
+    python -m benchmarks.studies.edm_quality [-n 1000] [--steps K] [--checkpoint DIR] [--fcd]
 
 Samples drawn elsewhere (on a GPU, say) are evaluated the same way with ``--samples FILE --sampled-by
 "the command that drew them"``; ``-n`` and ``--steps`` then only describe that file.
@@ -9,10 +10,10 @@ Samples drawn elsewhere (on a GPU, say) are evaluated the same way with ``--samp
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
+
+from benchmarks.timing import command_line, timed
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
 
     import molgen
     from molgen.models import pretrained_path
-    from molgen.models.checkpoint import atomic_write_text
+    from molgen.models.card import update_card
 
     folder = Path(args.checkpoint) if args.checkpoint else pretrained_path("edm")
     model = molgen.load("edm", checkpoint=str(folder))
@@ -41,15 +42,14 @@ def main() -> None:
             p.error("--samples needs --sampled-by (the command that drew the file)")
         out = args.samples
     else:
-        t0 = time.perf_counter()
-        out = model.sample(args.n, seed=0, steps=args.steps)
-        seconds = round(time.perf_counter() - t0, 1)
+        out, seconds = timed(model.sample, args.n, seed=0, steps=args.steps)
+        seconds = round(seconds, 1)
     if args.samples_out and not args.samples:
         out.save(args.samples_out)
     result = molgen.evaluate(out, reference="qm9", fcd=args.fcd)
     print(result.table())
     record = {
-        "command": "python -m benchmarks." + " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]]),
+        "command": command_line(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "n_samples": args.n, "seed": 0, "steps": args.steps or model.default_sampling_steps,
         "sampling_seconds": seconds, "torch_threads": torch.get_num_threads(),
@@ -73,12 +73,10 @@ def main() -> None:
                                    "note": "variational bound on -log p(x, h, N); EDM reports -110.7 on QM9"}
         print(f"NLL bound on {args.nll} QM9 test molecules: mean {nll.mean():.1f} nats (s.e. {se:.1f}), "
               f"median {np.median(nll):.1f}")
-    path = folder / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.exists() else {}
-    key = f"evaluation_{record['steps']}_steps"
-    metrics[key] = record
-    atomic_write_text(path, json.dumps(metrics, indent=2))
-    print(f"{record['n_samples']} molecules; wrote {key} into {path}")
+    default = record["steps"] == model.default_sampling_steps
+    section = "evaluation" if default else f"other_evaluations/{record['steps']}_steps"
+    path = update_card(folder, section, record)
+    print(f"{record['n_samples']} molecules; wrote {section} into {path}")
 
 
 if __name__ == "__main__":

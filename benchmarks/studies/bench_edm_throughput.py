@@ -2,8 +2,8 @@
 batching (every batch padded to 29 atoms, trimmed to its largest molecule, or size-bucketed), seconds
 per sampling step, and the headline CLI end to end with its user and system time.
 
-    python -m benchmarks.bench_edm_throughput --device cpu --out benchmarks/results/bench_edm_throughput_cpu.txt
-    python -m benchmarks.bench_edm_throughput --device cuda --batch 1024 --steps 200 --compile --out ...
+    python -m benchmarks.studies.bench_edm_throughput --device cpu --out benchmarks/results/bench_edm_throughput_cpu.txt
+    python -m benchmarks.studies.bench_edm_throughput --device cuda --batch 1024 --steps 200 --compile --out ...
 
 On a GPU it uses bf16 autocast and (with --compile) torch.compile, as training does. The CLI rows
 run ``python -m molgen.sample --model edm`` in a fresh process (nothing warmed up), once with the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.timing import Stopwatch, command_line, machine, median_seconds, timed
 
 MODES = ("fixed", "trimmed", "bucketed")
 BUCKETS = (12, 16, 20, 24, 29)
@@ -50,14 +51,8 @@ def train_throughput(size: tuple[int, int], mode: str, device: str, batch: int, 
         trainer = Trainer(model, data, cfg, Path(tmp) / "run", device=device)
         trainer.fit()
         seen0 = trainer.state.samples
-        if device == "cuda":
-            torch.cuda.synchronize()
         trainer.cfg.max_steps = warmup + steps
-        t = time.perf_counter()
-        trainer.fit()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t
+        _, seconds = timed(trainer.fit, device=device)
         molecules = trainer.state.samples - seen0
     return {"molecules_per_s": molecules / seconds, "steps_per_s": steps / seconds, "seconds": seconds,
             "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
@@ -74,18 +69,8 @@ def sampling_step(size: tuple[int, int], device: str, batch: int, repeats: int) 
     mask = b["mask"].unsqueeze(-1).float()
     z = model.noise_like(torch.zeros(*b["types"].shape, 3 + model.h_dim, device=device), mask)
     t = torch.full((batch,), 0.5, device=device)
-    times = []
     with torch.no_grad():
-        for i in range(repeats + 1):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            model.dynamics(z, t, mask)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if i:
-                times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        return median_seconds(lambda: model.dynamics(z, t, mask), repeats, device=device)
 
 
 def cli_run(n: int, steps: int | None, tuned: bool) -> dict[str, float]:
@@ -98,9 +83,9 @@ def cli_run(n: int, steps: int | None, tuned: bool) -> dict[str, float]:
     if not tuned:
         env["MOLGEN_NO_MALLOPT"] = "1"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
+    with Stopwatch() as clock:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = clock.seconds
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"error: {' '.join(cmd)} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -109,21 +94,8 @@ def cli_run(n: int, steps: int | None, tuned: bool) -> dict[str, float]:
             "summary": summary, "command": " ".join(cmd[1:])}
 
 
-def _machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    line = f"{platform.machine()} {cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
-    if device == "cuda":
-        line += f", {torch.cuda.get_device_name()}"
-    try:
-        load = os.getloadavg()[0]
-        line += f", load average at start {load:.1f}"
-    except OSError:
-        pass
-    return line
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_edm_throughput", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.bench_edm_throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--sizes", default="128x6,256x9", help="hidden x layers, comma-separated")
@@ -144,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = set(modes) - set(MODES)
     if bad:
         raise SystemExit(f"error: unknown modes {sorted(bad)}; choose from {', '.join(MODES)}")
-    lines = [f"command: python -m benchmarks.bench_edm_throughput {' '.join(argv if argv is not None else sys.argv[1:])}",
-             f"machine: {_machine(args.device)}", f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
+    lines = [f"command: {command_line(argv)}", f"machine: {machine(args.device)}",
+             f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
     print("\n".join(lines), flush=True)
 
     def emit(line: str) -> None:

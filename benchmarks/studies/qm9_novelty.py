@@ -8,8 +8,8 @@ Novelty above that comes from molecules outside QM9's chemical space. This scrip
 for the shipped 2D models and for draws from the data itself, so that novelty and uniqueness can be read
 against what the data allows:
 
-    python -m benchmarks.qm9_novelty [-n 10000] [--models ar vae] [--ar-temperatures 1.1 1.2]
-                                     [--vae-prior-scales 1.5 2] [--out benchmarks/results/qm9_novelty.txt]
+    python -m benchmarks.studies.qm9_novelty [-n 10000] [--models ar vae] [--ar-temperatures 1.1 1.2]
+                                             [--vae-prior-scales 1.5 2] [--out benchmarks/results/qm9_novelty.txt]
 
 The extra settings show how far the sampling knobs move novelty and uniqueness (and at what cost
 to fidelity, which ``molgen.evaluate`` measures).
@@ -17,11 +17,12 @@ to fidelity, which ``molgen.evaluate`` measures).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.timing import command_line
 
 
 def breakdown(smiles: list[str | None], train: set[str], held: set[str]) -> dict[str, float]:
@@ -72,7 +73,7 @@ def main() -> None:
         setting = ", ".join(f"{k} {v}" for k, v in kwargs.items()) or "default settings"
         rows.append((f"{name}-qm9 ({setting}, seed {args.seed})", breakdown(smiles, train, held)))
 
-    lines = ["# python -m benchmarks.qm9_novelty " + " ".join(sys.argv[1:]),
+    lines = [f"# {command_line()}",
              f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; novelty = unique valid molecules not in the"
              " training split; the last two columns split the novel ones (fractions of unique)",
              f"# QM9 molecules: {len(train):,} train (canonical, unique), {len(held - train):,} only in valid/test",

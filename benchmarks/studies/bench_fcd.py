@@ -1,6 +1,6 @@
 """Time FCD on 10,000 MOSES test SMILES against the next 10,000 (ChemNet on both sets included).
 
-    python benchmarks/bench_fcd.py [--n 10000] [--batch-size 128]
+    python -m benchmarks.studies.bench_fcd [--n 10000] [--batch-size 128]
 
 First loads ChemNet (timed apart, once per process), then times one complete
 ``molgen.metrics.fcd.fcd(gen, ref_smiles=ref)`` call: canonicalisation and ChemNet activations of
@@ -25,13 +25,10 @@ import torch
 from molgen.datasets.moses import load_moses
 from molgen.metrics import fcd as F
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bench_fcd.txt"
+from benchmarks.studies import RESULTS as RESULTS_DIR
+from benchmarks.timing import command_line, timed
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
+RESULTS = RESULTS_DIR / "bench_fcd.txt"
 
 
 def sqrtm_frechet_distance(stats_a, stats_b) -> float:
@@ -79,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = max(load_before, load_after) > (os.cpu_count() or 1)
 
     lines = [
-        f"$ python benchmarks/bench_fcd.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
+        f"$ {command_line(argv)}".rstrip(),
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
         f"device {device}; python {platform.python_version()}, torch {torch.__version__}, "

@@ -1,32 +1,16 @@
 """EDM speed: seconds per training step (batch 64, QM9 with hydrogens) and per sampling step, at EDM's
 paper width (256 hidden x 9 layers) and at the shipped size; sampling 100 molecules end to end.
 
-    python -m benchmarks.bench_edm [--device cpu|cuda] [--out benchmarks/results/bench_edm_cpu.txt]
+    python -m benchmarks.studies.bench_edm [--device cpu|cuda] [--out benchmarks/results/bench_edm_cpu.txt]
 """
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
-import time
 
 import numpy as np
 import torch
 
-
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+from benchmarks.timing import command_line, machine, median_seconds, timed
 
 
 def bench_config(name: str, cfg: dict, data, device: str, repeats: int) -> str:
@@ -54,8 +38,8 @@ def bench_config(name: str, cfg: dict, data, device: str, repeats: int) -> str:
     def sample_step() -> None:
         model.dynamics(z, torch.full((z.shape[0],), 0.5, device=device), mask)
 
-    t_train = _time(train_step, repeats)
-    t_sample = _time(sample_step, repeats)
+    t_train = median_seconds(train_step, repeats, device=device)
+    t_sample = median_seconds(sample_step, repeats, device=device)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     return (f"{name:<28} {params:6.2f}M params   train step (batch 64): {t_train:7.3f} s   "
             f"sampling step (64 molecules): {t_sample:7.3f} s")
@@ -74,9 +58,7 @@ def main() -> None:
     from molgen.models import load, pretrained_path
 
     data = QM9Padded("train")
-    lines = [f"command: python -m benchmarks.{' '.join(['bench_edm', *sys.argv[1:]])}",
-             f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
-             + (f", GPU {torch.cuda.get_device_name()}" if args.device == "cuda" else "")]
+    lines = [f"command: {command_line()}", f"machine: {machine(args.device)}"]
     configs = []
     if not args.skip_paper_size:
         configs.append(("EDM paper size 256x9", {"hidden": 256, "n_layers": 9}))
@@ -96,9 +78,7 @@ def main() -> None:
         print(lines[-1], flush=True)
     if (shipped / "config.json").exists():
         model = load("edm", checkpoint=shipped, device=args.device)
-        t = time.perf_counter()
-        out = model.sample(100, seed=0)
-        secs = time.perf_counter() - t
+        out, secs = timed(model.sample, 100, seed=0, device=args.device)
         lines.append(f"100 molecules with the default settings ({model.default_sampling_steps} steps): {secs:.1f} s "
                      f"(valid {100 * out.validity:.0f} %)")
         print(lines[-1])

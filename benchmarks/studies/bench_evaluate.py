@@ -1,6 +1,6 @@
 """Time molgen's 3D metrics on 10,000 QM9 molecules, and FCD on their 10,000 SMILES.
 
-    python benchmarks/bench_evaluate.py [--n 10000] [--repeats 3] [--rebuild-cache] [--no-fcd]
+    python -m benchmarks.studies.bench_evaluate [--n 10000] [--repeats 3] [--rebuild-cache] [--no-fcd]
 
 The one-off reference caches (QM9 training SMILES for novelty, ChemNet statistics of the QM9 test
 split for FCD) are built or loaded first and timed separately. Then, per repeat, from atom types and
@@ -16,8 +16,6 @@ import os
 import platform
 import statistics
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,13 +25,10 @@ from molgen.datasets.qm9 import indices, load_qm9_arrays
 from molgen.metrics.core import (bond_orders_3d, graph_metrics, largest_fragment_smiles, mols_from_3d, stability_3d,
                                  training_smiles, training_smiles_path)
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bench_evaluate.txt"
+from benchmarks.studies import RESULTS as RESULTS_DIR
+from benchmarks.timing import command_line, cpu_name, timed
 
-
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
+RESULTS = RESULTS_DIR / "bench_evaluate.txt"
 
 
 def run_3d(zs, xs, training) -> tuple[dict[str, float], dict[str, float]]:
@@ -55,9 +50,9 @@ def main() -> int:
     parser.add_argument("--no-fcd", action="store_true", help="skip the FCD timing")
     args = parser.parse_args()
 
-    out = [f"$ python benchmarks/bench_evaluate.py {' '.join(sys.argv[1:])}".rstrip(),
+    out = [f"$ {command_line()}".rstrip(),
            f"# CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, "
-           f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",
+           f"{cpu_name()}, Python {platform.python_version()}",
            f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}"]
 
     arrays, t_load = timed(load_qm9_arrays)

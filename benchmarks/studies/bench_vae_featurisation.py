@@ -1,6 +1,6 @@
 """The VAE's training data path on MOSES: featurisation cache build and load, batches and steps.
 
-    python -m benchmarks.bench_vae_featurisation -n 100000 --steps 3 \
+    python -m benchmarks.studies.bench_vae_featurisation -n 100000 --steps 3 \
         --out benchmarks/results/bench_vae_featurisation.txt
 
 On the first ``n`` MOSES training SMILES, with the shipped vae-moses vocabulary and size limit:
@@ -19,17 +19,14 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script or as a module
-from benchmarks._machine import cpu_name  # noqa: E402
+from benchmarks.timing import Stopwatch, command_line, cpu_name, timed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,12 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(molgen.__file__).resolve().parent
     label = args.label or os.popen(f"git -C {root} log -1 --format='%h %s' 2>/dev/null").read().strip()[:90]
     cfg = json.loads((root / "pretrained" / "vae-moses" / "config.json").read_text())["config"]
-    t0 = time.perf_counter()
-    smiles = dataset_smiles("moses", "train")[:args.n]
-    load_csv = time.perf_counter() - t0
+    smiles, load_csv = timed(dataset_smiles, "moses", "train")
+    smiles = smiles[:args.n]
     tokens, max_atoms = cfg["atom_types"], cfg["max_atoms"]
-    command = " ".join(["python -m benchmarks.bench_vae_featurisation", *(shlex.quote(a) for a in sys.argv[1:])])
-    lines = [f"# {command}", f"# code: {label} ({root})",
+    lines = [f"# {command_line(argv)}", f"# code: {label} ({root})",
              f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()} "
              f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}), torch {torch.__version__}, "
              f"{torch.get_num_threads()} CPU threads",
@@ -68,23 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     has_cache = hasattr(GraphTable, "cached")
     # CPU time per molecule, in this process: robust to other jobs sharing the cores
     probe = smiles[:min(2000, len(smiles))]
-    c0 = time.process_time()
-    for x in probe:
-        vae_data.featurize(x, tokens, max_atoms, max_atoms + 8)
-    cpu_ms = 1e3 * (time.process_time() - c0) / len(probe)
+    with Stopwatch() as clock:
+        for x in probe:
+            vae_data.featurize(x, tokens, max_atoms, max_atoms + 8)
+    cpu_ms = 1e3 * clock.cpu_seconds / len(probe)
     lines.append(f"featurize: {cpu_ms:.2f} CPU-ms per molecule ({len(probe)} molecules in this process); "
                  f"1.58 M = {1_584_663 * cpu_ms / 1e3 / 60:.0f} CPU-minutes")
     if has_cache:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["MOLGEN_CACHE"] = tmp
             workers = vae_data.build_workers()
-            t0 = time.perf_counter()
-            GraphTable.cached("bench", smiles, tokens, max_atoms, workers=workers, verbose=False)
-            build = time.perf_counter() - t0
+            _, build = timed(GraphTable.cached, "bench", smiles, tokens, max_atoms, workers=workers, verbose=False)
             size = sum(f.stat().st_size for f in Path(tmp, "vae").glob("*.npz"))
-            t0, c0 = time.perf_counter(), time.process_time()
-            table = GraphTable.cached("bench", smiles, tokens, max_atoms, progress=False, verbose=False)
-            load, load_cpu = time.perf_counter() - t0, time.process_time() - c0
+            with Stopwatch() as clock:
+                table = GraphTable.cached("bench", smiles, tokens, max_atoms, progress=False, verbose=False)
+            load, load_cpu = clock.seconds, clock.cpu_seconds
         scale = 1_584_663 / len(smiles)
         lines.append(f"cache build ({workers} worker processes): {build:.1f} s = {len(smiles) / build:,.0f} mol/s "
                      f"(1.58 M extrapolated: {build * scale / 60:.1f} min); file {size / 2**20:.1f} MiB "
@@ -99,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     times, cpu = [], []
     for _ in range(args.batches):
         idx = rng.choice(len(table), args.batch, replace=False)
-        t0, c0 = time.perf_counter(), time.process_time()
-        table.batch(idx)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+        with Stopwatch() as clock:
+            table.batch(idx)
+        times.append(clock.seconds)
+        cpu.append(clock.cpu_seconds)
     per = float(np.median(times))
     what = "cut from cached arrays" if has_cache else "featurised on demand in the training process"
     lines.append(f"batch of {args.batch} ({what}): median {per * 1e3:.1f} ms over {args.batches} "
@@ -121,16 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         step_times, data_times, cpu_times = [], [], []
         for _ in range(args.steps):
             idx = rng.choice(len(table), args.batch, replace=False)
-            t0, c0 = time.perf_counter(), time.process_time()
-            batch = table.batch(idx)
-            t1 = time.perf_counter()
-            loss, _ = model.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step_times.append(time.perf_counter() - t0)
-            cpu_times.append(time.process_time() - c0)
-            data_times.append(t1 - t0)
+            with Stopwatch() as clock:
+                batch, data_seconds = timed(table.batch, idx)
+                loss, _ = model.loss(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            step_times.append(clock.seconds)
+            cpu_times.append(clock.cpu_seconds)
+            data_times.append(data_seconds)
         st, dt = float(np.median(step_times)), float(np.median(data_times))
         lines.append(f"training step, vae-moses network, batch {args.batch}: median {st:.1f} s "
                      f"({1 / st:.3f} steps/s) over {args.steps}, of which data {dt:.2f} s "

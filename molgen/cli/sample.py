@@ -1,0 +1,114 @@
+"""Sample molecules from a shipped or trained model.
+
+    molgen sample --model edm -n 10 --output out.sdf
+    molgen sample --model ar --dataset moses -n 1000 --temperature 1.1 --device auto -o ar.smi
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import time
+
+from .common import parser
+
+OUTPUT_SUFFIXES = (".sdf", ".xyz", ".smi", ".txt", ".csv")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("molgen sample", __doc__)
+    p.add_argument("--model", default="edm", help="model name: edm, ar or vae (default: edm)")
+    p.add_argument("--dataset", default=None, help="which shipped checkpoint: qm9 or moses (default: the model's first, qm9)")
+    p.add_argument("-n", "--num", type=int, default=10, help="number of molecules, at most 1,000,000 (default: 10)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="diffusion sampling steps (edm; default: the checkpoint's default_sampling_steps)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2**63 - 1 (default: 0)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (ar, vae)")
+    p.add_argument("--top-k", type=int, default=None, help="top-k sampling (ar)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling (ar)")
+    p.add_argument("--atoms", type=int, default=None, help="fixed number of atoms per molecule (edm)")
+    p.add_argument("--output", "-o", default=None,
+                   help="write .sdf, .xyz or .smi, one record per sample, invalid ones marked (default: SMILES on stdout)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when available; default: cpu)")
+    p.add_argument("--batch-size", type=int, default=None, help="molecules per batch (default: model's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
+    """The options given, each checked and accepted by this model's ``sample``."""
+    from ..chem.geometry import MAX_ATOMS_3D
+    from .common import MAX_SAMPLES, check_count, check_float, check_seed
+
+    if args.num <= 0:
+        raise ValueError(f"-n must be a positive number of molecules, got {args.num}")
+    check_count(args.num, "-n", 1, MAX_SAMPLES, "; draw more in several runs with different --seed")
+    if args.steps is not None and args.steps <= 0:
+        raise ValueError(f"--steps must be positive, got {args.steps}")
+    check_seed(args.seed)
+    check_count(args.batch_size, "--batch-size", 1)
+    check_count(args.top_k, "--top-k", 1)
+    check_count(args.atoms, "--atoms", 1, MAX_ATOMS_3D)
+    check_float(args.temperature, "--temperature")
+    check_float(args.top_p, "--top-p", 0.0, 1.0)
+    wanted = {"steps": args.steps, "temperature": args.temperature, "top_k": args.top_k,
+              "top_p": args.top_p, "n_atoms": args.atoms, "batch_size": args.batch_size}
+    accepted = inspect.signature(cls.sample).parameters
+    opts = {}
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            flag = "--atoms" if key == "n_atoms" else "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} does not apply to the {args.model} model")
+        opts[key] = value
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pathlib import Path
+
+    from .. import models
+    from ..models.base import PRETRAINED_DIR
+    from .common import check_checkpoint, check_device, check_output_file
+
+    cls = models.model_class(args.model)
+    # Every value is checked here, before a model is loaded or a file written.
+    opts = _sampling_options(args, cls)
+    check_checkpoint(args.checkpoint)
+    if args.output:  # fail before sampling, not after
+        check_output_file(args.output, "--output", OUTPUT_SUFFIXES,
+                          {"checkpoint folder": Path(args.checkpoint) if args.checkpoint else None,
+                           "folder of shipped checkpoints": PRETRAINED_DIR})
+    device = check_device(args.device)
+    model = models.load(args.model, dataset=args.dataset, checkpoint=args.checkpoint, device=device)
+    t0 = time.perf_counter()
+    result = model.sample(args.num, seed=args.seed, progress=not args.no_progress, **opts)
+    seconds = time.perf_counter() - t0
+    result.info.setdefault("model", args.model)  # recorded in every file written (titles, properties)
+    result.info.setdefault("seed", args.seed)
+    result._label_mols()
+    if args.output:
+        try:
+            result.save(args.output)
+        except OSError as exc:
+            raise ValueError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    else:
+        for s in result.smiles:
+            print(s if s is not None else "<invalid>")
+    print(_summary(result, seconds, args.output), file=sys.stderr)
+    return 0
+
+
+def _summary(result, seconds: float, output: str | None) -> str:
+    valid = [s for s in result.smiles if s is not None]
+    line = (f"{len(result)} molecules in {seconds:.1f} s: valid {100 * len(valid) / len(result):.1f} %, "
+            f"unique {100 * len(set(valid)) / max(len(valid), 1):.1f} % of valid")
+    stab = result.info.get("molecule_stability")
+    if stab is not None:
+        line += f", stable {100 * stab:.1f} %"
+    if output:
+        line += f"; wrote {output}"
+    return line

@@ -1,0 +1,119 @@
+"""Model cards: the ``metrics.json`` beside a checkpoint's weights, one schema, written in one place.
+
+A card says what the weights are and how good they are. Its top-level keys:
+
+- training facts, written by the trainer: ``dataset``, ``train_split``, ``steps``, ``epochs``,
+  ``train_seconds``, ``train_config`` and ``learning_curve``, plus what the model's training setup
+  records about its data (``train_molecules``, token counts, ...);
+- provenance of a shipped checkpoint: ``train_command`` and ``train_hardware`` (a string, or a list
+  of strings for a run in several parts) and ``weights`` (which weights: EMA, float16, ...);
+- ``evaluation``: the headline evaluation, with the ``command`` that produced it, its ``date`` and
+  its numbers (``molgen.list_models()`` shows the headline metrics found in it);
+- ``other_evaluations``: ``{name: evaluation}`` for further settings (another temperature, another
+  number of diffusion steps), each with its ``command`` and ``date`` too.
+
+Older cards used other names for the same things (``split``, ``train_machine``, top-level
+``evaluation_<setting>`` keys); :func:`validate_card` refuses them and names the key to use. JSON has
+no NaN: non-finite numbers are written as ``null``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text
+
+CARD_FILE = "metrics.json"
+#: Keys every card written through :func:`write_card` has (the trainer writes them all).
+REQUIRED = ("dataset", "train_split", "steps", "epochs", "train_config")
+#: Keys a shipped checkpoint's card has in addition.
+REQUIRED_SHIPPED = ("train_seconds", "train_command", "train_hardware", "weights", "evaluation")
+#: Keys an evaluation (``evaluation``, each of ``other_evaluations``) has.
+REQUIRED_EVALUATION = ("command", "date")
+#: Old key -> the key to use.
+RENAMED = {"split": "train_split", "train_machine": "train_hardware", "commands": "command"}
+
+
+def _problems(card: Any, shipped: bool) -> list[str]:
+    if not isinstance(card, dict):
+        return [f"a model card is a JSON object, not a {type(card).__name__}"]
+    out = [f"{key!r} is missing" for key in (*REQUIRED, *(REQUIRED_SHIPPED if shipped else ())) if key not in card]
+    out += [f"{old!r} is now {new!r}" for old, new in RENAMED.items() if old in card]
+    out += [f"{key!r}: put it under 'other_evaluations' as {key.removeprefix('evaluation_')!r}"
+            for key in card if key.startswith("evaluation_")]
+    for key in ("train_command", "train_hardware"):
+        value = card.get(key)
+        if value is not None and not (isinstance(value, str) or (isinstance(value, list)
+                                                                 and all(isinstance(v, str) for v in value))):
+            out.append(f"{key!r} must be a string or a list of strings")
+    evaluations = {"evaluation": card.get("evaluation")} if "evaluation" in card else {}
+    others = card.get("other_evaluations", {})
+    if not isinstance(others, dict):
+        out.append("'other_evaluations' must be an object {name: evaluation}")
+        others = {}
+    evaluations.update({f"other_evaluations/{name}": value for name, value in others.items()})
+    for where, value in evaluations.items():
+        if not isinstance(value, dict):
+            out.append(f"{where!r} must be an object")
+            continue
+        out += [f"{where!r} has no {key!r}" for key in REQUIRED_EVALUATION if key not in value]
+        out += [f"{where!r}: {old!r} is now {new!r}" for old, new in RENAMED.items() if old in value]
+    return out
+
+
+def validate_card(card: dict[str, Any], shipped: bool = False) -> None:
+    """ValueError listing every way ``card`` departs from the schema (``shipped``: also the keys of
+    a checkpoint that molgen ships)."""
+    problems = _problems(card, shipped)
+    if problems:
+        raise ValueError(f"model card does not fit the schema: {'; '.join(problems)}")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def card_json(card: dict[str, Any], shipped: bool = False) -> str:
+    """The card as the text of ``metrics.json``, after :func:`validate_card`."""
+    validate_card(card, shipped)
+    return json.dumps(_finite(card), indent=2, allow_nan=False)
+
+
+def read_card(folder: str | Path) -> dict[str, Any]:
+    """The card of a checkpoint folder (``{}`` when it has none)."""
+    path = Path(folder) / CARD_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_card(folder: str | Path, card: dict[str, Any], shipped: bool | None = None) -> Path:
+    """Validate ``card`` and write it as ``folder/metrics.json`` atomically (readers see the old or the
+    new card). ``shipped`` (default: whether ``folder`` is in ``molgen/pretrained``) adds the keys of a
+    shipped checkpoint to the check."""
+    from .base import PRETRAINED_DIR
+
+    path = Path(folder) / CARD_FILE
+    if shipped is None:
+        shipped = path.resolve().parent.parent == PRETRAINED_DIR.resolve()
+    atomic_write_text(path, card_json(card, shipped))
+    return path
+
+
+def update_card(folder: str | Path, section: str, values: dict[str, Any]) -> Path:
+    """Set one evaluation of a checkpoint's card and write the card: ``section`` is ``"evaluation"``
+    (the headline one) or ``"other_evaluations/<name>"``. The way studies record their results."""
+    card = read_card(folder)
+    if section == "evaluation":
+        card["evaluation"] = values
+    elif section.startswith("other_evaluations/") and section.count("/") == 1 and section.split("/")[1]:
+        card.setdefault("other_evaluations", {})[section.split("/")[1]] = values
+    else:
+        raise ValueError(f"section must be 'evaluation' or 'other_evaluations/<name>', got {section!r}")
+    return write_card(folder, card)
