@@ -150,6 +150,17 @@ def test_model_cards_are_written_through_one_function_that_refuses_the_old_keys(
     assert list(saved["other_evaluations"]) == ["temperature_1.1"] and saved["steps"] == 3
 
 
+def test_an_older_card_is_upgraded_to_the_schema_when_a_run_resumes():
+    from molgen.models.card import upgrade_card, validate_card
+
+    old = {"split": "train", "train_machine": "cpu", "steps": 3, "epochs": 0.1, "train_config": {},
+           "evaluation_150_steps": {"command": "x", "date": "d"}, "other_evaluations": {"t": {"command": "y", "date": "d"}}}
+    new = upgrade_card(old)
+    validate_card(new)
+    assert new["train_split"] == "train" and new["train_hardware"] == "cpu" and "split" not in new
+    assert new["other_evaluations"] == {"t": {"command": "y", "date": "d"}, "150_steps": {"command": "x", "date": "d"}}
+
+
 def test_load_accepts_checkpoint_names_model_names_and_paths():
     by_name = molgen.load("ar-moses")
     assert by_name.checkpoint_dir == base.PRETRAINED_DIR / "ar-moses"

@@ -26,10 +26,12 @@ from typing import Any
 from .checkpoint import atomic_write_text
 
 CARD_FILE = "metrics.json"
-#: Keys every card written through :func:`write_card` has (the trainer writes them all).
-REQUIRED = ("dataset", "train_split", "steps", "epochs", "train_config")
-#: Keys a shipped checkpoint's card has in addition.
-REQUIRED_SHIPPED = ("train_seconds", "train_command", "train_hardware", "weights", "evaluation")
+#: Keys every card written through :func:`write_card` or by the trainer has.
+REQUIRED = ("steps", "epochs", "train_config")
+#: Keys a shipped checkpoint's card has in addition (``dataset`` and ``train_split`` come from the model's
+#: training setup).
+REQUIRED_SHIPPED = ("dataset", "train_split", "train_seconds", "train_command", "train_hardware", "weights",
+                    "evaluation")
 #: Keys an evaluation (``evaluation``, each of ``other_evaluations``) has.
 REQUIRED_EVALUATION = ("command", "date")
 #: Old key -> the key to use.
@@ -63,6 +65,23 @@ def _problems(card: Any, shipped: bool) -> list[str]:
     return out
 
 
+def upgrade_card(card: dict[str, Any]) -> dict[str, Any]:
+    """A card of an older version in this schema: old key names renamed, top-level ``evaluation_<x>``
+    moved to ``other_evaluations[x]`` (the trainer applies it to the card of a run it resumes)."""
+    out: dict[str, Any] = {}
+    others = dict(card.get("other_evaluations", {})) if isinstance(card.get("other_evaluations"), dict) else {}
+    for key, value in card.items():
+        if key.startswith("evaluation_"):
+            others.setdefault(key.removeprefix("evaluation_"), value)
+        elif key != "other_evaluations":
+            new = RENAMED.get(key, key)
+            if new not in card or new == key:
+                out[new] = value
+    if others:
+        out["other_evaluations"] = others
+    return out
+
+
 def validate_card(card: dict[str, Any], shipped: bool = False) -> None:
     """ValueError listing every way ``card`` departs from the schema (``shipped``: also the keys of
     a checkpoint that molgen ships)."""
@@ -81,10 +100,16 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def card_text(card: dict[str, Any]) -> str:
+    """The text of ``metrics.json`` for ``card`` (non-finite numbers as null), unchecked: what
+    :func:`card_json` writes after its check, and what ``save_pretrained`` writes for metrics a user gives."""
+    return json.dumps(_finite(card), indent=2, allow_nan=False)
+
+
 def card_json(card: dict[str, Any], shipped: bool = False) -> str:
     """The card as the text of ``metrics.json``, after :func:`validate_card`."""
     validate_card(card, shipped)
-    return json.dumps(_finite(card), indent=2, allow_nan=False)
+    return card_text(card)
 
 
 def read_card(folder: str | Path) -> dict[str, Any]:

@@ -99,7 +99,9 @@ def checkpoint_files(name: str, config: dict[str, Any], weights: dict[str, torch
     blob = weights_bytes(weights)
     files = {"weights.safetensors": blob}
     if metrics is not None:
-        files["metrics.json"] = json.dumps(metrics, indent=2).encode()
+        from .card import card_text  # card.py writes through this module: imported here, not at the top
+
+        files["metrics.json"] = card_text(metrics).encode()
     files["config.json"] = json.dumps({"model": name, "config": config, "weights_sha256": sha256_bytes(blob)},
                                       indent=2).encode()
     return files

@@ -32,7 +32,7 @@ def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str,
     if tuple(model.atom_types) != data.atom_types:
         raise ValueError(f"model atom types {model.atom_types} do not match the data's {data.atom_types}")
     evaluator = make_evaluator(n=train_cfg.get("eval_samples"))
-    return TrainingSetup(model, data, defaults["train"], evaluator, {"dataset": "qm9", "split": "train"})
+    return TrainingSetup(model, data, defaults["train"], evaluator, {"dataset": "qm9", "train_split": "train"})
 
 
 def sample_quality(zs: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, float | None]:

@@ -31,6 +31,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..models.base import GenerativeModel
+from ..models.card import upgrade_card, validate_card
 from ..models.checkpoint import MAX_FILE_BYTES, CheckpointError, checkpoint_files, has_train_state, write_checkpoint
 from ..models.train_state import encode_train_state, read_train_state
 from .config import BatchDataset, TrainConfig, TrainingDiverged, TrainingInterrupted
@@ -172,9 +173,10 @@ class Trainer:
                 prev = json.loads(old.read_text())
                 if not isinstance(prev, dict):
                     raise ValueError("not a JSON object")
-                metrics = {**prev, **metrics}
+                metrics = {**upgrade_card(prev), **metrics}
             except (ValueError, UnicodeDecodeError) as exc:
                 tqdm.write(f"warning: {old} is unreadable ({exc.__class__.__name__}); writing a new one")
+        validate_card(metrics)
         ema_weights = self.ema.module.state_dict()
         files.update(checkpoint_files(self.model.name, self.model.config, ema_weights, metrics))
         big = [f"{name} ({len(data) / 2**20:.1f} MiB)" for name, data in files.items() if len(data) >= MAX_FILE_BYTES]
