@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "metrics of a file of molecules (validity, uniqueness, novelty, FCD, ...)",
     "train": "train a model (resumes when the output folder has a checkpoint)",
     "interpolate": "decode molecules along a path in the graph VAE's latent space",
+    "denoise": "refine 3D geometries with EDM (noise them part way, denoise back)",
     "fetch": "download data molgen does not ship (the MOSES sets)",
 }
 
