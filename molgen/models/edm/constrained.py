@@ -61,53 +61,63 @@ def _known_inserter(model: "EDM", mask: torch.Tensor, xh: torch.Tensor, known_x:
     return known
 
 
-def inpaint(model: "EDM", atomic_numbers: Sequence[int], positions: np.ndarray, n: int,
-            n_atoms: int | Sequence[int] | None = None, seed: int | None = 0, steps: int | None = None,
-            scheduler: str | Scheduler | None = None, resamplings: int = 1, batch_size: int | None = None,
+def inpaint(model: "EDM", fragments: Sequence[Record], n_atoms: int | Sequence[int] | None = None,
+            seed: int | None = 0, steps: int | None = None, scheduler: str | Scheduler | None = None,
+            resamplings: int = 1, batch_size: int | None = None,
             progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """n molecules that contain the given atoms (atomic numbers, positions in Angstrom) exactly where they
-    are; the fixed atoms come first in each molecule. ``n_atoms``: the molecules' total size (default:
-    drawn from the training histogram above the fragment's size)."""
-    z_fixed = np.asarray(atomic_numbers, dtype=np.int64).reshape(-1)
-    x_fixed = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-    k = len(z_fixed)
-    if k == 0 or len(x_fixed) != k or not np.isfinite(x_fixed).all():
-        raise ValueError(f"the fixed fragment needs one finite 3D position per atom ({k} atoms, {len(x_fixed)} positions)")
-    if k >= model.max_atoms:
-        raise ValueError(f"the fixed fragment has {k} atoms; this model generates at most {model.max_atoms}")
-    types_fixed = _type_indices(model, z_fixed, "the fixed fragment")
+    """One molecule per fragment (atomic numbers, positions in Angstrom), each containing its fragment's
+    atoms exactly where they are, first. ``n_atoms``: the molecules' total sizes (default: drawn from the
+    training histogram above each fragment's size)."""
+    frags = [(np.asarray(z, dtype=np.int64).reshape(-1), np.asarray(x, dtype=np.float64).reshape(-1, 3))
+             for z, x in fragments]
+    n = len(frags)
+    if n == 0:
+        raise ValueError("no fixed fragment given")
+    for z, x in frags:
+        if len(z) == 0 or len(x) != len(z) or not np.isfinite(x).all():
+            raise ValueError(f"a fixed fragment needs one finite 3D position per atom ({len(z)} atoms, {len(x)} positions)")
+        if len(z) >= model.max_atoms:
+            raise ValueError(f"the fixed fragment has {len(z)} atoms; this model generates at most {model.max_atoms}")
+    types_fixed = [_type_indices(model, z, "the fixed fragment") for z, _ in frags]
+    sizes = torch.tensor([len(z) for z, _ in frags])
     dev = model.device
     gen = make_generator(seed, dev)
     count_gen = gen if gen is None or gen.device.type == "cpu" else make_generator(seed, "cpu")
     if n_atoms is None:
-        probs = model.n_atoms_probs.cpu().clone()
-        probs[:k + 1] = 0  # at least one atom to generate
-        if probs.sum() <= 0:
-            raise ValueError(f"the training histogram has no molecule with more than {k} atoms; give n_atoms")
-        counts = torch.multinomial(probs, n, replacement=True, generator=count_gen)
+        counts = torch.empty(n, dtype=torch.long)
+        for k in sorted(set(sizes.tolist())):  # per fragment size: the histogram above it
+            rows = (sizes == k).nonzero().view(-1)
+            probs = model.n_atoms_probs.cpu().clone()
+            probs[:k + 1] = 0  # at least one atom to generate
+            if probs.sum() <= 0:
+                raise ValueError(f"the training histogram has no molecule with more than {k} atoms; give n_atoms")
+            counts[rows] = torch.multinomial(probs, len(rows), replacement=True, generator=count_gen)
     else:
         counts = model._atom_counts(n, n_atoms, count_gen)
-        if bool((counts <= k).any()):
-            raise ValueError(f"n_atoms must exceed the fixed fragment's {k} atoms, got {int(counts.min())}")
-    centre = x_fixed.mean(0)
-    x_local = torch.as_tensor(x_fixed - centre, dtype=torch.float32, device=dev)
+        if bool((counts <= sizes).any()):
+            row = int((counts <= sizes).nonzero()[0])
+            raise ValueError(f"n_atoms must exceed the fixed fragment's {int(sizes[row])} atoms, got {int(counts[row])}")
+    centres = [x.mean(0) for _, x in frags]
 
     def constraint(rows: list[int], mask: torch.Tensor):
         b, nmax = mask.shape[0], mask.shape[1]
         types = torch.zeros(b, nmax, dtype=torch.long, device=dev)
-        types[:, :k] = types_fixed.to(dev)
         xh = torch.zeros(b, nmax, 3 + model.h_dim, device=dev)
-        xh[:, :k, :3] = x_local
         known = torch.zeros(b, nmax, 1, device=dev)
-        known[:, :k] = 1.0
+        for i, r in enumerate(rows):
+            k = len(frags[r][0])
+            types[i, :k] = types_fixed[r].to(dev)
+            xh[i, :k, :3] = torch.as_tensor(frags[r][1] - centres[r], dtype=torch.float32, device=dev)
+            known[i, :k] = 1.0
         xh[..., 3:] = model.encode_types(types, known)
         return None, _known_inserter(model, mask, xh, known, known, gen)
 
     chain = get_scheduler(scheduler or model.sampler_kind, model.schedule,
                           model.default_sampling_steps if steps is None else steps)
     zs, xs = model.generate(counts, chain, gen, model._batch_size(batch_size), progress, constraint, resamplings)
-    for i, x in enumerate(xs):
-        moved = x - x[:k].mean(0) + centre  # the fixed atoms' centroid where it was given
+    for i, ((z_fixed, x_fixed), x) in enumerate(zip(frags, xs)):
+        k = len(z_fixed)
+        moved = x - x[:k].mean(0) + centres[i]  # the fixed atoms' centroid where it was given
         moved[:k] = x_fixed
         xs[i] = moved
         zs[i] = zs[i].copy()

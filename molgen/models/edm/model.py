@@ -362,8 +362,8 @@ class EDM(GenerativeModel):
             if len(records) != 1 or records[0] is None:
                 raise ValueError("fixed must be one molecule with 3D coordinates (a Mol with a conformer, or an "
                                  "(atomic_numbers, positions) pair)")
-            zs, xs = inpaint(self, records[0][0], records[0][1], n, n_atoms=n_atoms, seed=seed, steps=steps,
-                             scheduler=scheduler, resamplings=resamplings, batch_size=batch_size, progress=progress)
+            zs, xs = inpaint(self, [records[0]] * n, n_atoms=n_atoms, seed=seed, steps=steps, scheduler=scheduler,
+                             resamplings=resamplings, batch_size=batch_size, progress=progress)
         else:
             zs, xs = self.sample_arrays(n, steps=steps, n_atoms=n_atoms, seed=seed, batch_size=batch_size,
                                         progress=progress, scheduler=scheduler, generator=generator)
