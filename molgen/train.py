@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from .models.checkpoint import has_train_state, read_config, read_train_state
     from .training import TrainConfig, Trainer, TrainingInterrupted
     from .training.trainer import prepare_run_folder, refuse_message
+    from .training.setups import training_setup
 
     cls = model_class(args.model)
     out = Path(args.resume or args.out or f"runs/{args.model}-{args.dataset}")
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--device cuda asked for, but no CUDA device is available")
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     torch.manual_seed(int(train_cfg.get("seed", TrainConfig.seed)))  # reproducible initial weights
-    setup = cls.training_setup(args.dataset, model_cfg, train_cfg)
+    setup = (cls.training_setup(args.dataset, model_cfg, train_cfg) if hasattr(cls, "training_setup")  # edm, tests
+             else training_setup(args.model, args.dataset, model_cfg, train_cfg))  # ar, vae: molgen.training.<model>
     trainer = Trainer(setup.model, setup.data, TrainConfig(**{**setup.train_defaults, **train_cfg}), out,
                       device=device, evaluate=setup.evaluate, extra_metrics=setup.metrics)
     try:

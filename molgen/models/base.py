@@ -39,7 +39,7 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-_MODULES = {"edm": "edm", "ar": "autoregressive", "vae": "vae"}
+_MODULES = {"edm": "edm", "ar": "ar", "vae": "vae"}
 _MISSING: dict[str, str] = {}  # model name -> the third-party package its module could not import
 
 
