@@ -20,7 +20,7 @@ from ..chem.elements import max_valence
 from ..datasets import dataset_smiles
 from ..models.base import GenerativeModel
 from ..models.vae import GraphVAE
-from ..models.vae.featurize import cached_scan, canonical_hash
+from ..models.vae.featurization import cached_scan, canonical_hash
 from ..models.vae.table import GraphTable
 from .setup import TrainingSetup
 from .setups import default_config

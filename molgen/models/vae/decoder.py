@@ -15,7 +15,7 @@ from torch import nn
 
 from ...nn.sampling import masked_choice, masked_log_softmax
 from ...nn.transformer import BiasedBlock
-from .featurize import VALENCE_BINS
+from .featurization import VALENCE_BINS
 
 
 def _reverse_later(open_: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, register
 from .decoder import SequentialGraphDecoder
-from .featurize import MAX_HS
+from .featurization import MAX_HS
 from .table import GraphTable, collate
 
 

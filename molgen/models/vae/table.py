@@ -2,7 +2,7 @@
 cut from them for the encoder and the decoder (:func:`collate`).
 
 A table of user input is filled lazily; a training set is featurised once and loaded from its
-content-keyed cache (:meth:`GraphTable.cached`, see :mod:`molgen.models.vae.featurize`).
+content-keyed cache (:meth:`GraphTable.cached`, see :mod:`molgen.models.vae.featurization`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from rdkit import Chem
 
 from ..._cache import cache_dir, cached_npz
-from .featurize import EDGE_COLUMNS, NODE_COLUMNS, featurization_key, featurize, featurize_many
+from .featurization import EDGE_COLUMNS, NODE_COLUMNS, featurization_key, featurize, featurize_many
 
 
 class GraphTable:

@@ -25,7 +25,6 @@ from multiprocessing import get_context
 from typing import Sequence
 
 import numpy as np
-import torch
 from rdkit import Chem, rdBase
 
 from ..._cache import cache_dir, cached_npz, digest_strings
