@@ -314,3 +314,20 @@ def test_training_cli_runs_a_few_steps_on_qm9(tmp_path) -> None:
     assert model.max_atoms == 9 and model.sample(20, seed=0).validity == 1.0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["learning_curve"][-1]["validity"] == 1.0
+
+
+def test_training_setup_sizes_the_model_from_the_data_and_evaluates_it(tmp_path, monkeypatch) -> None:
+    from molgen.training import ar as ar_training
+
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    splits = {"train": MOLS * 3, "valid": [MOLS[k % 4] for k in range(1000)]}
+    monkeypatch.setattr(ar_training, "dataset_smiles", lambda dataset, split: list(splits[split]))
+    setup = ar_training.training_setup("qm9", {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32}, {})
+    model = setup.model
+    assert isinstance(model, ARModel) and model.max_atoms == 10 and model.config["d_model"] == 16
+    assert set(model.atom_types) == {"C", "N", "O", "F", "N+", "O-"} and len(setup.data) == len(splits["train"])
+    assert setup.train_defaults["batch_size"] == 128 and setup.metrics["train_molecules"] == len(splits["train"])
+    model.train()
+    row = setup.evaluate(model)
+    assert model.training and row["validity"] == 1.0 and 0.0 <= row["novelty"] <= 1.0
+    assert math.isfinite(row["heldout_nll"]) and row["heldout_nll"] > 0

@@ -29,8 +29,9 @@ valence masks (``valence_mask_in_loss=False``) so that it learns valence itself 
 Two implementations of the same state machine (:mod:`molgen.models.ar.graph_state`): the sampler
 (:mod:`molgen.models.ar.decode`) updates a ``GraphState`` one action at a time (KV cache, finished
 molecules dropped from the batch), while training and :meth:`ARModel.log_likelihood` compute every
-intermediate state of whole sequences in closed form (``teacher_states``, a loop over atoms only). The tests check that both give the same actions,
-masks and per-step log-probabilities. Samples are deterministic for a given ``seed`` and ``batch_size``.
+intermediate state of whole sequences in closed form (``teacher_states``, a loop over atoms only).
+The tests check that both give the same actions, masks and per-step log-probabilities. Samples are
+deterministic for a given ``seed`` and ``batch_size``.
 """
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ class RelationBlock(BiasedBlock):
         self.rel = nn.Embedding(n_rel, heads)
         nn.init.zeros_(self.rel.weight)
 
-    def forward(self, x: torch.Tensor, rel: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, rel: torch.Tensor,  # type: ignore[override]
+                causal: torch.Tensor) -> torch.Tensor:
         """Full sequence: x (B, T, d), rel (B, T, T) relation indices, causal (T, T) additive mask."""
         return super().forward(x, self.rel(rel).permute(0, 3, 1, 2) + causal)
 
@@ -92,9 +94,9 @@ class ARModel(GenerativeModel):
     """Autoregressive graph transformer over canonical BFS action sequences (see module docstring).
 
     ``atom_types`` are (element, charge) tokens such as ``"C"``, ``"N+"``, ``"O-"``; ``max_atoms`` caps
-    the heavy atoms of a molecule (sampling and scoring; :func:`molgen.training.ar.training_setup` sets it to the
-    training set's largest molecule, so the model never samples sizes it has not seen); sequences hold
-    at most ``2 * max_atoms`` actions; graph distances are clipped at ``max_distance`` bonds.
+    the heavy atoms of a molecule (sampling and scoring; :func:`molgen.training.ar.training_setup` sets
+    it to the training set's largest molecule, so the model never samples sizes it has not seen);
+    sequences hold at most ``2 * max_atoms`` actions; graph distances are clipped at ``max_distance`` bonds.
     """
 
     name: ClassVar[str] = "ar"
