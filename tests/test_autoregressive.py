@@ -11,9 +11,12 @@ import torch
 from rdkit import Chem
 
 from molgen.chem.build import canonical_smiles, canonicalize, sanitize
-from molgen.models.ar_data import (ATOM, RING, ActionDataset, code_to_token, delinearize, encode,
-                                   linearize, max_valence, parse_token)
-from molgen.models.autoregressive import ARModel, _filter, _GraphState
+from molgen.chem.elements import max_valence
+from molgen.models.ar import ARModel
+from molgen.models.ar.encoding import (ATOM, RING, ActionDataset, _z_charge, code_to_token, delinearize, encode,
+                                       linearize)
+from molgen.models.ar.graph_state import GraphState
+from molgen.nn.sampling import filter_logits
 
 TYPES = ("C", "N", "O", "F", "N+", "O-")
 MOLS = ["CCO", "c1ccccc1O", "CC(=O)[O-]", "C1CC2CC1C2", "N#CC(N)C=O", "[NH3+]CC([O-])=O", "OC1COC1",
@@ -71,7 +74,7 @@ def test_linearisation_is_breadth_first_with_kekule_bonds() -> None:
 
 
 def test_atom_tokens_and_valences() -> None:
-    assert parse_token("N+") == (7, 1) and parse_token("O-") == (8, -1) and parse_token("C") == (6, 0)
+    assert _z_charge("N+") == (7, 1) and _z_charge("O-") == (8, -1) and _z_charge("C") == (6, 0)
     assert [max_valence(t) for t in ("C", "N", "N+", "O-", "F", "S")] == [4, 3, 4, 1, 1, 6]
     assert isinstance(linearize("CC.O"), str) and "disconnected" in linearize("CC.O")
     assert "does not parse" in linearize("C1CC")
@@ -80,7 +83,7 @@ def test_atom_tokens_and_valences() -> None:
 # --- masks -----------------------------------------------------------------------------------------
 def test_mask_forbids_over_valent_bond() -> None:
     model = tiny()
-    st = _GraphState(1, 4, torch.device("cpu"))
+    st = GraphState(1, 4, torch.device("cpu"))
     t = lambda *x: torch.tensor(x)  # noqa: E731
     o, c = TYPES.index("O"), TYPES.index("C")
     st.apply(t(ATOM), t(c), t(0), t(0), model.maxval)  # C
@@ -210,7 +213,7 @@ def test_bad_likelihood_batch_size_is_refused() -> None:
 
 
 def test_encoding_cache_is_keyed_on_every_smiles(tmp_path, monkeypatch) -> None:
-    from molgen.models.ar_data import encode_cached
+    from molgen.models.ar.encoding import encode_cached
 
     monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
     smiles = ["C" * (1 + k % 6) for k in range(2400)]
@@ -221,7 +224,7 @@ def test_encoding_cache_is_keyed_on_every_smiles(tmp_path, monkeypatch) -> None:
     assert len(list((tmp_path / "ar").glob("t-*.npz"))) == 2
     assert code_to_token(int(second.codes[second.atom_ptr[1] + 1])) == "O"
     assert code_to_token(int(first.codes[first.atom_ptr[1] + 1])) == "C"
-    monkeypatch.setattr("molgen.models.ar_data.encode", lambda *a, **k: pytest.fail("re-encoded a cached set"))
+    monkeypatch.setattr("molgen.models.ar.encoding.encode", lambda *a, **k: pytest.fail("re-encoded a cached set"))
     again = encode_cached("t", edited, workers=1, verbose=False)
     for key in ("codes", "atom_ptr", "kind", "ptr", "bond", "act_ptr", "source"):
         np.testing.assert_array_equal(getattr(again, key), getattr(second, key))
@@ -266,9 +269,9 @@ def test_temperature_top_k_top_p(trained: ARModel) -> None:
 
 def test_filter_keeps_smallest_nucleus() -> None:
     logp = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    kept = torch.isfinite(_filter(logp, 1.0, None, 0.75))
+    kept = torch.isfinite(filter_logits(logp, 1.0, None, 0.75))
     assert kept.tolist() == [[True, True, False, False]]
-    kept = torch.isfinite(_filter(logp, 1.0, 3, None))
+    kept = torch.isfinite(filter_logits(logp, 1.0, 3, None))
     assert kept.tolist() == [[True, True, True, False]]
 
 
@@ -311,3 +314,20 @@ def test_training_cli_runs_a_few_steps_on_qm9(tmp_path) -> None:
     assert model.max_atoms == 9 and model.sample(20, seed=0).validity == 1.0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["learning_curve"][-1]["validity"] == 1.0
+
+
+def test_training_setup_sizes_the_model_from_the_data_and_evaluates_it(tmp_path, monkeypatch) -> None:
+    from molgen.training import ar as ar_training
+
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    splits = {"train": MOLS * 3, "valid": [MOLS[k % 4] for k in range(1000)]}
+    monkeypatch.setattr(ar_training, "dataset_smiles", lambda dataset, split: list(splits[split]))
+    setup = ar_training.training_setup("qm9", {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32}, {})
+    model = setup.model
+    assert isinstance(model, ARModel) and model.max_atoms == 10 and model.config["d_model"] == 16
+    assert set(model.atom_types) == {"C", "N", "O", "F", "N+", "O-"} and len(setup.data) == len(splits["train"])
+    assert setup.train_defaults["batch_size"] == 128 and setup.metrics["train_molecules"] == len(splits["train"])
+    model.train()
+    row = setup.evaluate(model)
+    assert model.training and row["validity"] == 1.0 and 0.0 <= row["novelty"] <= 1.0
+    assert math.isfinite(row["heldout_nll"]) and row["heldout_nll"] > 0

@@ -9,9 +9,11 @@ import pytest
 import torch
 from rdkit import Chem
 
-from molgen.models import load, model_class, vae_data
-from molgen.models.vae import (GraphTable, GraphVAE, featurize, gaussian_kl, max_valence, parse_token,
-                               scan_atom_tokens, token_name)
+from molgen.chem.elements import max_valence, parse_token, token_name
+from molgen.models import load, model_class
+from molgen.models.vae import GraphTable, GraphVAE, featurize, gaussian_kl, scan_atom_tokens
+from molgen.models.vae import featurization as vae_featurize
+from molgen.models.vae import table as vae_table
 
 TOKENS = ("C", "N", "O", "F", "N+", "O-")
 MOLECULES = ["CCO", "c1ccccc1", "CC(=O)N", "N#CC1CC1", "OC1COC1", "FC(F)F", "C[NH3+]", "CC(=O)[O-]"]
@@ -121,7 +123,7 @@ def test_cached_table_equals_inline_featurisation_and_loads_without_rdkit(tmp_pa
     def no_featurising(*args, **kwargs):
         raise AssertionError("the cache should have been loaded, not rebuilt")
 
-    monkeypatch.setattr(vae_data, "featurize_many", no_featurising)
+    monkeypatch.setattr(vae_table, "featurize_many", no_featurising)
     _same_tables(GraphTable.cached("t", items, TOKENS, 9, progress=False, verbose=False), inline)
     batch = built.batch(np.arange(len(items)))  # batches from cached arrays: no featurisation
     assert batch["atoms"].shape[0] == int((inline.status == 1).sum())
@@ -153,8 +155,8 @@ def test_corrupt_featurisation_cache_is_rebuilt_with_a_warning(tmp_path, monkeyp
 
 def test_parallel_featurisation_equals_serial():
     items = MOLECULES * 5 + ["C1CC", "[Fe]"]
-    serial = vae_data.featurize_many(items, TOKENS, 9, 17, workers=1, chunk=7, progress=False)
-    parallel = vae_data.featurize_many(items, TOKENS, 9, 17, workers=2, chunk=7, progress=False)
+    serial = vae_featurize.featurize_many(items, TOKENS, 9, 17, workers=1, chunk=7, progress=False)
+    parallel = vae_featurize.featurize_many(items, TOKENS, 9, 17, workers=2, chunk=7, progress=False)
     assert serial.keys() == parallel.keys()
     for k in serial:
         np.testing.assert_array_equal(serial[k], parallel[k])
@@ -162,22 +164,22 @@ def test_parallel_featurisation_equals_serial():
 
 
 def test_training_setup_featurises_once_and_then_loads_the_cache(tmp_path, monkeypatch, capsys):
-    from molgen.models import vae as vae_module
+    from molgen.training import vae as vae_training
 
     monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
     train = MOLECULES * 12 + ["CCS"]  # S is too rare for the vocabulary: not representable
-    monkeypatch.setattr(vae_module, "_dataset_smiles", lambda dataset: (list(train), MOLECULES[:2]))
+    monkeypatch.setattr(vae_training, "dataset_split_smiles", lambda dataset: (list(train), MOLECULES[:2]))
     small = dict(latent_dim=8, encoder_hidden=16, encoder_layers=1, decoder_dim=16, decoder_layers=1,
                  decoder_heads=2)
-    setup = GraphVAE.training_setup("qm9", small, {})
+    setup = vae_training.training_setup("qm9", small, {})
     table = setup.data
     assert table.complete and len(table) == len(train) and list(table.reasons) == [len(train) - 1]
     assert setup.metrics["train_not_representable"] == 1
     names = sorted(p.name.split("-")[1] for p in (tmp_path / "vae").glob("*.npz"))
     assert names == ["train", "train"]  # qm9-train-<key>.npz and qm9-train-scan-<key>.npz
     assert "scanned the atom tokens of 97" in capsys.readouterr().out
-    monkeypatch.setattr(vae_data, "featurize_many", lambda *a, **k: pytest.fail("featurised again"))
-    again = GraphVAE.training_setup("qm9", small, {})
+    monkeypatch.setattr(vae_table, "featurize_many", lambda *a, **k: pytest.fail("featurised again"))
+    again = vae_training.training_setup("qm9", small, {})
     out = capsys.readouterr().out
     assert "scanned" not in out and "loaded the featurised 97 qm9-train molecules" in out
     _same_tables(again.data, table)
@@ -189,9 +191,9 @@ def test_token_scan_is_cached_by_content(tmp_path, monkeypatch):
     monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
     items = MOLECULES * 2
     expected = scan_atom_tokens(items)
-    assert vae_data.cached_scan("t", items, verbose=False) == expected
-    assert list(vae_data.cached_scan("t", items, verbose=False)[0]) == list(expected[0])  # order kept
-    assert vae_data.cached_scan("t", items + ["[Na+].[Cl-]"], verbose=False)[0]["Na+"] == 1
+    assert vae_featurize.cached_scan("t", items, verbose=False) == expected
+    assert list(vae_featurize.cached_scan("t", items, verbose=False)[0]) == list(expected[0])  # order kept
+    assert vae_featurize.cached_scan("t", items + ["[Na+].[Cl-]"], verbose=False)[0]["Na+"] == 1
 
 
 # --- the objective ----------------------------------------------------------------------------------
@@ -405,7 +407,7 @@ def test_interpolate_cli(overfit, tmp_path, capsys):
 
 
 def test_learning_curve_evaluator(overfit):
-    from molgen.models.vae import CurveEvaluator
+    from molgen.training.vae import CurveEvaluator
 
     table = GraphTable(MOLECULES, TOKENS, 9)
     table.ensure(np.arange(len(MOLECULES)))

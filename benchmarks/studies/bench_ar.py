@@ -43,7 +43,7 @@ def _forced_rate(model, dataset: str, n: int, batch: int) -> tuple[float, float,
     """Molecules/s decoding ``n`` real molecules of the dataset through the sampler (teacher-forced:
     the same work as sampling molecules of exactly the data's sizes), RDKit molecules included."""
     from molgen.datasets import dataset_smiles
-    from molgen.models.ar_data import ActionDataset, encode
+    from molgen.models.ar.encoding import ActionDataset, encode
     from molgen.samples import SampleSet
 
     smiles = dataset_smiles(dataset, "test")[:n]
@@ -61,8 +61,8 @@ def _forced_rate(model, dataset: str, n: int, batch: int) -> tuple[float, float,
 
 def _speed_one(dataset: str, n: int, batch: int, device: str) -> list[str]:
     from molgen.datasets import dataset_smiles
-    from molgen.models.ar_data import encode, vocabulary
-    from molgen.models.autoregressive import ARModel
+    from molgen.models.ar import ARModel, encode, vocabulary
+    from molgen.training.setups import default_config
 
     model, where = _load(dataset)
     lines = []
@@ -79,7 +79,7 @@ def _speed_one(dataset: str, n: int, batch: int, device: str) -> list[str]:
         enc = encode(dataset_smiles(dataset, "test")[:2000], workers=1)
         torch.manual_seed(0)
         model = ARModel(atom_types=vocabulary(enc)[0], max_atoms=int(np.diff(enc.atom_ptr).max()),
-                        **ARModel.MODEL_DEFAULTS[dataset]).to(device).eval()
+                        **default_config("ar", dataset)["model"]).to(device).eval()
         label = "RANDOM WEIGHTS (no checkpoint), shipped size"
     rate, atoms, m = _forced_rate(model, dataset, n, batch)
     lines.append(f"{dataset:6s} {label}, decoding {m} real {dataset} test molecules through the sampler "

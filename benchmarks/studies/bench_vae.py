@@ -34,18 +34,18 @@ from benchmarks.timing import Stopwatch, command_line, cpu_name, timed
 def _model(dataset: str, checkpoint: str | None, device: str):
     """The shipped (or given) checkpoint, else random weights at the shipped size; and a label."""
     from molgen.models import load, pretrained_path
-    from molgen.models.vae import _DATASET_DEFAULTS, MIN_TOKEN_COUNT, GraphVAE, _dataset_smiles, _has_valence, \
-        scan_atom_tokens
+    from molgen.models.vae import GraphVAE, scan_atom_tokens
+    from molgen.training.setups import default_config
+    from molgen.training.vae import atom_vocabulary, dataset_split_smiles
 
     folder = Path(checkpoint) if checkpoint else pretrained_path("vae", dataset)
     if (folder / "config.json").exists():
         return load("vae", checkpoint=folder, device=device), f"checkpoint {os.path.relpath(folder)}"
-    train, _ = _dataset_smiles(dataset)
+    train, _ = dataset_split_smiles(dataset)
     counts, largest = scan_atom_tokens(train)
-    tokens = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-              if c >= MIN_TOKEN_COUNT and _has_valence(t)]
+    tokens = atom_vocabulary(counts)
     torch.manual_seed(0)
-    model = GraphVAE(**{**_DATASET_DEFAULTS[dataset]["model"], "atom_types": tokens, "max_atoms": largest})
+    model = GraphVAE(**{**default_config("vae", dataset)["model"], "atom_types": tokens, "max_atoms": largest})
     return model.to(device).eval(), "RANDOM WEIGHTS at the shipped size (no checkpoint installed)"
 
 

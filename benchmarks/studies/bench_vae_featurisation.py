@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import molgen
     from molgen.datasets import dataset_smiles
-    from molgen.models import vae_data
+    from molgen.models.vae import featurization as vae_data
     from molgen.models.vae import GraphVAE, GraphTable
 
     root = Path(molgen.__file__).resolve().parent

@@ -43,7 +43,7 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-_MODULES = {"edm": "edm", "ar": "autoregressive", "vae": "vae"}
+_MODULES = {"edm": "edm", "ar": "ar", "vae": "vae"}
 _MISSING: dict[str, str] = {}  # model name -> the third-party package its module could not import
 
 
@@ -67,12 +67,14 @@ def _import_models() -> None:
 
 
 @contextlib.contextmanager
-def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in eval mode for the block and restore its training mode after, errors included."""
+def evaluating(module: nn.Module, grad: bool = False) -> Iterator[nn.Module]:
+    """``module`` in eval mode for the block, without gradients unless ``grad`` (a search that
+    differentiates through the model); its training mode is restored after, errors included."""
     was_training = module.training
     module.eval()
     try:
-        yield module
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            yield module
     finally:
         module.train(was_training)
 

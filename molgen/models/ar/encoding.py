@@ -1,4 +1,4 @@
-"""Linearisation of molecular graphs for the autoregressive model (``molgen.models.autoregressive``).
+"""Linearisation of molecular graphs for the autoregressive model (:mod:`molgen.models.ar`).
 
 A molecule (heavy atoms, hydrogens implicit) becomes a sequence of *actions*:
 
@@ -7,9 +7,9 @@ A molecule (heavy atoms, hydrogens implicit) becomes a sequence of *actions*:
 - ``RING(target, bond)``: bond the most recently added atom to an earlier atom ``target``;
 - ``STOP``.
 
-The order is canonical: atoms are renumbered by RDKit's canonical ranks (``CanonicalRankAtoms`` with
-ties broken), kekulised in that numbering (so the Kekulé structure does not depend on how the input
-was written), and visited breadth-first from canonical atom 0, neighbours in rank order. In BFS order
+The order is canonical (:func:`molgen.chem.order.canonical_bfs_order`: breadth-first from canonical
+rank 0, neighbours in rank order); bonds are kekulised in rank numbering (so the Kekulé structure
+does not depend on how the input was written). In BFS order
 an atom's parent is its earliest-visited neighbour; its other earlier neighbours are ring closures,
 emitted right after it in increasing order. Atom types are (element, formal charge) pairs such as
 ``"C"``, ``"N+"``, ``"O-"``.
@@ -32,10 +32,11 @@ import numpy as np
 import torch
 from rdkit import Chem, rdBase
 
-from .._cache import cache_dir, cached_npz, digest_strings
-from ..chem.build import BOND_TYPES, as_mol
-from ..chem import elements
-from ..chem.elements import atomic_number, max_valence, symbol, token_name  # noqa: F401 (max_valence re-exported)
+from ..._cache import cache_dir, cached_npz, digest_strings
+from ...chem import elements
+from ...chem.build import BOND_TYPES, as_mol
+from ...chem.elements import atomic_number, symbol, token_name
+from ...chem.order import canonical_bfs_order, canonical_ranks
 
 ENCODING_VERSION = 1
 ATOM, RING, STOP = 0, 1, 2
@@ -54,7 +55,7 @@ def code_to_token(code: int) -> str:
     return token_name(symbol(z), c - _CHARGE_OFFSET)
 
 
-def parse_token(token: str) -> tuple[int, int]:
+def _z_charge(token: str) -> tuple[int, int]:
     """(atomic number, formal charge) of a token name such as ``"N+"`` or ``"O-"``."""
     sym, charge = elements.parse_token(token)
     return atomic_number(sym), charge
@@ -104,8 +105,9 @@ def linearize(x: "str | Chem.Mol | None") -> "Linearized | str":
     n = mol.GetNumAtoms()
     if len(Chem.GetMolFrags(mol)) > 1:
         return "disconnected (several fragments); the model builds connected graphs"
-    ranks = list(Chem.CanonicalRankAtoms(mol, breakTies=True))
-    mol = Chem.RenumberAtoms(mol, np.argsort(ranks).tolist())
+    by_rank = canonical_ranks(mol)
+    bfs = canonical_bfs_order(mol, by_rank)
+    mol = Chem.RenumberAtoms(mol, by_rank.tolist())  # kekulised in rank numbering: canonical bond orders
     try:
         Chem.Kekulize(mol, clearAromaticFlags=True)
     except Exception:
@@ -122,14 +124,10 @@ def linearize(x: "str | Chem.Mol | None") -> "Linearized | str":
     nbrs: list[list[int]] = [[] for _ in range(n)]  # ascending = canonical rank order
     for i, j in zip(*(x.tolist() for x in np.nonzero(adj))):
         nbrs[i].append(j)
-    order, pos = [0], {0: 0}
-    head = 0
-    while head < len(order):
-        for nb in nbrs[order[head]]:
-            if nb not in pos:
-                pos[nb] = len(order)
-                order.append(nb)
-        head += 1
+    rank_of = np.empty(n, dtype=np.int64)
+    rank_of[by_rank] = np.arange(n)
+    order = rank_of[bfs].tolist()  # BFS order in rank numbering
+    pos = {a: i for i, a in enumerate(order)}
     kind, ptr, bond = [ATOM], [-1], [0]
     for i in range(1, n):
         a = order[i]
@@ -147,7 +145,7 @@ def delinearize(atom_tokens: Sequence[str], kind: Sequence[int], ptr: Sequence[i
     """The (unsanitised) Mol of an action sequence over atom types ``atom_tokens`` (one per atom)."""
     mol = Chem.RWMol()
     for tok in atom_tokens:
-        z, c = parse_token(tok)
+        z, c = _z_charge(tok)
         atom = Chem.Atom(z)
         if c:
             atom.SetFormalCharge(c)
@@ -304,7 +302,7 @@ class ActionDataset:
                  max_actions: int) -> None:
         lut = np.full(16 * 128, -1, np.int64)
         for k, tok in enumerate(atom_types):
-            z, c = parse_token(tok)
+            z, c = _z_charge(tok)
             lut[atom_code(z, c)] = k
         atom_type = lut[encoded.codes.astype(np.int64)]
         n_atoms = np.diff(encoded.atom_ptr)

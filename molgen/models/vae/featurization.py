@@ -1,8 +1,8 @@
-"""Featurisation for the graph VAE: atom tokens (element + formal charge), molecules as padded
-node / edge arrays in the canonical breadth-first order (:func:`featurize`), a table of them
-(:class:`GraphTable`: filled lazily for user input, or built once per training set and cached on
-disk, :meth:`GraphTable.cached`), batches for the encoder and decoder (:func:`collate`), and the
-training SMILES per dataset.
+"""Featurisation for the graph VAE: atom tokens (element + formal charge) read from SMILES text
+(:func:`scan_atom_tokens`), molecules as node / edge arrays in the canonical breadth-first order of
+:mod:`molgen.chem.order` (:func:`featurize`; bonds kekulised in the input's numbering), and the
+parallel featurisation of whole training sets with its cache keys (the tables that hold the result
+are :mod:`molgen.models.vae.table`).
 
 The training-set cache lives in ``molgen._cache.cache_dir("vae")``: ``<name>-<key>.npz`` holds the
 featurised graphs as flat int8 arrays (``nodes`` (sum n, 4), ``edges`` (sum m, 5), per molecule
@@ -19,26 +19,24 @@ import inspect
 import os
 import re
 import time
-import warnings
 from collections import Counter
 from functools import lru_cache
 from multiprocessing import get_context
 from typing import Sequence
 
 import numpy as np
-import torch
 from rdkit import Chem, rdBase
 
-from .._cache import cache_dir, cached_npz, digest_strings
-from ..chem.build import mol_from_graph, sanitize
-from ..chem.elements import atomic_number, max_valence, parse_token, token_name
+from ..._cache import cache_dir, cached_npz, digest_strings
+from ...chem.build import mol_from_graph, sanitize
+from ...chem.elements import atomic_number, max_valence, parse_token, token_name
+from ...chem.order import canonical_bfs_order
 
 _BOND_ORDER = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
-_VALENCE_BINS = 8           # embeddings of valence counts clamp at 7
-_MAX_HS = 4                 # hydrogen-count feature clamps at 4
+VALENCE_BINS = 8           # embeddings of valence counts clamp at 7
+MAX_HS = 4                 # hydrogen-count feature clamps at 4
 NODE_COLUMNS = 4            # token, hydrogens, aromatic, in ring
 EDGE_COLUMNS = 5            # later atom, earlier atom, order, aromatic, in ring
-MIN_TOKEN_COUNT = 10        # tokens rarer than this in the training set are left out of the vocabulary
 #: Bump when :func:`featurize` changes what it returns (the cache key also hashes its source code).
 FEATURIZE_VERSION = 1
 
@@ -89,7 +87,7 @@ def scan_atom_tokens(smiles: Sequence[str]) -> tuple[Counter, int]:
 
 
 # --- featurisation --------------------------------------------------------------------------------
-def _canonical_hash(smiles: str) -> int:
+def canonical_hash(smiles: str) -> int:
     return int.from_bytes(hashlib.blake2b(smiles.encode(), digest_size=8).digest(), "little", signed=True)
 
 
@@ -147,7 +145,7 @@ def featurize(molecule: "str | Chem.Mol", tokens: Sequence[str], max_atoms: int,
         k = index.get(key)
         if k is None:
             return f"atom {token_name(*key)} is not in this model's vocabulary ({', '.join(tokens)})"
-        nodes[i] = (k, min(a.GetTotalNumHs(), _MAX_HS), a.GetIsAromatic(), a.IsInRing())
+        nodes[i] = (k, min(a.GetTotalNumHs(), MAX_HS), a.GetIsAromatic(), a.IsInRing())
         check_hydrogens = check_hydrogens or key[1] != 0 or a.GetNoImplicit()
     kek = Chem.Mol(mol)
     try:
@@ -163,18 +161,7 @@ def featurize(molecule: "str | Chem.Mol", tokens: Sequence[str], max_atoms: int,
     if over.size:
         i = int(over[0])
         return f"atom {i} ({tokens[nodes[i, 0]]}) exceeds valence {caps[nodes[i, 0]]}"
-    ranks = list(Chem.CanonicalRankAtoms(mol, breakTies=True))
-    by_rank = np.argsort(ranks)
-    adjacency = orders[np.ix_(by_rank, by_rank)] > 0  # atoms renumbered by canonical rank
-    neighbours = [np.flatnonzero(row).tolist() for row in adjacency]
-    bfs, seen = [0], [False] * n
-    seen[0] = True
-    for i in bfs:  # breadth-first from the lowest rank; the list grows while it is walked
-        for nb in neighbours[i]:
-            if not seen[nb]:
-                seen[nb] = True
-                bfs.append(nb)
-    order = by_rank[bfs]                      # original atom index of BFS position t
+    order = canonical_bfs_order(mol)          # original atom index of BFS position t
     pos = np.empty(n, dtype=np.int64)
     pos[order] = np.arange(n)
     m_bonds = mol.GetNumBonds()
@@ -196,7 +183,7 @@ def featurize(molecule: "str | Chem.Mol", tokens: Sequence[str], max_atoms: int,
                                           [charges[t] for t in nodes[:, 0]]))
         if rebuilt is None or Chem.MolToSmiles(rebuilt, isomericSmiles=False) != canonical:
             return "its hydrogen counts differ from the default valences (explicit or missing hydrogens)"
-    return nodes.astype(np.int8), edges.astype(np.int8), _canonical_hash(canonical)
+    return nodes.astype(np.int8), edges.astype(np.int8), canonical_hash(canonical)
 
 
 def _featurize_star(job: tuple[list, tuple[str, ...], int, int]) -> list:
@@ -288,7 +275,8 @@ def featurization_key(smiles: Sequence[str], tokens: Sequence[str], max_atoms: i
     settings = {"version": FEATURIZE_VERSION, "rdkit": rdBase.rdkitVersion, "tokens": list(tokens),
                 "caps": [max_valence(t) for t in tokens], "max_atoms": int(max_atoms),
                 "max_edges": int(max_edges), "molecules": len(smiles),
-                "code": _source_digest(featurize, _token_tables, _canonical_hash, mol_from_graph, sanitize)}
+                "code": _source_digest(featurize, _token_tables, canonical_hash, canonical_bfs_order,
+                                        mol_from_graph, sanitize)}
     text = repr(sorted(settings.items())) + "\n" + (digest or digest_strings(list(smiles)))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -311,163 +299,3 @@ def cached_scan(name: str, smiles: Sequence[str], digest: str | None = None,
 
     arrays = cached_npz(path, key, compute)
     return Counter(dict(zip(arrays["tokens"].tolist(), arrays["counts"].tolist()))), int(arrays["largest"])
-
-
-class GraphTable:
-    """Molecules featurised for the VAE, held in padded arrays.
-
-    A table of user input is filled on demand (``batch(indices)`` and :meth:`ensure` featurise
-    the rows they have not seen); a training set comes complete from its disk cache
-    (:meth:`cached`), so that ``batch`` only slices arrays. Molecules that cannot be represented
-    (see :func:`featurize`) are left out of batches; their reasons are kept in ``reasons``.
-    Implements the trainer's dataset protocol (``__len__`` and ``batch``).
-    """
-
-    def __init__(self, molecules: Sequence["str | Chem.Mol"], tokens: Sequence[str], max_atoms: int,
-                 max_edges: int | None = None) -> None:
-        self.items = list(molecules)
-        self.tokens = tuple(tokens)
-        self.max_atoms = int(max_atoms)
-        self.max_edges = int(max_edges if max_edges is not None else max_atoms + 8)
-        m = len(self.items)
-        self.nodes = np.zeros((m, self.max_atoms, NODE_COLUMNS), dtype=np.int8)
-        self.edges = np.zeros((m, self.max_edges, EDGE_COLUMNS), dtype=np.int8)
-        self.n_nodes = np.zeros(m, dtype=np.int16)
-        self.n_edges = np.zeros(m, dtype=np.int16)
-        self.keys = np.zeros(m, dtype=np.int64)
-        self.status = np.zeros(m, dtype=np.int8)  # 0 not yet featurised, 1 accepted, 2 rejected
-        self.reasons: dict[int, str] = {}
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @classmethod
-    def from_arrays(cls, molecules: Sequence["str | Chem.Mol"], tokens: Sequence[str], max_atoms: int,
-                    max_edges: int | None, arrays: dict[str, np.ndarray]) -> "GraphTable":
-        """A complete table from the flat arrays of :func:`featurize_many` (one vectorised scatter)."""
-        table = cls(molecules, tokens, max_atoms, max_edges)
-        n_nodes, n_edges = arrays["n_nodes"], arrays["n_edges"]
-        if n_nodes.shape != (len(table),) or int(n_nodes.sum()) != len(arrays["nodes"]) \
-                or int(n_edges.sum()) != len(arrays["edges"]):
-            raise ValueError(f"featurised arrays do not match the {len(table)} molecules of this table")
-        table.nodes[np.arange(table.max_atoms)[None, :] < n_nodes[:, None]] = arrays["nodes"]
-        table.edges[np.arange(table.max_edges)[None, :] < n_edges[:, None]] = arrays["edges"]
-        table.n_nodes[:], table.n_edges[:] = n_nodes, n_edges
-        table.keys[:], table.status[:] = arrays["keys"], arrays["status"]
-        table.reasons = dict(zip(arrays["failed_idx"].tolist(), arrays["failed_reason"].tolist()))
-        return table
-
-    @classmethod
-    def cached(cls, name: str, smiles: Sequence[str], tokens: Sequence[str], max_atoms: int,
-               max_edges: int | None = None, digest: str | None = None, workers: int | None = None,
-               progress: bool = True, verbose: bool = True) -> "GraphTable":
-        """A complete table of ``smiles``, featurised once (in parallel, with a progress bar) and
-        kept in ``cache_dir("vae")/<name>-<key>.npz``; later calls load it in seconds.
-
-        The key (:func:`featurization_key`) covers every SMILES and every setting, so an edited
-        list or featuriser never reuses a stale file. ``digest``: the SMILES' ``digest_strings``,
-        if the caller already has it.
-        """
-        max_edges = int(max_edges if max_edges is not None else max_atoms + 8)
-        key = featurization_key(smiles, tokens, max_atoms, max_edges, digest)
-        path = cache_dir("vae") / f"{name}-{key[:16]}.npz"
-        t0 = time.perf_counter()
-        built = []
-
-        def compute() -> dict[str, np.ndarray]:
-            built.append(True)
-            return featurize_many(smiles, tokens, max_atoms, max_edges, workers, progress=progress,
-                                  desc=f"featurise {name}")
-
-        table = cls.from_arrays(smiles, tokens, max_atoms, max_edges, cached_npz(path, key, compute))
-        if verbose:
-            what = "featurised" if built else "loaded the featurised"
-            print(f"{what} {len(table):,} {name} molecules in {time.perf_counter() - t0:.1f} s "
-                  f"({len(table.reasons):,} not representable); cache {path}", flush=True)
-        return table
-
-    def _store(self, i: int, result: tuple[np.ndarray, np.ndarray, int] | str) -> None:
-        if isinstance(result, str):
-            self.reasons[i] = result
-            self.status[i] = 2
-            return
-        nodes, edges, key = result
-        self.nodes[i, :len(nodes)] = nodes
-        self.edges[i, :len(edges)] = edges
-        self.n_nodes[i], self.n_edges[i], self.keys[i] = len(nodes), len(edges), key
-        self.status[i] = 1  # written last: readers see a complete row
-
-    def ensure(self, indices: np.ndarray) -> None:
-        """Featurise the given rows now (in this process) if they are not yet."""
-        for i in np.asarray(indices)[self.status[indices] == 0].tolist():
-            self._store(i, featurize(self.items[i], self.tokens, self.max_atoms, self.max_edges))
-
-    @property
-    def complete(self) -> bool:
-        return bool((self.status != 0).all())
-
-    def accepted(self, indices: np.ndarray) -> np.ndarray:
-        """The rows among ``indices`` that are featurised and representable (featurising them if needed)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        self.ensure(indices)
-        return indices[self.status[indices] == 1]
-
-    def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        rows = self.accepted(indices)
-        if rows.size == 0:
-            reasons = {self.reasons.get(int(i), "?") for i in np.asarray(indices)[:3]}
-            raise ValueError(f"no molecule in this batch can be featurised: {'; '.join(sorted(reasons))}")
-        return collate(self, rows)
-
-
-def collate(table: GraphTable, rows: np.ndarray) -> dict[str, torch.Tensor]:
-    """Tensors for accepted ``rows`` of ``table``: a PyG-style graph batch for the encoder (``x``,
-    ``edge_index``, ``edge_attr``, ``batch``) and padded decoder targets (``atoms`` (B, N) with -1
-    padding, symmetric ``bonds`` (B, N, N), ``n_atoms`` (B,))."""
-    n = table.n_nodes[rows].astype(np.int64)
-    ne = table.n_edges[rows].astype(np.int64)
-    b, big_n, big_e = rows.size, int(n.max()), int(ne.max()) if ne.size else 0
-    nodes = table.nodes[rows, :big_n].astype(np.int64)
-    node_mask = np.arange(big_n)[None, :] < n[:, None]
-    offsets = np.cumsum(n) - n
-    edges = table.edges[rows, :big_e].astype(np.int64)
-    e = edges[np.arange(big_e)[None, :] < ne[:, None]]
-    owner = np.repeat(np.arange(b), ne)
-    src, dst = e[:, 0] + offsets[owner], e[:, 1] + offsets[owner]
-    bonds = np.zeros((b, big_n, big_n), dtype=np.int64)
-    bonds[owner, e[:, 0], e[:, 1]] = e[:, 2]
-    bonds[owner, e[:, 1], e[:, 0]] = e[:, 2]
-    feats = e[:, 2:]
-    return {
-        "x": torch.from_numpy(nodes[node_mask]),
-        "batch": torch.from_numpy(np.repeat(np.arange(b), n)),
-        "edge_index": torch.from_numpy(np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])])),
-        "edge_attr": torch.from_numpy(np.concatenate([feats, feats])),
-        "atoms": torch.from_numpy(np.where(node_mask, nodes[..., 0], -1)),
-        "bonds": torch.from_numpy(bonds),
-        "n_atoms": torch.from_numpy(n),
-    }
-
-
-
-def _has_valence(token: str) -> bool:
-    try:
-        max_valence(token)
-    except ValueError:
-        return False
-    return True
-
-
-def _dataset_smiles(dataset: str) -> tuple[list[str], list[str]]:
-    """Training SMILES and 2,000 held-out ones in random order (for the learning curve's
-    reconstruction check; empty, with a warning, if the held-out file is not installed)."""
-    from ..datasets import dataset_smiles
-
-    train = dataset_smiles(dataset, "train")
-    try:
-        holdout = dataset_smiles(dataset, "valid" if dataset == "qm9" else "test")
-    except FileNotFoundError as exc:
-        warnings.warn(f"no held-out molecules for the learning curve's reconstruction check: {exc}", stacklevel=2)
-        holdout = []
-    pick = np.random.default_rng(0).permutation(len(holdout))[:2000]
-    return train, [holdout[i] for i in pick]

@@ -1,0 +1,144 @@
+"""The autoregressive model's sampler: one action per step for a whole batch, with a KV cache.
+
+Each step embeds the action just taken, runs one position through every block against the cached
+keys and values (:meth:`molgen.nn.transformer.BiasedBlock.step`), and picks the next action under
+the masks of :class:`~molgen.models.ar.graph_state.GraphState`; finished molecules leave the batch.
+With ``forced`` it follows given action sequences instead (the tests compare it with teacher forcing).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from ...nn.sampling import gumbel_draw, masked_log_softmax
+from .encoding import ATOM, RING, STOP
+from .graph_state import GraphState
+
+if TYPE_CHECKING:
+    from .model import ARModel
+
+
+@torch.no_grad()
+def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mask: bool = True,
+           temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           forced: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Run ``model``'s incremental (KV-cached) decoder for ``batch`` molecules, sampling each action or
+    following ``forced`` (padded action tensors as made by ``ActionDataset.batch``).
+
+    Returns the actions (B, T), the per-step log-probabilities (B, T) in nats under the model with
+    the chosen masks (temperature and filtering change what is drawn, not the reported values),
+    and the atom types / counts of the finished graphs.
+    """
+    dev, d = model.device, model.d
+    T = model.max_actions
+    st = GraphState(batch, min(16, model.max_atoms), dev, sparse=True)
+    heads = model.blocks[0].heads if len(model.blocks) else 1
+    cap = 16
+    caches = [[torch.zeros(batch, heads, cap, d // heads, device=dev) for _ in range(2)] for _ in model.blocks]
+    proj = torch.zeros(batch, st.N, 4 * d, device=dev)
+    owners = torch.full((batch, T), -1, dtype=torch.long, device=dev)
+    out = {k: torch.full((batch, T), -1 if k == "kind" else 0, dtype=torch.long, device=dev)
+           for k in ("kind", "typ", "ptr", "bond")}
+    logps = torch.zeros(batch, T, device=dev)
+    final_types = torch.zeros(batch, model.max_atoms, dtype=torch.long, device=dev)
+    final_n = torch.zeros(batch, dtype=torch.long, device=dev)
+    ids = torch.arange(batch, device=dev)  # batch row of each molecule still being built
+    x = model._bos(batch)[:, None]
+    created = torch.zeros(batch, dtype=torch.bool, device=dev)
+    g = lambda logp, i: logp.gather(1, i[:, None]).squeeze(1)  # noqa: E731
+
+    def forced_at(key: str) -> torch.Tensor:
+        assert forced is not None
+        return forced[key][ids, t].to(dev)
+
+    def draw(logp: torch.Tensor, key: str | None, value: "torch.Tensor | None" = None) -> torch.Tensor:
+        if forced is not None:
+            return value if value is not None else forced_at(str(key)).clamp(min=0)
+        return gumbel_draw(logp, gen, temperature, top_k, top_p)
+
+    def finish(rows_done: torch.Tensor) -> None:
+        final_types[ids[rows_done], :st.N] = st.types[rows_done]
+        final_n[ids[rows_done]] = st.n[rows_done]
+
+    for t in range(T):
+        if t >= cap:
+            cap *= 2
+            caches = [[F.pad(c, (0, 0, 0, cap - c.shape[2])) for c in kv] for kv in caches]
+        if int(st.n.max()) >= st.N and st.N < model.max_atoms:
+            st.grow(min(2 * st.N, model.max_atoms))
+            proj = F.pad(proj, (0, 0, 0, st.N - proj.shape[1]))
+        rows = st.rows
+        if t > 0:
+            owners[:, t] = st.last
+        rel = st.relation(owners[:, :t + 1], model.max_distance)
+        for blk, kv in zip(model.blocks, caches):
+            x = blk.step(x, rel, kv, t)
+        h = model.ln_f(x[:, 0])
+        if t > 0:  # the token just embedded created atom `last` if its action was ATOM
+            proj[rows, st.last] = torch.where(created[:, None], model.atom_proj(h), proj[rows, st.last])
+        key_p, key_r, ctx_p, ctx_r = proj.split(d, -1)
+        kind_m, parent_m, ring_m = st.masks(mask, model.max_atoms, t == T - 1)
+        rem, dist = st.rem, st.row(st.dist, st.last)
+        rem_last = rem[rows, st.last]
+        # kind
+        lk = masked_log_softmax(model.kind_head(h), kind_m)
+        kind = draw(lk, None, torch.where(forced_at("kind") < 0, STOP, forced_at("kind"))
+                    if forced is not None else None)
+        kind = torch.where(st.done, STOP, kind)
+        # ATOM: parent, then (type, bond); the first atom: type only
+        if t == 0:
+            lfirst = torch.log_softmax(model.first_head(h).float(), -1)
+            typ = draw(lfirst, "typ")
+            par = torch.zeros_like(typ)
+            a_bond = torch.zeros_like(typ)
+            lp_atom = g(lfirst, typ)
+        else:
+            lpar = masked_log_softmax(model._pointer(h, key_p, model.q_parent, model.f_parent, rem, dist),
+                                       parent_m)
+            par = draw(lpar, "ptr")
+            rem_p = rem[rows, par]
+            ltb = masked_log_softmax(model._atom_logits(h, ctx_p[rows, par], rem_p, dist[rows, par]),
+                                      model._atom_mask(rem_p, mask))
+            tb = draw(ltb, None, forced_at("typ") * 3 + (forced_at("bond") - 1).clamp(min=0)
+                      if forced is not None else None)
+            typ, a_bond = tb // 3, tb % 3 + 1
+            lp_atom = g(lpar, par) + g(ltb, tb)
+        # RING: target, then bond
+        is_ring = kind == RING
+        tgt, rb, lp_ring = torch.zeros_like(kind), torch.zeros_like(kind), torch.zeros_like(lp_atom)
+        if bool(is_ring.any()):
+            lring = masked_log_softmax(model._pointer(h, key_r, model.q_ring, model.f_ring, rem, dist), ring_m)
+            tgt = draw(lring, "ptr")
+            rem_t = rem[rows, tgt]
+            lbond = masked_log_softmax(model._bond_logits(h, ctx_r[rows, tgt], rem_t, rem_last, dist[rows, tgt]),
+                                        model._bond_mask(rem_t, rem_last, mask))
+            rb = draw(lbond, None, (forced_at("bond") - 1).clamp(min=0) if forced is not None else None)
+            lp_ring = g(lring, tgt) + g(lbond, rb)
+        # assemble the action and its log-probability
+        ptr = torch.where(is_ring, tgt, par)
+        bond = torch.where(is_ring, rb + 1, a_bond)
+        live = ~st.done
+        lp = g(lk, kind) + torch.where(kind == ATOM, lp_atom, torch.where(is_ring, lp_ring, 0.0))
+        logps[ids, t] = torch.where(live, lp, 0.0)
+        out["kind"][ids, t] = torch.where(live, kind, -1)
+        out["typ"][ids, t] = torch.where(live & (kind == ATOM), typ, 0)
+        out["ptr"][ids, t] = torch.where(live & (kind != STOP), ptr, 0)
+        out["bond"][ids, t] = torch.where(live & (kind != STOP), bond, 0)
+        created = kind == ATOM
+        feats = st.apply(kind, typ, ptr, bond, model.maxval)
+        n_done = int(st.done.sum())
+        if n_done == st.B:
+            finish(st.rows)
+            T = t + 1
+            break
+        x = model._embed(feats)[:, None]
+        if n_done >= max(st.B // 4, 1):  # drop finished molecules from the batch
+            keep = torch.nonzero(~st.done).squeeze(1)
+            finish(torch.nonzero(st.done).squeeze(1))
+            st.select(keep)
+            ids, x, created, owners, proj = ids[keep], x[keep], created[keep], owners[keep], proj[keep]
+            caches = [[c[keep] for c in kv] for kv in caches]
+    return {**{k: v[:, :T] for k, v in out.items()}, "logp": logps[:, :T], "types": final_types,
+            "n_atoms": final_n}

@@ -1,0 +1,232 @@
+"""The graph VAE's decoder p(G | z): atoms in canonical BFS order, each followed by its bonds to the
+earlier atoms, from a causal transformer conditioned on z (see :mod:`molgen.models.vae.model`).
+
+Teacher forcing (:meth:`SequentialGraphDecoder.nll`) scores every decision in one pass; generation
+(:meth:`SequentialGraphDecoder.generate`) adds one position at a time against cached keys and values
+and gives the same states. Both apply the same valence and connectivity masks.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...nn.sampling import masked_choice, masked_log_softmax
+from ...nn.transformer import BiasedBlock
+from .featurization import VALENCE_BINS
+
+
+def _reverse_later(open_: torch.Tensor) -> torch.Tensor:
+    """``out[..., j]`` = whether any ``open_[..., j']`` with ``j' > j`` is true."""
+    c = open_.long().flip(-1).cumsum(-1).flip(-1)
+    return (c - open_.long()) > 0
+
+
+class SequentialGraphDecoder(nn.Module):
+    """p(G | z): atoms in canonical BFS order, each followed by its bonds to earlier atoms.
+
+    ``caps`` are the valence caps of the atom tokens; index ``len(caps)`` is the END token.
+    """
+
+    def __init__(self, caps: Sequence[int], max_atoms: int, latent_dim: int, dim: int, layers: int,
+                 heads: int, dropout: float = 0.0, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"decoder_dim ({dim}) must be a multiple of decoder_heads ({heads})")
+        self.n_types, self.max_atoms, self.heads, self.n_layers = len(caps), max_atoms, heads, layers
+        self.register_buffer("caps", torch.tensor(list(caps), dtype=torch.long), persistent=False)
+        self.z_in = nn.Linear(latent_dim, dim)
+        self.bos = nn.Parameter(torch.zeros(dim))
+        self.atom_emb = nn.Embedding(self.n_types, dim)
+        self.pos_emb = nn.Embedding(max_atoms, dim)
+        self.back_emb = nn.Embedding(VALENCE_BINS, dim)
+        self.bond_bias = nn.Embedding(4, layers * heads)
+        nn.init.zeros_(self.bond_bias.weight)
+        self.blocks = nn.ModuleList(BiasedBlock(dim, heads, mlp_ratio * dim, attn_dropout=dropout)
+                                    for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.atom_head = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, self.n_types + 1))
+        self.q_proj, self.k_proj = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.q_atom, self.k_atom = nn.Embedding(self.n_types, dim), nn.Embedding(self.n_types, dim)
+        self.rem_emb, self.used_emb = nn.Embedding(VALENCE_BINS, dim), nn.Embedding(VALENCE_BINS, dim)
+        self.off_emb = nn.Embedding(max_atoms, dim)
+        self.edge_mlp = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 4))
+
+    @property
+    def end(self) -> int:
+        return self.n_types
+
+    def states(self, z: torch.Tensor, atoms: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, P + 1, dim): position 0 is the start (it sees only z), position t + 1
+        follows atom t. ``atoms`` (B, P) with -1 padding; ``bonds`` (B, P, P) symmetric orders."""
+        b, p = atoms.shape
+        zc = self.z_in(z)
+        back = torch.tril(bonds, -1).sum(-1).clamp(max=VALENCE_BINS - 1)
+        nodes = (self.atom_emb(atoms.clamp(min=0)) + self.pos_emb.weight[:p] + self.back_emb(back)
+                 + zc[:, None])
+        x = torch.cat([(self.bos + zc)[:, None], nodes], dim=1)
+        length = p + 1
+        bias = self.bond_bias(F.pad(bonds, (1, 0, 1, 0))).permute(0, 3, 1, 2)
+        causal = torch.full((length, length), float("-inf"), device=z.device).triu(1)
+        bias = bias + causal
+        for i, block in enumerate(self.blocks):
+            x = block(x, bias[:, i * self.heads:(i + 1) * self.heads])
+        return self.norm(x)
+
+    def _next_state(self, zc: torch.Tensor, p: int, atoms: torch.Tensor, bonds: torch.Tensor,
+                    cache: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Final hidden state of position ``p`` (B, dim), given atoms 0..p-1 with their bonds and
+        the key/value cache of positions 0..p-1; position p's keys and values are added to it."""
+        b = zc.shape[0]
+        if p == 0:
+            x = self.bos + zc
+            row = torch.zeros((b, 1), dtype=torch.long, device=zc.device)
+        else:
+            back = bonds[:, p - 1, :p - 1].sum(-1).clamp(max=VALENCE_BINS - 1)
+            x = self.atom_emb(atoms[:, p - 1].clamp(min=0)) + self.pos_emb.weight[p - 1] + self.back_emb(back) + zc
+            row = F.pad(bonds[:, p - 1, :p], (1, 0))     # keys: start, atoms 0..p-2, itself (no bond)
+        bias = self.bond_bias(row).transpose(1, 2)[:, :, None, :]   # (B, layers * heads, 1, p + 1)
+        x = x[:, None]
+        for i, block in enumerate(self.blocks):
+            x = block.step(x, bias[:, i * self.heads:(i + 1) * self.heads], cache[i], p)
+        return self.norm(x[:, 0])
+
+    def _edge_logits(self, q: torch.Tensor, k: torch.Tensor, rem_k: torch.Tensor, used: torch.Tensor,
+                     offset: torch.Tensor) -> torch.Tensor:
+        """Bond logits (none, single, double, triple) from the projected query (new atom) and key
+        (earlier atom) and the valence bookkeeping of the pair."""
+        u = (q + k + self.rem_emb(rem_k.clamp(0, VALENCE_BINS - 1))
+             + self.used_emb(used.clamp(0, VALENCE_BINS - 1)) + self.off_emb(offset.clamp(0, self.max_atoms - 1)))
+        return self.edge_mlp(u)
+
+    def nll(self, z: torch.Tensor, atoms: torch.Tensor, bonds: torch.Tensor, n_atoms: torch.Tensor,
+            valence_masks: bool) -> torch.Tensor:
+        """-log p(G | z) per molecule (nats) under teacher forcing; all decisions in one pass.
+
+        With ``valence_masks`` the logits are masked as in constrained decoding (the likelihood of
+        the sampler); without, only the connectivity rule and the atom limit are applied.
+        """
+        b, big_n = atoms.shape
+        dev = z.device
+        h = self.states(z, atoms, bonds)                                   # (B, N + 1, dim)
+        ar = torch.arange(big_n + 1, device=dev)
+        exists = ar[None, :big_n] < n_atoms[:, None]                       # (B, N)
+        caps = torch.where(exists, self.caps[atoms.clamp(min=0)], 0)       # (B, N)
+        # rem[b, t, j]: remaining valence of atom j once atoms 0..t-1 are placed (t = 0..N)
+        placed = F.pad(bonds.cumsum(-1), (1, 0))                           # (B, j, t)
+        rem = (caps[:, :, None] - placed).transpose(1, 2)                  # (B, t, j)
+        earlier = ar[None, :big_n] < ar[:, None]                           # (N + 1, N): j < t
+
+        # atom decisions: position p gives atom p's token, or END at p = n
+        logits_a = self.atom_head(h)
+        target = torch.where(ar[None, :big_n] < n_atoms[:, None], atoms, -1)
+        target = F.pad(target, (0, 1), value=-1)
+        target[torch.arange(b, device=dev), n_atoms] = self.end
+        types_ok = (ar < self.max_atoms)[None].expand(b, -1)
+        if valence_masks:
+            free = ((rem >= 1) & exists[:, None, :] & earlier[None]).any(-1)
+            types_ok = types_ok & (free | (ar == 0)[None])
+        allowed = torch.ones(b, big_n + 1, self.n_types + 1, dtype=torch.bool, device=dev)
+        allowed[:, :, :self.end] = types_ok[..., None]
+        allowed[:, 0, self.end] = False
+        logp_a = masked_log_softmax(logits_a, allowed)
+        picked = logp_a.gather(-1, target.clamp(min=0)[..., None])[..., 0]
+        nll = -torch.where(target >= 0, picked, 0.0).sum(-1)
+
+        # bond decisions for pairs j < t < n
+        pairs = torch.tril(torch.ones(big_n, big_n, dtype=torch.bool, device=dev), -1)[None] & exists[:, :, None]
+        bi, ti, ji = pairs.nonzero(as_tuple=True)
+        if bi.numel():
+            used_all = bonds.cumsum(-1) - bonds                            # orders given to j' < j
+            used = used_all[bi, ti, ji]
+            rem_j = rem[bi, ti, ji]
+            q = self.q_proj(h[:, :big_n]) + self.q_atom(atoms.clamp(min=0))    # query of atom t: state before it
+            k = self.k_proj(h[:, 1:]) + self.k_atom(atoms.clamp(min=0))        # key of atom j: state after it
+            logits_e = self._edge_logits(q[bi, ti], k[bi, ji], rem_j, used, ti - ji - 1)
+            has = used > 0
+            if valence_masks:
+                later = _reverse_later((rem[:, :big_n] >= 1) & pairs)[bi, ti, ji]
+                cap = torch.minimum(rem_j, caps[bi, ti] - used)
+            else:
+                later = ji < ti - 1
+                cap = torch.full_like(used, 3)
+            allowed_e = torch.stack([has | later, cap >= 1, cap >= 2, cap >= 3], dim=-1)
+            logp_e = masked_log_softmax(logits_e, allowed_e)
+            step_nll = -logp_e.gather(-1, bonds[bi, ti, ji][:, None])[:, 0]
+            nll = nll.index_add(0, bi, step_nll)
+        return nll
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
+                 constrained: bool = True, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode a batch of latents: ``(atoms (B, A) with -1 padding, bonds (B, A, A), n_atoms (B,),
+        log p(G | z) (B,) in nats of the decisions taken, under the masks used)``.
+
+        The transformer runs incrementally: each step adds one position and attends to cached keys
+        and values (exactly what :meth:`states` computes, without recomputing the prefix).
+        """
+        b, big_a, dev = z.shape[0], self.max_atoms, z.device
+        zc = self.z_in(z)
+        dim = zc.shape[-1]
+        cache = [(zc.new_zeros(b, self.heads, big_a + 1, dim // self.heads),
+                  zc.new_zeros(b, self.heads, big_a + 1, dim // self.heads)) for _ in self.blocks]
+        hs = zc.new_zeros(b, big_a + 1, dim)
+        atoms = torch.full((b, big_a), -1, dtype=torch.long, device=dev)
+        bonds = torch.zeros((b, big_a, big_a), dtype=torch.long, device=dev)
+        rem = torch.zeros((b, big_a), dtype=torch.long, device=dev)
+        n_atoms = torch.zeros(b, dtype=torch.long, device=dev)
+        done = torch.zeros(b, dtype=torch.bool, device=dev)
+        logp = torch.zeros(b, device=dev)
+        for p in range(big_a + 1):
+            hs[:, p] = self._next_state(zc, p, atoms, bonds, cache)
+            allowed = torch.ones(b, self.n_types + 1, dtype=torch.bool, device=dev)
+            if p == 0:
+                allowed[:, self.end] = False
+            elif p == big_a:
+                allowed[:, :self.end] = False
+            elif constrained:
+                allowed[:, :self.end] = (rem[:, :p] >= 1).any(-1)[:, None]
+            a, lp = masked_choice(self.atom_head(hs[:, p]), allowed, temperature, greedy, generator)
+            logp = logp + torch.where(done, 0.0, lp)
+            new = ~done & (a != self.end)
+            done |= a == self.end
+            if not bool(new.any()):
+                break
+            a = torch.where(new, a, 0)
+            atoms[:, p] = torch.where(new, a, -1)
+            cap_p = self.caps[a]
+            if p == 0:
+                rem[:, 0] = cap_p
+                n_atoms[new] = 1
+                continue
+            offsets = (p - 1 - torch.arange(p, device=dev))[None].expand(b, -1)
+            open_ = rem[:, :p] >= 1
+            later = _reverse_later(open_)
+            used = torch.zeros(b, dtype=torch.long, device=dev)
+            q = self.q_proj(hs[:, p]) + self.q_atom(a)
+            k = self.k_proj(hs[:, 1:p + 1]) + self.k_atom(atoms[:, :p].clamp(min=0))
+            # everything but the running used-valence term is fixed for this atom: precompute it
+            base = (q[:, None] + k + self.rem_emb(rem[:, :p].clamp(0, VALENCE_BINS - 1)) + self.off_emb(offsets))
+            for j in range(p):
+                logits = self.edge_mlp(base[:, j] + self.used_emb(used.clamp(0, VALENCE_BINS - 1)))
+                has = used > 0
+                if constrained:
+                    cap = torch.minimum(rem[:, j], cap_p - used)
+                    first_ok = has | later[:, j]
+                else:
+                    cap = torch.full_like(used, 3)
+                    first_ok = has | torch.full_like(has, j < p - 1)
+                allowed_e = torch.stack([first_ok | ~new, cap >= 1, cap >= 2, cap >= 3], dim=-1)
+                allowed_e[:, 1:] &= new[:, None]
+                order, lp = masked_choice(logits, allowed_e, temperature, greedy, generator)
+                logp = logp + torch.where(new, lp, 0.0)
+                bonds[:, p, j] = order
+                bonds[:, j, p] = order
+                used = used + order
+                rem[:, j] = rem[:, j] - order
+            rem[:, p] = torch.where(new, cap_p - used, 0)
+            n_atoms[new] = p + 1
+        return atoms, bonds, n_atoms, logp

@@ -1,0 +1,339 @@
+"""Graph VAE: a GNN encoder to a Gaussian q(z | G), a standard normal prior p(z), and a
+valence-masked sequential graph decoder p(G | z) in the spirit of CGVAE (Liu et al., NeurIPS 2018).
+
+Molecules are heavy-atom graphs. An atom is a *token*, an element with its formal charge ("C", "N+",
+"O-"); bonds are Kekulé bonds (single, double, triple); hydrogens are implicit and RDKit fills them
+up to the atom's valence, so a decoded graph determines the molecule. Atoms are numbered in a
+canonical breadth-first order (RDKit's canonical atom ranks pick the start atom and break ties).
+
+Decoder. A causal transformer runs over the atoms decoded so far, conditioned on z; attention from
+atom t to an earlier atom j gets a learned per-head bias for the bond between them. For t = 0, 1, ...
+it picks the token of atom t or END; then, for each earlier atom j = 0 .. t-1 in order, the bond t-j
+(none, single, double, triple) from the pair's states, the remaining valence of j, the valence t has
+used so far and the distance t - j. With ``constrained=True`` (the default) logits are masked so that
+
+- no bond order exceeds the remaining valence of either atom (valence caps from
+  :data:`molgen.chem.elements.CHARGED_VALENCES`, e.g. C 4, N 3, N+ 4, O 2, O- 1, S 6);
+- a new atom is started only while some earlier atom has free valence, and it bonds to at least one
+  earlier atom (graphs stay connected);
+- at most ``max_atoms`` atoms are decoded.
+
+Every decoded graph therefore sanitises in RDKit: samples are valid without post-hoc correction.
+``constrained=False`` drops the valence masks (keeping only the connectivity rule and the atom limit)
+to measure how often the network alone respects valences.
+
+Training minimises, per molecule in nats, ``NLL(G | z) + beta(step) * KL(q(z|G) || N(0, I))`` with
+z drawn by the reparameterisation trick. The KL weight is annealed linearly (Bowman et al., 2016):
+``beta(step) = beta * clip((step - kl_start_step) / kl_warmup_steps, 0, 1)``; the step counter is a
+buffer of the model, so it is checkpointed and resumed with the weights. By default the training NLL
+uses only the connectivity masks, so the network learns valences itself and the valence masks act
+as a guarantee; this NLL upper-bounds the masked decoder's NLL, so training maximises a lower bound
+of the masked model's ELBO.
+
+``log_likelihood`` returns per-molecule ELBO estimates in nats (a lower bound on log p(G), with the
+atom order fixed to the canonical one), or an importance-weighted bound (Burda et al., 2016).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from rdkit import Chem
+
+from ...chem.build import mol_from_graph
+from ...chem.elements import atomic_number, max_valence, parse_token
+from ...nn.graph_encoder import GraphEncoder
+from ...samples import SampleSet
+from .. import _inputs as check
+from ..base import GenerativeModel, evaluating, register
+from .decoder import SequentialGraphDecoder
+from .featurization import MAX_HS
+from .table import GraphTable, collate
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) in nats, summed over the last dimension."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+@register
+class GraphVAE(GenerativeModel):
+    """Graph VAE with a valence-masked sequential decoder (see the module docstring).
+
+    Args:
+        atom_types: atom tokens (element + charge, e.g. "N+"), computed from the training set.
+        max_atoms: most heavy atoms a decoded molecule may have.
+        latent_dim: size of z.
+        encoder_hidden, encoder_layers: width and depth of the GINE encoder.
+        decoder_dim, decoder_layers, decoder_heads, decoder_mlp_ratio: the decoder transformer
+            (width, blocks, attention heads, feed-forward width / decoder_dim).
+        dropout: attention dropout in the decoder.
+        beta: final KL weight; beta < 1 trades prior fit for reconstruction (a beta-VAE).
+        kl_start_step, kl_warmup_steps: the KL weight is 0 before ``kl_start_step`` and reaches
+            ``beta`` linearly ``kl_warmup_steps`` later.
+        valence_masks_in_loss: train with the sampler's valence masks instead of learning valences.
+        sample_batch_size: molecules decoded at once by ``sample``.
+    """
+
+    name = "vae"
+    pretrained_datasets = ("qm9", "moses")
+
+    def __init__(self, atom_types: Sequence[str] = ("C", "N", "O", "F"), max_atoms: int = 9,
+                 latent_dim: int = 64, encoder_hidden: int = 128, encoder_layers: int = 4,
+                 decoder_dim: int = 128, decoder_layers: int = 4, decoder_heads: int = 4,
+                 decoder_mlp_ratio: int = 4, dropout: float = 0.0, beta: float = 1.0, kl_start_step: int = 0,
+                 kl_warmup_steps: int = 2000, valence_masks_in_loss: bool = False,
+                 sample_batch_size: int = 1000) -> None:
+        super().__init__()
+        self.atom_types = tuple(atom_types)
+        if not self.atom_types or len(set(self.atom_types)) != len(self.atom_types):
+            raise ValueError(f"atom_types must be distinct tokens, got {list(self.atom_types)}")
+        caps = [max_valence(t) for t in self.atom_types]
+        self.max_atoms, self.latent_dim = int(max_atoms), int(latent_dim)
+        self.beta, self.kl_start_step, self.kl_warmup_steps = float(beta), int(kl_start_step), int(kl_warmup_steps)
+        self.valence_masks_in_loss = bool(valence_masks_in_loss)
+        self.sample_batch_size = int(sample_batch_size)
+        self._z = [atomic_number(parse_token(t)[0]) for t in self.atom_types]
+        self._charges = [parse_token(t)[1] for t in self.atom_types]
+        self.encoder = GraphEncoder(node_sizes=(len(self.atom_types), MAX_HS + 1, 2, 2), edge_sizes=(4, 2, 2),
+                                    hidden=encoder_hidden, layers=encoder_layers, out_dim=2 * latent_dim)
+        self.decoder = SequentialGraphDecoder(caps, self.max_atoms, latent_dim, decoder_dim, decoder_layers,
+                                              decoder_heads, dropout, decoder_mlp_ratio)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    # --- training ---------------------------------------------------------------------------------
+    def kl_weight(self, step: int | None = None) -> float:
+        """The annealed KL weight beta(step)."""
+        s = int(self.step) if step is None else step
+        if self.kl_warmup_steps <= 0:
+            return self.beta if s >= self.kl_start_step else 0.0
+        return self.beta * min(max((s - self.kl_start_step) / self.kl_warmup_steps, 0.0), 1.0)
+
+    def posterior(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | G), each (B, latent_dim); log-variance clamped to [-10, 4]."""
+        out = self.encoder(batch["x"], batch["edge_index"], batch["edge_attr"], batch["batch"],
+                           batch["atoms"].shape[0]).float()
+        mu, logvar = out.chunk(2, dim=-1)
+        return mu, logvar.clamp(-10.0, 4.0)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean over the batch of NLL + beta(step) * KL (nats per molecule)."""
+        mu, logvar = self.posterior(batch)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        nll = self.decoder.nll(z, batch["atoms"], batch["bonds"], batch["n_atoms"], self.valence_masks_in_loss)
+        kl = gaussian_kl(mu, logvar)
+        beta = self.kl_weight()
+        if self.training:
+            self.step += 1
+        loss = (nll + beta * kl).mean()
+        return loss, {"nll": float(nll.mean().detach()), "kl": float(kl.mean().detach()), "beta": beta,
+                      "elbo": float(-(nll + kl).mean().detach())}
+
+    # --- featurising user input --------------------------------------------------------------------
+    def graphs(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet") -> GraphTable:
+        """Featurise molecules (SMILES, Mols or a SampleSet) for this model; reasons for rejects in
+        ``.reasons``."""
+        table = GraphTable(check.molecule_list(molecules), self.atom_types, self.max_atoms)
+        table.ensure(np.arange(len(table)))
+        return table
+
+    def _batch_to(self, table: GraphTable, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in collate(table, rows).items()}
+
+    def _chunks(self, rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
+        for s in range(0, rows.size, size):
+            yield rows[s:s + size]
+
+    # --- latent tools ------------------------------------------------------------------------------
+    def encode(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet", sample: bool = False,
+               seed: int | None = None, batch_size: int = 512) -> torch.Tensor:
+        """Latent vectors (B, latent_dim): the posterior means (or draws from q(z|G) with ``sample``).
+
+        Raises ValueError naming the first molecule that cannot be parsed or represented.
+        """
+        items = check.molecule_list(molecules)
+        if not items:
+            raise ValueError("molecules is empty: nothing to encode")
+        batch_size = check.positive_int("batch_size", batch_size)
+        seed = None if seed is None else check.seed(seed)
+        table = self.graphs(items)
+        bad = np.flatnonzero(table.status != 1)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"cannot encode {_label(items[i])}: {table.reasons[i]}")
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        out = []
+        with evaluating(self):
+            for rows in self._chunks(np.arange(len(items)), batch_size):
+                mu, logvar = self.posterior(self._batch_to(table, rows))
+                if sample:
+                    eps = torch.randn(mu.shape, generator=gen, device=mu.device)
+                    mu = mu + eps * (0.5 * logvar).exp()
+                out.append(mu)
+        return torch.cat(out)
+
+    def _decode_graphs(self, z: torch.Tensor, temperature: float, greedy: bool, constrained: bool,
+                       seed: int | None, batch_size: int | None) -> list[Chem.Mol]:
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        size = batch_size or self.sample_batch_size
+        mols: list[Chem.Mol] = []
+        with evaluating(self):
+            for s in range(0, z.shape[0], size):
+                atoms, bonds, n, _ = self.decoder.generate(z[s:s + size].to(self.device), temperature, greedy,
+                                                           constrained, gen)
+                mols.extend(self._to_mols(atoms.cpu().numpy(), bonds.cpu().numpy(), n.cpu().numpy()))
+        return mols
+
+    def _to_mols(self, atoms: np.ndarray, bonds: np.ndarray, n: np.ndarray) -> list[Chem.Mol]:
+        zs, charges = np.array(self._z), np.array(self._charges)
+        return [mol_from_graph(zs[atoms[i, :k]], bonds[i, :k, :k], charges[atoms[i, :k]])
+                for i, k in enumerate(n.tolist())]
+
+    def decode(self, z: torch.Tensor, greedy: bool = True, temperature: float = 1.0, constrained: bool = True,
+               seed: int | None = None, batch_size: int | None = None) -> SampleSet:
+        """Molecules decoded from latents ``z`` (B, latent_dim, finite): greedy (most likely choice
+        at each step) by default, else sampled at ``temperature``."""
+        check.finite_latents(z, self.latent_dim)
+        temperature = check.positive_float("temperature", temperature)
+        seed = None if seed is None else check.seed(seed)
+        batch_size = check.optional_positive_int("batch_size", batch_size)
+        mols = self._decode_graphs(z, temperature, greedy, constrained, seed, batch_size)
+        return SampleSet.from_mols(mols, constrained=constrained, greedy=greedy)
+
+    def reconstruct(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet") -> list[str | None]:
+        """Canonical SMILES decoded greedily from the posterior mean of each molecule."""
+        return self.decode(self.encode(molecules)).smiles
+
+    def interpolate(self, a: "str | Chem.Mol", b: "str | Chem.Mol", steps: int = 8,
+                    spherical: bool = False) -> list[str | None]:
+        """Greedy decodings of ``steps`` evenly spaced points from z(a) to z(b), both included
+        (posterior means; linear, or spherical-linear with ``spherical``)."""
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
+            raise ValueError(f"steps must be an integer of at least 2 (both end points included), got {steps!r}")
+        for name, x in (("a", a), ("b", b)):
+            if not isinstance(x, (str, Chem.Mol)):
+                raise ValueError(f"{name} must be one SMILES string or RDKit Mol, got {type(x).__name__}")
+        z = self.encode([a, b])
+        t = torch.linspace(0.0, 1.0, steps, device=z.device)[:, None]
+        if spherical:
+            na, nb = z[0].norm(), z[1].norm()
+            cos = torch.dot(z[0] / na, z[1] / nb).clamp(-1.0, 1.0)
+            omega = torch.arccos(cos)
+            if float(omega) < 1e-4:
+                path = (1 - t) * z[0] + t * z[1]
+            else:
+                path = (torch.sin((1 - t) * omega) * z[0] + torch.sin(t * omega) * z[1]) / torch.sin(omega)
+        else:
+            path = (1 - t) * z[0] + t * z[1]
+        return self.decode(path).smiles
+
+    def neighbours(self, molecule: "str | Chem.Mol", n: int = 10, scale: float = 0.5,
+                   seed: int = 0) -> list[str | None]:
+        """Greedy decodings of ``n`` points ``z(molecule) + scale * eps``, eps ~ N(0, I)."""
+        n = check.positive_int("n", n)
+        scale = check.nonnegative_float("scale", scale)
+        seed = check.seed(seed)
+        if not isinstance(molecule, (str, Chem.Mol)):
+            raise ValueError(f"molecule must be one SMILES string or RDKit Mol, got {type(molecule).__name__}")
+        z = self.encode(molecule)
+        gen = torch.Generator(device=z.device).manual_seed(seed)
+        eps = torch.randn((n, self.latent_dim), generator=gen, device=z.device)
+        return self.decode(z + scale * eps).smiles
+
+    # --- sampling and likelihood --------------------------------------------------------------------
+    def sample(self, n: int, seed: int = 0, progress: bool = False, temperature: float = 1.0,
+               batch_size: int | None = None, constrained: bool = True, greedy: bool = False,
+               prior_scale: float = 1.0) -> SampleSet:
+        """``n`` molecules from z ~ N(0, prior_scale^2 I), decoded by sampling at ``temperature`` (or greedily).
+
+        With ``constrained`` (default) the valence masks make every sample valid; ``prior_scale`` other
+        than 1 draws z from a narrower or wider Gaussian than the prior (more typical or more unusual
+        molecules). The SampleSet's ``info`` records the settings.
+        """
+        n = check.positive_int("n", n)
+        seed = check.seed(seed)
+        temperature = check.positive_float("temperature", temperature)
+        prior_scale = check.positive_float("prior_scale", prior_scale)
+        size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        z = prior_scale * torch.randn((n, self.latent_dim), generator=gen, device=self.device)
+        mols: list[Chem.Mol] = []
+        from tqdm import tqdm
+
+        with tqdm(total=n, disable=not progress, desc="sample vae", unit="mol") as bar:
+            for s in range(0, n, size):
+                mols.extend(self._decode_graphs(z[s:s + size], temperature, greedy, constrained,
+                                                (seed * 1_000_003 + s) % check.SEED_LIMIT, size))
+                bar.update(min(size, n - s))
+        return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
+                                   greedy=greedy, seed=seed, prior_scale=prior_scale)
+
+    def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet", samples: int = 1,
+                       importance_weighted: bool = False, constrained: bool = True, seed: int = 0,
+                       batch_size: int = 256, return_reasons: bool = False
+                       ) -> "np.ndarray | tuple[np.ndarray, list[str | None]]":
+        """Per-molecule lower bounds on log p(G) in nats.
+
+        Default: the ELBO ``E_q[log p(G|z)] - KL(q(z|G) || p(z))``, the expectation estimated with
+        ``samples`` draws and the KL in closed form. With ``importance_weighted``: the IWAE bound
+        ``log (1/k) sum_i p(G|z_i) p(z_i) / q(z_i|G)`` with k = ``samples`` (tighter as k grows).
+        Both use the decoder's canonical atom order, so they also bound log p(G) over all orders.
+        ``constrained`` scores the valence-masked decoder (the sampler). ``molecules``: a SMILES
+        string, an RDKit Mol, a list of them or a :class:`~molgen.SampleSet` (its molecules).
+        Molecules that cannot be parsed or represented, and invalid samples, get NaN;
+        ``return_reasons`` also returns the reason per molecule (None where the value is finite),
+        otherwise a warning lists the first few.
+        """
+        items = check.molecule_list(molecules)
+        samples = check.positive_int("samples", samples)
+        seed = check.seed(seed)
+        batch_size = check.positive_int("batch_size", batch_size)
+        table = self.graphs(items)
+        out = np.full(len(items), np.nan)
+        rows = np.flatnonzero(table.status == 1)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        with evaluating(self):
+            for chunk in self._chunks(rows, batch_size):
+                batch = self._batch_to(table, chunk)
+                mu, logvar = self.posterior(batch)
+                std = (0.5 * logvar).exp()
+                terms = []
+                for _ in range(samples):
+                    eps = torch.randn(mu.shape, generator=gen, device=mu.device)
+                    z = mu + eps * std
+                    log_px = -self.decoder.nll(z, batch["atoms"], batch["bonds"], batch["n_atoms"], constrained)
+                    if importance_weighted:
+                        log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+                        log_qz = -0.5 * (eps.pow(2) + math.log(2 * math.pi) + logvar).sum(-1)
+                        terms.append(log_px + log_pz - log_qz)
+                    else:
+                        terms.append(log_px)
+                stacked = torch.stack(terms)
+                if importance_weighted:
+                    value = torch.logsumexp(stacked, dim=0) - math.log(samples)
+                else:
+                    value = stacked.mean(0) - gaussian_kl(mu, logvar)
+                out[chunk] = value.double().cpu().numpy()
+        reasons = [table.reasons.get(i) for i in range(len(items))]
+        if return_reasons:
+            return out, reasons
+        bad = [(i, r) for i, r in enumerate(reasons) if r is not None]
+        if bad:
+            shown = "; ".join(f"{_label(items[i])}: {r}" for i, r in bad[:3])
+            warnings.warn(f"log_likelihood is NaN for {len(bad)} of {len(items)} molecules ({shown})",
+                          stacklevel=2)
+        return out
+
+
+def _label(x: "str | Chem.Mol | None") -> str:
+    if isinstance(x, str):
+        return repr(x)
+    if isinstance(x, Chem.Mol):
+        return "a Mol"
+    if x is None:
+        return "None (an invalid sample?)"
+    return repr(x)
