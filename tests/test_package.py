@@ -350,3 +350,12 @@ def pd_na():
     import pandas as pd
 
     return pd.NA
+
+
+def test_every_model_is_a_guacamol_generator_with_fresh_molecules_per_call():
+    model = molgen.load("ar-qm9")
+    first, second = model.generate(20), model.generate(20)
+    assert len(first) == 20 and all(isinstance(s, str) for s in first)
+    assert first != second  # call k uses seed k
+    again = molgen.load("ar-qm9")
+    assert again.generate(20) == first

@@ -98,6 +98,7 @@ class GenerativeModel(nn.Module, abc.ABC):
     - ``log_likelihood(molecules, ...) -> np.ndarray``: float64 nats per molecule (exact, ELBO or
       variational bound), NaN for a molecule it cannot score.
 
+    ``generate(n)`` (SMILES) makes every model a generator for GuacaMol's and MOSES' benchmarks.
     How a model is trained on a dataset (data, defaults, evaluators) lives in ``molgen.training.<name>``,
     so that models import neither training nor datasets.
     """
@@ -142,6 +143,14 @@ class GenerativeModel(nn.Module, abc.ABC):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss; DistributedDataParallel needs the loss to go through forward()."""
         return self.loss(batch)
+
+    def generate(self, number_samples: int) -> list[str]:
+        """GuacaMol's and MOSES' generator interface: ``number_samples`` SMILES (``""`` for an invalid
+        sample, which both count as invalid). Each call draws new molecules: call k (from 0) uses seed k,
+        so a benchmark run is reproducible from a freshly loaded model."""
+        seed = getattr(self, "_generate_calls", 0)
+        self._generate_calls = seed + 1
+        return [s or "" for s in self.sample(int(number_samples), seed=seed).smiles]
 
     def save_pretrained(self, folder: str | Path, metrics: dict[str, Any] | None = None,
                         weights: dict[str, torch.Tensor] | None = None) -> Path:
