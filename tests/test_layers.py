@@ -16,9 +16,9 @@ LAYERS = {
     "samples": 1, "datasets": 1, "metrics": 1, "nn": 1, "diffusion": 1,
     "models": 2, "references": 2, "evaluation": 2,
     "training": 3,
-    "cli": 4, "_cli": 4, "sample": 4, "train": 4, "evaluate": 4, "interpolate": 4, "denoise": 4, "__main__": 4, "__init__": 4,
+    "cli": 4, "_cli": 4, "sample": 4, "train": 4, "evaluate": 4, "interpolate": 4, "denoise": 4, "score": 4, "__main__": 4, "__init__": 4,
 }
-_ENTRY_POINTS = ("sample", "train", "evaluate", "interpolate", "denoise", "__main__")  # python -m molgen.X: thin modules
+_ENTRY_POINTS = ("sample", "train", "evaluate", "interpolate", "denoise", "score", "__main__")  # python -m molgen.X: thin modules
 #: imports allowed between units of one layer (importer -> imported)
 SAME_LAYER = {("evaluation", "references"), ("datasets", "samples"),
               *((m, c) for m in _ENTRY_POINTS for c in ("cli", "_cli")), ("cli", "_cli")}

@@ -24,6 +24,7 @@ COMMANDS = {
     "train": "train a model (resumes when the output folder has a checkpoint)",
     "interpolate": "decode molecules along a path in the graph VAE's latent space",
     "denoise": "refine 3D geometries with EDM (noise them part way, denoise back)",
+    "score": "negative log-likelihood of each molecule and its percentile among test molecules (anomalies)",
     "fetch": "download data molgen does not ship (the MOSES sets)",
 }
 

@@ -104,6 +104,8 @@ class GenerativeModel(nn.Module, abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    #: what ``log_likelihood`` is: "exact", "elbo" or "vlb" (a variational bound)
+    likelihood_kind: ClassVar[str] = "exact"
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
@@ -143,6 +145,19 @@ class GenerativeModel(nn.Module, abc.ABC):
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss; DistributedDataParallel needs the loss to go through forward()."""
         return self.loss(batch)
+
+    def score(self, molecules: Any, **kwargs: Any):
+        """One row per molecule (none dropped): ``smiles``, ``nll`` (nats), ``nll_per_atom``,
+        ``percentile`` among this checkpoint's test-split molecules (NaN if its model card has no
+        ``score_reference``), ``bound`` (exact, elbo or vlb) and ``reason`` where a row has no score;
+        a pandas DataFrame (see :mod:`molgen.models.scoring`). ``kwargs`` go to ``log_likelihood``."""
+        from .card import read_card
+        from .scoring import score_table
+
+        folder = getattr(self, "checkpoint_dir", None)
+        ref = read_card(folder).get("score_reference") if folder is not None else None
+        quantiles = np.asarray(ref["quantiles"], dtype=np.float64) if isinstance(ref, dict) and ref.get("quantiles") else None
+        return score_table(self, molecules, quantiles, **kwargs)
 
     def generate(self, number_samples: int) -> list[str]:
         """GuacaMol's and MOSES' generator interface: ``number_samples`` SMILES (``""`` for an invalid

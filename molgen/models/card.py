@@ -9,6 +9,8 @@ A card says what the weights are and how good they are. Its top-level keys:
   of strings for a run in several parts) and ``weights`` (which weights: EMA, float16, ...);
 - ``evaluation``: the headline evaluation, with the ``command`` that produced it, its ``date`` and
   its numbers (``molgen.list_models()`` shows the headline metrics found in it);
+- ``score_reference``: quantiles of the test split's NLL (``quantiles``, 0 to 100 %), with its
+  ``command`` and ``date``, from which ``model.score`` gives percentiles;
 - ``other_evaluations``: ``{name: evaluation}`` for further settings (another temperature, another
   number of diffusion steps), each with its ``command`` and ``date`` too.
 
@@ -50,7 +52,7 @@ def _problems(card: Any, shipped: bool) -> list[str]:
         if value is not None and not (isinstance(value, str) or (isinstance(value, list)
                                                                  and all(isinstance(v, str) for v in value))):
             out.append(f"{key!r} must be a string or a list of strings")
-    evaluations = {"evaluation": card.get("evaluation")} if "evaluation" in card else {}
+    evaluations = {k: card.get(k) for k in ("evaluation", "score_reference") if k in card}
     others = card.get("other_evaluations", {})
     if not isinstance(others, dict):
         out.append("'other_evaluations' must be an object {name: evaluation}")
@@ -133,12 +135,13 @@ def write_card(folder: str | Path, card: dict[str, Any], shipped: bool | None = 
 
 def update_card(folder: str | Path, section: str, values: dict[str, Any]) -> Path:
     """Set one evaluation of a checkpoint's card and write the card: ``section`` is ``"evaluation"``
-    (the headline one) or ``"other_evaluations/<name>"``. The way studies record their results."""
+    (the headline one), ``"other_evaluations/<name>"`` or ``"score_reference"`` (the test split's NLL
+    quantiles that ``model.score`` turns into percentiles). The way studies record their results."""
     card = read_card(folder)
-    if section == "evaluation":
-        card["evaluation"] = values
+    if section in ("evaluation", "score_reference"):
+        card[section] = values
     elif section.startswith("other_evaluations/") and section.count("/") == 1 and section.split("/")[1]:
         card.setdefault("other_evaluations", {})[section.split("/")[1]] = values
     else:
-        raise ValueError(f"section must be 'evaluation' or 'other_evaluations/<name>', got {section!r}")
+        raise ValueError(f"section must be 'evaluation', 'other_evaluations/<name>' or 'score_reference', got {section!r}")
     return write_card(folder, card)

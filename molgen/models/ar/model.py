@@ -99,6 +99,7 @@ class ARModel(GenerativeModel):
     """
 
     name: ClassVar[str] = "ar"
+    likelihood_kind = "exact"
     pretrained_datasets: ClassVar[tuple[str, ...]] = ("qm9", "moses")
 
     def __init__(self, atom_types: Sequence[str] = ("C", "N", "O", "F"), max_atoms: int = 38,

@@ -24,7 +24,7 @@ from ...diffusion.inpainting import KnownFn, sample_with_known
 from ...diffusion.schedulers import SCHEDULERS, Scheduler, get_scheduler
 from ..base import GenerativeModel, evaluating, make_generator, register
 from . import vlb
-from .records import as_records, atom_counts, collate
+from .records import as_records, atom_counts, collate, unscorable
 
 QM9_TYPES = ("H", "C", "N", "O", "F")
 #: ``constraint(rows, mask) -> (z_start | None, known | None)`` for one batch of :meth:`EDM.generate`
@@ -44,6 +44,7 @@ class EDM(GenerativeModel):
     """EDM with an EGNN (default) or e3nn backbone. See the module docstring for the objective."""
 
     name = "edm"
+    likelihood_kind = "vlb"
     pretrained_datasets = ("qm9",)
     #: settings that change how the model trains or samples but not what the weights compute: a
     #: resumed run may change them (``python -m molgen.train --resume DIR --config``)
@@ -222,23 +223,25 @@ class EDM(GenerativeModel):
         return vlb.nll_terms(self, batch, n_t=n_t, generator=generator)
 
     @torch.no_grad()
-    def log_likelihood(self, molecules: Any, n_t: int = 8, batch_size: int = 128, seed: int = 0) -> np.ndarray:
+    def log_likelihood(self, molecules: Any, n_t: int = 8, batch_size: int = 128, seed: int = 0,
+                       return_reasons: bool = False) -> "np.ndarray | tuple[np.ndarray, list[str | None]]":
         """Variational lower bound on log p(x, h, N) per molecule, in nats (EDM reports its negative,
         -110.7 on QM9 test). ``molecules``: a SampleSet, RDKit Mols with 3D conformers, or a list of
-        (atomic_numbers, positions in Angstrom). Molecules with atoms outside the vocabulary give NaN."""
+        (atomic_numbers, positions in Angstrom). Molecules without coordinates, with atoms outside the
+        vocabulary or too many atoms give NaN; ``return_reasons`` also returns why (None where scored)."""
         records = as_records(molecules)
         if n_t < 1 or batch_size < 1:
             raise ValueError(f"n_t and batch_size must be positive, got n_t={n_t}, batch_size={batch_size}")
         out = np.full(len(records), np.nan)
-        ok = [i for i, r in enumerate(records) if r is not None and all(z in self._z_to_type() for z in r[0])
-              and 0 < len(r[0]) <= self.max_atoms]
+        reasons = [unscorable(r, self._z_to_type(), self.max_atoms, self.atom_types) for r in records]
+        ok = [i for i, why in enumerate(reasons) if why is None]
         gen = make_generator(seed, self.device)
         with evaluating(self):
             for start in range(0, len(ok), batch_size):
                 idx = ok[start:start + batch_size]
                 batch = collate([records[i] for i in idx], self._z_to_type(), self.device)
                 out[idx] = vlb.log_likelihood_bound(self.nll_terms(batch, n_t=n_t, generator=gen)).cpu().numpy()
-        return out
+        return (out, reasons) if return_reasons else out
 
     def _z_to_type(self) -> dict[int, int]:
         return {int(z): i for i, z in enumerate(self.type_z.tolist())}

@@ -39,6 +39,19 @@ def as_records(molecules: Any) -> list[Record | None]:
     return out
 
 
+def unscorable(record: Record | None, z_to_type: dict[int, int], max_atoms: int, atom_types: Sequence[str]) -> str | None:
+    """Why EDM cannot score ``record`` (None when it can)."""
+    if record is None:
+        return "no 3D coordinates"
+    z = record[0]
+    if len(z) == 0 or len(z) > max_atoms:
+        return f"{len(z)} atoms; this model scores 1 to {max_atoms}"
+    outside = sorted({int(a) for a in z} - set(z_to_type))
+    if outside:
+        return f"elements outside {', '.join(atom_types)} (atomic numbers {outside})"
+    return None
+
+
 def collate(records: list[Record], z_to_type: dict[int, int], device: torch.device) -> dict[str, torch.Tensor]:
     """Pad records into the model's batch: ``types`` (B, N; -1 for padding), ``pos`` (B, N, 3), ``mask``."""
     n = max(len(r[0]) for r in records)

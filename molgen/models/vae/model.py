@@ -80,6 +80,7 @@ class GraphVAE(GenerativeModel):
     """
 
     name = "vae"
+    likelihood_kind = "elbo"
     pretrained_datasets = ("qm9", "moses")
 
     def __init__(self, atom_types: Sequence[str] = ("C", "N", "O", "F"), max_atoms: int = 9,
