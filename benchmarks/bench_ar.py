@@ -175,14 +175,14 @@ def _ood_molecules(model, dataset: str, n: int, rng: np.random.Generator,
     QM9 model: drug-like fragments of QM9 size, i.e. BRICS fragments (3..max_atoms heavy atoms) of
     random MOSES test molecules that are not in QM9 (any split). MOSES model: QM9 test molecules.
     """
-    from molgen.metrics.core import training_smiles
+    from molgen.references import training_smiles
     from molgen.datasets import dataset_smiles
 
     if dataset == "moses":
         qm9 = dataset_smiles("qm9", "test")
         pick = np.sort(rng.choice(len(qm9), min(n, len(qm9)), replace=False))
         return [qm9[k] for k in pick], f"qm9 test, random {len(pick)} (seed 0)"
-    from molgen.chem.build import canonicalize
+    from molgen.chem.convert import canonicalize
 
     qm9 = set(training_smiles("qm9")) | {canonicalize(x) for split in ("valid", "test")
                                           for x in dataset_smiles("qm9", split)}
@@ -202,7 +202,7 @@ def _ood_molecules(model, dataset: str, n: int, rng: np.random.Generator,
 
 def quality(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    from molgen.metrics import evaluate
+    from molgen.evaluation import evaluate
     from molgen.datasets import dataset_smiles
     from molgen.models.checkpoint import atomic_write_text, read_metrics
 
@@ -222,7 +222,7 @@ def quality(args: argparse.Namespace) -> None:
     res = evaluate(masked, reference=args.dataset, fcd=not args.no_fcd)
     ev["metrics"] = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in res.metrics.items()}
     ev["notes"] = res.notes
-    from molgen.metrics.core import training_smiles
+    from molgen.references import training_smiles
 
     train = sorted(training_smiles(args.dataset))
     draws = np.random.default_rng(0).choice(len(train), args.n, replace=True)

@@ -95,11 +95,11 @@ def quality(args: argparse.Namespace) -> dict:
     n = args.n
     result: dict = {"command": _command(), "weights": label, "n_samples": n, "seed": 0,
                     "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"}
-    from molgen.chem.build import canonicalize
-    from molgen.metrics.core import training_smiles
+    from molgen.chem.convert import canonicalize
+    from molgen.references import training_smiles
 
     known = set(training_smiles(dataset))
-    result["novelty_reference"] = f"molgen.metrics.core.training_smiles({dataset!r})"
+    result["novelty_reference"] = f"molgen.references.training_smiles({dataset!r})"
     for constrained in (True, False):
         t = time.perf_counter()
         out = model.sample(n, seed=0, constrained=constrained, progress=args.progress)
@@ -137,7 +137,7 @@ def quality(args: argparse.Namespace) -> dict:
     result["elbo_test_nats"] = {"mean": float(np.nanmean(elbo)), "molecules": int(min(args.elbo_n, ok.size)),
                                 "note": "ELBO (lower bound on log p), 1 posterior sample per molecule"}
     if args.evaluate:
-        from molgen.metrics import evaluate
+        from molgen.evaluation import evaluate
 
         ev = evaluate(samples, reference=dataset, fcd=args.fcd)
         result["molgen_evaluate"] = ev.as_dict()["metrics"]

@@ -133,7 +133,7 @@ class Run:
     def save(self, path: str | os.PathLike) -> Path:
         import json
 
-        from molgen.chem.io import write_text
+        from molgen.chem.files import write_text
 
         return write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
 

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     from .chem.io import MoleculeFileError
     from .datasets.qm9 import DataMissingError
-    from .metrics.evaluate import REFERENCES, evaluate
+    from .evaluation import REFERENCES, evaluate
 
     parser = argparse.ArgumentParser(prog=f"python -m {PROG}",
                                      description="Evaluate generated molecules (validity, uniqueness, novelty, "

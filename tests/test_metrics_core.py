@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from molgen.metrics.core import (edm_metrics, graph_metrics, has_clash, largest_fragment_smiles, mols_from_3d,
-                                 novelty, stability_2d, stability_3d, to_canonical, training_smiles, uniqueness,
-                                 validity, validity_connected)
+from molgen.chem.convert import mols_from_3d
+from molgen.chem.geometry import has_clash
+from molgen.metrics.core import (edm_metrics, graph_metrics, largest_fragment_smiles, novelty, stability_2d,
+                                 stability_3d, to_canonical, uniqueness, validity, validity_connected)
+from molgen.references import training_smiles
 
 # Hand-checked SMILES: what each one is and whether it is valid / connected / stable.
 VALID = "CCO"

@@ -119,6 +119,13 @@ def load_qm9_arrays(cache: str | None = None) -> QM9Arrays:
                          props=f["props"])
 
 
+def source_files() -> list[Path]:
+    """The files QM9's molecules and split come from (the parsed cache and the shipped split), whose
+    contents key every statistic computed from QM9 (:mod:`molgen.references`)."""
+    load_qm9_arrays()  # parses the CSVs on first use
+    return [cache_dir("qm9") / "qm9.npz", _split_file()]
+
+
 def make_split(n: int = N_MOLECULES, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
     """The seeded split: a permutation cut into EDM's sizes, each part sorted."""
     if n != sum(SPLIT_SIZES.values()):

@@ -14,7 +14,7 @@ MOSES' own implementation (``moses/metrics/metrics.py`` and ``utils.py``):
   MCF or PAINS SMARTS on the molecule with explicit hydrogens.
 
 Reference-side statistics (fingerprints, fragment and scaffold counts) are computed once with
-:func:`moses_reference` and can be cached on disk under ``cache_dir("refstats")``.
+:func:`moses_reference`; :mod:`molgen.references` caches them for the named references.
 """
 from __future__ import annotations
 
@@ -24,25 +24,24 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable
 
 import numpy as np
 from rdkit import Chem
 from rdkit.Chem import FilterCatalog, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from molgen._cache import cache_dir, cached_npz, digest_strings
-from molgen.chem.build import as_mol
+from molgen._cache import cache_dir
+from molgen.chem.convert import MolLike, to_mol, to_smiles
 
 __all__ = [
     "MolLike", "to_mols", "morgan_fingerprints", "tanimoto_matrix", "max_tanimoto",
     "fragment_counts", "scaffold_counts", "cosine_similarity",
     "MosesReference", "moses_reference",
     "snn", "frag_similarity", "scaffold_similarity", "internal_diversity", "internal_diversities",
-    "passes_filters", "filters_pass_rate", "unique_at_k", "novelty",
+    "filter_patterns", "passes_filters", "filters_pass_rate", "unique_at_k",
 ]
 
-MolLike = Union[str, Chem.Mol]
 ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
 
 # Block sizes for the Tanimoto matrix products: a (2048 x 4096) float32 block is 32 MiB.
@@ -58,7 +57,7 @@ def to_mols(molecules: Iterable[MolLike]) -> list[Chem.Mol]:
     """RDKit Mols for a mix of SMILES and Mols; raises ``ValueError`` on an unparsable SMILES."""
     mols = []
     for i, item in enumerate(molecules):
-        mol = item if isinstance(item, Chem.Mol) else as_mol(item) if isinstance(item, str) else None
+        mol = item if isinstance(item, Chem.Mol) else to_mol(item) if isinstance(item, str) else None
         if mol is None:
             raise ValueError(f"invalid molecule at index {i}: {item!r} (remove invalid molecules first)")
         mols.append(mol)
@@ -283,23 +282,11 @@ class MosesReference:
 
 
 
-def moses_reference(reference: Sequence[MolLike], name: str | None = None) -> MosesReference:
-    """Compute SNN/Frag/Scaf statistics of a reference set, optionally cached on disk.
-
-    With ``name`` (e.g. ``"moses-test"``) the statistics are stored in
-    ``cache_dir("refstats") / f"{name}.moses.npz"`` together with a hash of the reference SMILES,
-    and reused when the same set is passed again.
-    """
-    def compute() -> MosesReference:
-        mols = to_mols(reference)  # parse only when the cache cannot answer
-        return MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
-
-    if name is None:
-        return compute()
-    smiles = [s if isinstance(s, str) else Chem.MolToSmiles(s) for s in reference]
-    path = cache_dir("refstats") / f"{name}.moses.npz"
-    arrays = cached_npz(path, digest_strings(smiles), lambda: compute().to_arrays(), compressed=True)
-    return MosesReference.from_arrays(arrays)
+def moses_reference(reference: Sequence[MolLike]) -> MosesReference:
+    """SNN / Frag / Scaf statistics of a reference set, computed once (cache them with
+    :meth:`MosesReference.to_arrays`; :mod:`molgen.references` does for the named references)."""
+    mols = to_mols(reference)
+    return MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,17 +349,55 @@ def internal_diversities(gen: "Sequence[MolLike] | np.ndarray", ps: Sequence[flo
     return [float(1.0 - m.mean()) for m in _mean_power_tanimoto(fps, ps)]
 
 
-def _alert_catalog() -> FilterCatalog.FilterCatalog:
-    """MCF + PAINS patterns in one RDKit FilterCatalog (one C++ call per molecule)."""
-    from molgen.datasets.moses import moses_dir
+#: Where ``python -m molgen.datasets.moses fetch`` puts MOSES' filter lists (in ``cache_dir("moses")``).
+FILTER_FILES = ("mcf.csv", "wehi_pains.csv")
 
-    return _catalog_for(moses_dir())
+
+def _filter_files() -> tuple[Path, Path]:
+    folder = cache_dir("moses")
+    for name in FILTER_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"MOSES file {folder / name} is missing; "
+                                    "run `python -m molgen.datasets.moses fetch` first")
+    return folder / FILTER_FILES[0], folder / FILTER_FILES[1]
+
+
+def filter_patterns() -> tuple[list[Chem.Mol], list[Chem.Mol]]:
+    """MOSES' structural alerts as RDKit query molecules: ``(mcf, pains)`` (22 and 480 patterns).
+
+    ``mcf.csv`` has a header (``names,smarts``); ``wehi_pains.csv`` has none (``smarts,name``,
+    with the SMARTS padded by spaces). The patterns are meant to be matched against molecules
+    with explicit hydrogens (several use ``[H]`` / ``[#1]``). Parsed once per file version.
+    """
+    mcf, pains = _read_patterns(*((p, p.stat().st_mtime_ns, p.stat().st_size) for p in _filter_files()))
+    return list(mcf), list(pains)
 
 
 @lru_cache(maxsize=2)
-def _catalog_for(folder: Path) -> FilterCatalog.FilterCatalog:
-    from molgen.datasets.moses import filter_patterns
+def _read_patterns(*files: tuple[Path, int, int]) -> tuple[tuple[Chem.Mol, ...], ...]:
+    import pandas as pd
 
+    mcf_table = pd.read_csv(files[0][0], dtype=str)
+    pains_table = pd.read_csv(files[1][0], header=None, names=["smarts", "name"], dtype=str)
+    result = []
+    for table in (mcf_table, pains_table):
+        patterns = []
+        for smarts in table["smarts"]:
+            pattern = Chem.MolFromSmarts(smarts.strip())
+            if pattern is None:
+                raise ValueError(f"cannot parse filter SMARTS {smarts.strip()!r}")
+            patterns.append(pattern)
+        result.append(tuple(patterns))
+    return tuple(result)
+
+
+def _alert_catalog() -> FilterCatalog.FilterCatalog:
+    """MCF + PAINS patterns in one RDKit FilterCatalog (one C++ call per molecule)."""
+    return _catalog_for(_filter_files())
+
+
+@lru_cache(maxsize=2)
+def _catalog_for(files: tuple[Path, Path]) -> FilterCatalog.FilterCatalog:
     mcf, pains = filter_patterns()
     catalog = FilterCatalog.FilterCatalog()
     for i, pattern in enumerate(mcf + pains):
@@ -408,8 +433,8 @@ def filters_pass_rate(gen: Sequence[MolLike]) -> float:
 
 
 def _canonical(item: MolLike) -> str | None:
-    mol = Chem.MolFromSmiles(item) if isinstance(item, str) else item
-    return None if mol is None else Chem.MolToSmiles(mol)
+    """MOSES' canonical form: isomeric SMILES of the molecule as given (a Mol is not re-sanitised)."""
+    return to_smiles(to_mol(item) if isinstance(item, str) else item, isomeric=True)
 
 
 def unique_at_k(smiles: Sequence[MolLike], k: int | None = None) -> float:
@@ -428,15 +453,3 @@ def unique_at_k(smiles: Sequence[MolLike], k: int | None = None) -> float:
     if None in canonical:
         raise ValueError("invalid molecule passed to unique_at_k")
     return len(canonical) / len(smiles)
-
-
-def novelty(gen: Sequence[MolLike], train: Iterable[str]) -> float:
-    """MOSES novelty: fraction of distinct canonical ``gen`` SMILES not in ``train`` (compared as strings).
-
-    MOSES' training SMILES are already canonical; pass a canonicalised training set otherwise.
-    """
-    unique = {_canonical(s) for s in gen} - {None}
-    if not unique:
-        raise ValueError("novelty of an empty set is undefined")
-    train_set = train if isinstance(train, (set, frozenset)) else set(train)
-    return len(unique - train_set) / len(unique)

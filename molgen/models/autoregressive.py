@@ -783,7 +783,7 @@ class ARModel(GenerativeModel):
         def evaluate(m: GenerativeModel) -> dict[str, float]:
             assert isinstance(m, ARModel)
             if "train" not in state:  # reference set for novelty, built on first use
-                from ..chem.build import canonicalize
+                from ..chem.convert import canonicalize
 
                 state["train"] = (set(filter(None, map(canonicalize, smiles))) if dataset == "qm9"
                                   else set(smiles))  # MOSES ships RDKit-canonical SMILES
