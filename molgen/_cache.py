@@ -45,6 +45,12 @@ def digest_files(paths: "list[Path] | tuple[Path, ...]") -> str:
     return h.hexdigest()
 
 
+def file_stamp(paths: "list[Path] | tuple[Path, ...]") -> str:
+    """Names, sizes and modification times of files: a cheap check that they are unchanged since a
+    :func:`digest_files` was taken (when it differs, compare digests before rebuilding)."""
+    return ";".join(f"{Path(p).name}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in paths)
+
+
 def cached_npz(path: Path, digest: str, compute: "Callable[[], dict[str, np.ndarray]]",
                compressed: bool = False) -> "dict[str, np.ndarray]":
     """Arrays computed once for an input set and kept in ``path`` (``.npz``, no pickles) with the

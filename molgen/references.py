@@ -207,11 +207,11 @@ def _moses_training() -> list[str]:
 
 # --- resolving ------------------------------------------------------------------------------------
 def _qm9() -> Reference:
-    from .datasets.qm9 import qm9_smiles, source_files
+    from .datasets.qm9 import content_digest, qm9_smiles
 
     return Reference("qm9", "QM9 test", lambda: [s for s in map(canonicalize, qm9_smiles("test")) if s],
                      _qm9_training, lambda: _guacamol_draw(qm9_smiles("train")),
-                     _bundle("qm9", digest_files(source_files())))
+                     _bundle("qm9", content_digest()))
 
 
 def _moses() -> Reference:

@@ -16,11 +16,11 @@ import numpy as np
 from rdkit import Chem
 
 from . import build
-from .build import is_connected, mol_from_graph, quiet_rdkit, sanitize
+from .build import mol_from_graph, quiet_rdkit, sanitize
 from .elements import TABLE_Z
 from .geometry import bond_orders, has_clash
 
-__all__ = ["MolLike", "quiet_rdkit", "to_mol", "to_smiles", "canonicalize", "mols_from_3d", "validity_3d"]
+__all__ = ["MolLike", "quiet_rdkit", "to_mol", "to_smiles", "canonicalize", "mols_from_3d"]
 
 #: What chemist-facing functions accept as one molecule: an RDKit Mol, a SMILES string, or None
 #: (an invalid sample).
@@ -90,12 +90,3 @@ def mols_from_3d(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequ
                 continue
             out.append(sanitize(mol_from_graph(z, o, positions=np.asarray(x, dtype=np.float64))))
     return out
-
-
-def validity_3d(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequence[np.ndarray]) -> dict[str, float]:
-    """Validity and connected validity of 3D molecules by :func:`mols_from_3d` (NaN for no molecule)."""
-    mols = mols_from_3d(atomic_numbers_list, positions_list)
-    n = len(mols)
-    nan = float("nan")
-    return {"validity": sum(m is not None for m in mols) / n if n else nan,
-            "validity_connected": sum(m is not None and is_connected(m) for m in mols) / n if n else nan}
