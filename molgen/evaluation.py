@@ -232,7 +232,7 @@ def evaluate(molecules: Any, reference: "str | os.PathLike | Reference | None" =
             inp.notes.append("fewer than 2 valid molecules: set metrics against the reference skipped")
         if len(valid) >= 2 and (ref is not None or inp.kind == "2d"):
             from .metrics.fcd import chemnet_stats
-            from .metrics.moses import morgan_fingerprints
+            from .metrics.fingerprints import morgan_fingerprints
 
             fps = morgan_fingerprints(valid)  # one set of fingerprints for SNN and IntDiv
             gen_stats = _once(lambda: chemnet_stats(valid_smiles)) if fcd else None  # one ChemNet pass

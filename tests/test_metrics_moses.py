@@ -62,8 +62,10 @@ def test_blockwise_tanimoto_equals_one_full_matrix(monkeypatch):
     a = rng.random((23, 64)) < 0.2
     b = rng.random((17, 64)) < 0.2
     full = M.tanimoto_matrix(a, b)
-    monkeypatch.setattr(M, "_ROWS_PER_BLOCK", 5)
-    monkeypatch.setattr(M, "_COLS_PER_BLOCK", 4)
+    from molgen.metrics import fingerprints
+
+    monkeypatch.setattr(fingerprints, "_ROWS_PER_BLOCK", 5)
+    monkeypatch.setattr(fingerprints, "_COLS_PER_BLOCK", 4)
     np.testing.assert_array_equal(M.tanimoto_matrix(a, b), full)
     np.testing.assert_allclose(M.max_tanimoto(a, b), full.max(axis=1), rtol=1e-6)
     self_sim = M.tanimoto_matrix(a, a)

@@ -99,3 +99,24 @@ def test_any_reference_gives_the_set_metrics_for_3d_input_too(tmp_path):
     with_ref = evaluate(out, reference=str(ref_file), fcd=False).metrics
     without = evaluate(out, fcd=False).metrics
     assert {"intdiv1", "intdiv2", "snn"} <= set(with_ref) and "intdiv1" not in without
+
+
+def test_metrics_import_only_chem_and_the_cache():
+    import ast
+    from pathlib import Path
+
+    import molgen.metrics
+
+    folder = Path(molgen.metrics.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                inside = name.startswith("molgen.") or name.startswith("..")
+                allowed = ("molgen.chem", "molgen._cache", "molgen.metrics", "..chem", ".._cache")
+                assert not inside or name.startswith(allowed), f"{path.name} imports {name}"

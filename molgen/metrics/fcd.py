@@ -66,7 +66,7 @@ def _encode(smiles: Sequence[str]) -> torch.Tensor:
 
 def _canonical_smiles(molecules: Sequence[MolLike]) -> list[str]:
     """RDKit's canonical isomeric SMILES, as the ``fcd`` package feeds ChemNet; invalid input raises."""
-    from .moses import to_mols
+    from .fingerprints import to_mols
 
     return [to_smiles(m, isomeric=True) for m in to_mols(molecules)]
 

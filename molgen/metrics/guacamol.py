@@ -23,7 +23,7 @@ from rdkit.Chem import Descriptors
 from scipy.stats import entropy, gaussian_kde
 
 from molgen.chem.convert import MolLike, canonicalize
-from molgen.metrics.moses import max_tanimoto, morgan_fingerprints, to_mols
+from molgen.metrics.fingerprints import max_tanimoto, morgan_fingerprints, to_mols
 
 __all__ = [
     "CONTINUOUS_DESCRIPTORS", "DISCRETE_DESCRIPTORS", "physchem_descriptors", "nearest_neighbour_similarity",
