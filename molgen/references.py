@@ -65,10 +65,34 @@ class _Bundle:
                 tmp.unlink(missing_ok=True)
         return values
 
-    def arrays(self, part: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    def arrays(self, part: str, compute: Callable[[], dict[str, np.ndarray]],
+               legacy: tuple[str, list[str]] | None = None) -> dict[str, np.ndarray]:
         if self.folder is None:
             return compute()
+        if legacy is not None and not (self.folder / f"{part}.npz").is_file():
+            compute = _adopting(legacy, compute)
         return cached_npz(self.folder / f"{part}.npz", part, compute, compressed=True)
+
+
+def _adopting(legacy: tuple[str, list[str]], compute: Callable[[], dict[str, np.ndarray]]
+              ) -> Callable[[], dict[str, np.ndarray]]:
+    """``compute``, or the same statistic from a refstats file written before the bundles, when that
+    was computed on the very same SMILES (its stored digest says so): a one-time conversion that
+    saves recomputing ChemNet and the MOSES statistics. Remove once no such caches are left."""
+    def adopt() -> dict[str, np.ndarray]:
+        name, smiles = legacy
+        digest = digest_strings(smiles)
+        folder = cache_dir("refstats")
+        for path in (folder / f"{name}.npz", folder / f"{name}.v1.rdkit{rdkit.__version__}.npz"):
+            try:
+                with np.load(path, allow_pickle=False) as f:
+                    if str(f["digest"]) in (digest, digest[:16]):
+                        return {k: f[k] for k in f.files if k not in ("digest", "n")}
+            except (OSError, KeyError, ValueError):
+                continue
+        return compute()
+
+    return adopt
 
 
 @dataclass(eq=False)
@@ -82,6 +106,7 @@ class Reference:
     _training: Callable[[], list[str]] | None = None
     _draw: Callable[[], list[str]] | None = None
     bundle: _Bundle = field(default_factory=lambda: _Bundle(None))
+    legacy: tuple[str, str] | None = None       # refstats names before the bundles: comparison, draw
 
     @property
     def has_training(self) -> bool:
@@ -96,7 +121,16 @@ class Reference:
         """Canonical non-isomeric SMILES of the training set (None for a file reference)."""
         if self._training is None:
             return None
-        return self._memo("training", lambda: frozenset(self.bundle.strings("training", self._training)))
+        return self._memo("training", lambda: frozenset(self.bundle.strings("training", self._legacy_training)))
+
+    def _legacy_training(self) -> list[str]:
+        """The training set, or the file ``training_smiles`` kept it in before the bundles (a one-time
+        conversion: same data, same RDKit version; remove once no such caches are left)."""
+        path = cache_dir("refstats") / f"{self.name}-train-smiles.v1.rdkit{rdkit.__version__}.txt.gz"
+        if self.legacy is not None and path.is_file():
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                return f.read().split()
+        return self._training()
 
     @property
     def guacamol_draw(self) -> list[str] | None:
@@ -110,14 +144,15 @@ class Reference:
         """QED, SA, logP and weight of the comparison set (:func:`molgen.metrics.properties.property_table`)."""
         from .metrics.properties import property_table
 
-        return self._memo("properties", lambda: self.bundle.arrays("properties", lambda: property_table(self.comparison)))
+        return self._memo("properties", lambda: self.bundle.arrays(
+            "properties", lambda: property_table(self.comparison), self._legacy("properties")))
 
     def moses_stats(self) -> Any:
         """:class:`~molgen.metrics.moses.MosesReference` of the comparison set (SNN, Frag, Scaf)."""
         from .metrics.moses import MosesReference, moses_reference
 
-        return self._memo("moses", lambda: MosesReference.from_arrays(
-            self.bundle.arrays("moses", lambda: moses_reference(self.comparison).to_arrays())))
+        return self._memo("moses", lambda: MosesReference.from_arrays(self.bundle.arrays(
+            "moses", lambda: moses_reference(self.comparison).to_arrays(), self._legacy("moses"))))
 
     def chemnet(self, part: str = "comparison") -> tuple[np.ndarray, np.ndarray]:
         """ChemNet (mu, sigma) of the comparison set, or of GuacaMol's draw with ``part="draw"``."""
@@ -129,7 +164,8 @@ class Reference:
             mu, sigma = chemnet_stats(smiles)
             return {"mu": mu, "sigma": sigma}
 
-        arrays = self._memo(f"chemnet-{part}", lambda: self.bundle.arrays(f"chemnet-{part}", compute))
+        arrays = self._memo(f"chemnet-{part}", lambda: self.bundle.arrays(
+            f"chemnet-{part}", compute, self._legacy("chemnet", draw=part != "comparison")))
         return arrays["mu"], arrays["sigma"]
 
     def kl_stats(self) -> Any:
@@ -140,8 +176,14 @@ class Reference:
             ref = kl_reference(self.guacamol_draw)
             return {"descriptors": ref.descriptors, "nn_similarity": ref.nn_similarity}
 
-        arrays = self._memo("kl", lambda: self.bundle.arrays("guacamol-kl", compute))
+        arrays = self._memo("kl", lambda: self.bundle.arrays("guacamol-kl", compute,
+                                                             self._legacy("guacamol-kl", draw=True)))
         return KLReference(arrays["descriptors"], arrays["nn_similarity"])
+
+    def _legacy(self, part: str, draw: bool = False) -> tuple[str, list[str]] | None:
+        if self.legacy is None:
+            return None
+        return f"{self.legacy[draw]}.{part}", self.guacamol_draw if draw else self.comparison
 
     def _memo(self, key: str, compute: Callable[[], Any]) -> Any:
         memo = self.__dict__.setdefault("_values", {})
@@ -211,7 +253,7 @@ def _qm9() -> Reference:
 
     return Reference("qm9", "QM9 test", lambda: [s for s in map(canonicalize, qm9_smiles("test")) if s],
                      _qm9_training, lambda: _guacamol_draw(qm9_smiles("train")),
-                     _bundle("qm9", content_digest()))
+                     _bundle("qm9", content_digest()), legacy=("qm9-test", "qm9-train-10k-guacamol"))
 
 
 def _moses() -> Reference:
@@ -223,7 +265,8 @@ def _moses() -> Reference:
         raise FileNotFoundError(f"the MOSES files are missing from {moses_dir()}; "
                                 "run `python -m molgen.datasets.moses fetch` first")
     return Reference("moses", "Test", lambda: load_moses("test"), _moses_training,
-                     lambda: _guacamol_draw(load_moses("train")), _bundle("moses", digest_files(files)))
+                     lambda: _guacamol_draw(load_moses("train")), _bundle("moses", digest_files(files)),
+                     legacy=("moses-test", "moses-train-10k"))
 
 
 def _file(path: Path) -> Reference:

@@ -120,3 +120,16 @@ def test_metrics_import_only_chem_and_the_cache():
                 inside = name.startswith("molgen.") or name.startswith("..")
                 allowed = ("molgen.chem", "molgen._cache", "molgen.metrics", "..chem", ".._cache")
                 assert not inside or name.startswith(allowed), f"{path.name} imports {name}"
+
+
+def test_statistics_cached_before_the_bundles_are_adopted_only_for_the_same_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
+    from molgen._cache import cache_dir, digest_strings
+    from molgen.metrics.moses import moses_reference
+
+    old = moses_reference(REF[:3])  # distinguishable from what the bundle would compute
+    np.savez(cache_dir("refstats") / "old.moses.npz", digest=np.array(digest_strings(REF)), **old.to_arrays())
+    ref = R.Reference("x", "X", lambda: list(REF), bundle=R._bundle("x", "key"), legacy=("old", "old-draw"))
+    assert len(ref.moses_stats()) == 3 and (ref.bundle.folder / "moses.npz").is_file()
+    other = R.Reference("y", "Y", lambda: list(REF[:5]), bundle=R._bundle("y", "key"), legacy=("old", "old-draw"))
+    assert len(other.moses_stats()) == 5  # another set: computed, not adopted
