@@ -56,7 +56,7 @@ def test_fractions_of_empty_or_all_invalid_sets_are_nan():
 
 def test_to_canonical_largest_fragment():
     assert to_canonical([DISCONNECTED, PENTAVALENT_C, "C/C=C/C"]) == ["CC(=O)[O-].[Na+]", None, "CC=CC"]
-    assert to_canonical([DISCONNECTED], largest_fragment_only=True) == ["CC(=O)[O-]"]
+    assert to_canonical([DISCONNECTED], largest_fragment=True) == ["CC(=O)[O-]"]
 
 
 def test_stability_2d_is_charge_and_aromaticity_aware():

@@ -2,12 +2,14 @@
 
 Conventions. A *molecule* argument is an RDKit Mol, a SMILES string or None (an invalid sample).
 Fractions are in [0, 1]; a fraction over an empty set is NaN. SMILES are compared as canonical
-non-isomeric RDKit SMILES (as GuacaMol does), so stereo variants count as one molecule.
+non-isomeric RDKit SMILES (:func:`molgen.chem.convert.to_smiles`' default, as GuacaMol does), so
+stereo variants count as one molecule.
 
 For 3D structures (atomic numbers and coordinates in Angstrom) the metrics follow EDM
 (Hoogeboom et al. 2022): bonds come from EDM's bond-length tables (:func:`molgen.chem.geometry.bond_orders`),
-a molecule is valid when RDKit sanitises the Mol built from them (fragments allowed), and the
-largest fragment's canonical SMILES is used for uniqueness and novelty.
+a molecule is valid by the one rule of :func:`molgen.chem.convert.mols_from_3d` (RDKit sanitises the
+Mol built from them, fragments allowed, every element in the tables, no clash), and the largest
+fragment's canonical SMILES is used for uniqueness and novelty.
 """
 from __future__ import annotations
 
@@ -26,12 +28,12 @@ def _fraction(count: int, total: int) -> float:
 
 
 # --- 2D: molecules and SMILES ---------------------------------------------------------------
-def to_canonical(molecules: Sequence[MolLike], largest_fragment_only: bool = False) -> list[str | None]:
+def to_canonical(molecules: Sequence[MolLike], largest_fragment: bool = False) -> list[str | None]:
     """Canonical non-isomeric SMILES per molecule (None where invalid).
 
-    With ``largest_fragment_only`` only the largest fragment is kept (EDM's convention).
+    With ``largest_fragment`` only the largest fragment is kept (EDM's convention).
     """
-    return [to_smiles(to_mol(x), largest_fragment=largest_fragment_only) for x in molecules]
+    return [to_smiles(to_mol(x), largest_fragment=largest_fragment) for x in molecules]
 
 
 def validity(molecules: Sequence[MolLike]) -> float:
