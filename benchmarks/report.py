@@ -267,7 +267,7 @@ def render(runs: Sequence[Run], title: str = "Benchmark results") -> str:
 
 def write_report(runs: Sequence[Run], path: str | Path) -> Path:
     """Render ``runs`` into a Markdown file (the runs' figure paths are relative to its folder)."""
-    from molgen.chem.io import write_text
+    from molgen.chem.files import write_text
 
     return write_text(path, render(runs))
 
@@ -284,7 +284,7 @@ _REQUIRED = ("validity", "valid_and_unique")
 
 def metric_range(key: str) -> tuple[float, float]:
     """The closed interval a metric must lie in."""
-    from molgen.metrics.evaluate import METRICS
+    from molgen.metrics.result import METRICS
 
     if (key in METRICS and METRICS[key][1]) or key in _UNIT_EXTRA:
         return 0.0, 1.0

@@ -1,16 +1,14 @@
 """Scoring generators and data for the benchmark report: :func:`score`, :func:`data_rows`, :func:`run_suite`.
 
 A *row* (:class:`Row`) is one generator (or one draw of data) evaluated against one dataset:
-``molgen.evaluate`` metrics, the suite's extra set metrics, the NLL on test molecules, the sampling
+``molgen.evaluate`` metrics, the NLL on test molecules, the sampling
 and training speed with memory, and where the molecules came from. A *run* (:class:`Run`) is the
 rows of one dataset plus the machine and command; it is what ``benchmarks/results/<name>.json``
 holds and what :mod:`benchmarks.report` turns into Markdown.
 
-Metrics beyond ``molgen.evaluate`` (which gives them for ``reference="moses"`` only), computed here
-for QM9 and file references with molgen's own pure functions: unique@1k / @10k (first k valid
-molecules), IntDiv1 / IntDiv2, Filters (needs the fetched MOSES filter lists), and for QM9
-GuacaMol's KL score and FCD score against GuacaMol's seeded draw of 10,000 training molecules
-(``random_subset(..., seed=42)``). They use each sample's largest-fragment canonical SMILES.
+The metrics are ``molgen.evaluate``'s against the dataset (:mod:`molgen.evaluation`): with a reference
+it gives unique@1k / @10k, IntDiv1 / IntDiv2 and Filters, and for QM9 and MOSES also GuacaMol's KL
+score and FCD score against GuacaMol's seeded draw of 10,000 training molecules.
 """
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +35,6 @@ SHIPPED_MODELS = ("ar", "vae", "edm")
 NLL_KINDS = {"ar": "exact, canonical order", "vae": "-ELBO, upper bound", "edm": "variational bound"}
 #: Sampling settings that switch a molgen model's validity checks off ("valid w/o check").
 _UNCONSTRAINED = {"ar": {"mask": False}, "vae": {"constrained": False}}
-_GUACAMOL_N, _GUACAMOL_SEED = 10_000, 42
-_UNIQUE_AT = (1_000, 10_000)
 Log = Callable[[str], None]
 
 
@@ -133,7 +128,7 @@ class Run:
     def save(self, path: str | os.PathLike) -> Path:
         import json
 
-        from molgen.chem.io import write_text
+        from molgen.chem.files import write_text
 
         return write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
 
@@ -176,85 +171,14 @@ def as_sample_set(molecules: Any) -> SampleSet:
     return SampleSet.from_mols(mols)
 
 
-def _valid(samples: SampleSet) -> tuple[list[str], list[Chem.Mol]]:
-    """Largest-fragment canonical SMILES of the valid samples, and their Mols."""
-    pairs = [(s, m) for s in samples.smiles if s and (m := Chem.MolFromSmiles(s)) is not None]
-    return [s for s, _ in pairs], [m for _, m in pairs]
-
-
-# --- metrics -------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _qm9_guacamol_reference() -> tuple[str, ...]:
-    """GuacaMol's seeded draw of 10,000 QM9 training molecules, stereo-free canonical SMILES, distinct."""
-    from molgen.datasets.qm9 import qm9_smiles
-    from molgen.metrics.guacamol import canonical_smiles, random_subset
-
-    draw = random_subset(qm9_smiles("train"), _GUACAMOL_N, seed=_GUACAMOL_SEED)
-    return tuple(dict.fromkeys(c for c in (canonical_smiles(s, stereo=False) for s in draw) if c))
-
-
-@lru_cache(maxsize=1)
-def _qm9_kl_reference():
-    from molgen.metrics.guacamol import kl_reference
-
-    return kl_reference(list(_qm9_guacamol_reference()))
-
-
-def _guarded(notes: list[str], label: str, fn: Callable[[], float]) -> float:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(fn())
-    except FileNotFoundError as exc:
-        notes.append(f"{label} not computed: {exc}")
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        notes.append(f"{label} undefined for this set ({type(exc).__name__}: {str(exc)[:120]})")
-    return float("nan")
-
-
-def extra_metrics(samples: SampleSet, dataset: str, fcd: bool, notes: list[str]) -> dict[str, float]:
-    """unique@k, IntDiv, Filters and (QM9) GuacaMol's KL and FCD scores; see the module docstring.
-
-    ``molgen.evaluate`` already gives all of them for ``dataset="moses"``, so nothing is added there.
-    """
-    if dataset == "moses":
-        return {}
-    from molgen.metrics import moses as mm
-
-    smiles, mols = _valid(samples)
-    if len(mols) < 2:
-        return {}
-    out: dict[str, float] = {}
-    for k in _UNIQUE_AT:
-        if len(smiles) >= k:
-            out[f"unique@{k}"] = mm.unique_at_k(smiles, k)
-    out["intdiv1"], out["intdiv2"] = mm.internal_diversities(mols, (1, 2))
-    out["filters"] = _guarded(notes, "Filters", lambda: mm.filters_pass_rate(mols))
-    if dataset == "qm9":
-        from molgen.metrics.guacamol import kl_score
-
-        unique = list(dict.fromkeys(smiles))
-        out["kl_score"] = _guarded(notes, "GuacaMol KL score", lambda: kl_score(unique, _qm9_kl_reference()))
-        if fcd:
-            from molgen.metrics.fcd import chemnet_reference, fcd_score
-
-            ref = list(_qm9_guacamol_reference())
-            out["fcd_score"] = _guarded(notes, "GuacaMol FCD score", lambda: fcd_score(
-                smiles, ref_stats=chemnet_reference(ref, name="qm9-train-10k-guacamol")))
-    return out
-
-
 def evaluate_samples(samples: SampleSet, dataset: str, fcd: bool = True
                      ) -> tuple[dict[str, float], list[str], str, str]:
-    """``molgen.evaluate`` against the dataset plus :func:`extra_metrics`: (metrics, notes, input kind,
-    how tables name the comparison set)."""
-    from molgen.metrics import evaluate
+    """``molgen.evaluate`` against the dataset: (metrics, notes, input kind, how tables name the
+    comparison set). It gives every set metric of the report, for QM9 and file references too."""
+    from molgen.evaluation import evaluate
 
     result = evaluate(samples, reference=dataset, fcd=fcd)
-    metrics = dict(result.metrics)
-    notes = list(result.notes)
-    metrics.update(extra_metrics(samples, dataset, fcd, notes))
-    return metrics, notes, result.input_kind, result.reference_label
+    return dict(result.metrics), list(result.notes), result.input_kind, result.reference_label
 
 
 # --- likelihood ----------------------------------------------------------------------------------

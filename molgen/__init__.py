@@ -48,7 +48,7 @@ def evaluate(molecules: Any, reference: str | PathLike | None = None, **kwargs: 
     """Validity, uniqueness, stability, properties; with a ``reference`` (``"qm9"``, ``"moses"`` or a
     molecule file) also novelty, FCD and the MOSES / GuacaMol metrics. The default, no reference, is
     the same as ``molgen evaluate``'s; ``"qm9"`` needs the ``qm9`` extra."""
-    from .metrics.evaluate import evaluate as _evaluate
+    from .evaluation import evaluate as _evaluate
 
     return _evaluate(molecules, reference=reference, **kwargs)
 

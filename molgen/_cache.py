@@ -32,6 +32,25 @@ def digest_strings(strings: "list[str] | tuple[str, ...]") -> str:
     return hashlib.sha256("\n".join(strings).encode()).hexdigest()
 
 
+def digest_files(paths: "list[Path] | tuple[Path, ...]") -> str:
+    """SHA-256 of files' names and full contents: the key of statistics computed from them."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(Path(path).name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def file_stamp(paths: "list[Path] | tuple[Path, ...]") -> str:
+    """Names, sizes and modification times of files: a cheap check that they are unchanged since a
+    :func:`digest_files` was taken (when it differs, compare digests before rebuilding)."""
+    return ";".join(f"{Path(p).name}:{os.stat(p).st_size}:{os.stat(p).st_mtime_ns}" for p in paths)
+
+
 def cached_npz(path: Path, digest: str, compute: "Callable[[], dict[str, np.ndarray]]",
                compressed: bool = False) -> "dict[str, np.ndarray]":
     """Arrays computed once for an input set and kept in ``path`` (``.npz``, no pickles) with the

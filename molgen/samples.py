@@ -9,7 +9,8 @@ from typing import Iterator, Sequence, overload
 import numpy as np
 from rdkit import Chem
 
-from .chem.build import canonical_smiles, is_connected, largest_fragment, mol_from_3d, sanitize
+from .chem.build import is_connected, mol_from_3d, sanitize
+from .chem.convert import mols_from_3d, to_mol, to_smiles
 
 
 @dataclass
@@ -97,7 +98,7 @@ class SampleSet:
         the model) and the properties of :meth:`record_properties`.
         """
         clean = [sanitize(m) for m in mols]
-        smiles = [canonical_smiles(largest_fragment(m)) if m is not None else None for m in clean]
+        smiles = [to_smiles(m, largest_fragment=True) for m in clean]
         out = cls(list(clean), smiles, info=dict(info))
         out._label_mols()
         return out
@@ -107,25 +108,24 @@ class SampleSet:
                 **info: object) -> "SampleSet":
         """From atom types and coordinates (Angstrom); bonds inferred with EDM's tables.
 
-        A sample is valid exactly when :func:`molgen.evaluate` counts it valid (RDKit sanitises the
-        Mol, every element is in EDM's bond tables, no two atoms closer than 0.1 Angstrom), so that
+        A sample is valid exactly when :func:`molgen.evaluate` counts it valid (one rule,
+        :func:`molgen.chem.convert.mols_from_3d`: RDKit sanitises the Mol, every element is in EDM's
+        bond tables, no two atoms closer than 0.1 Angstrom), so that
         the .xyz, .sdf and .smi files written from it evaluate to the same validity. Molecules of
         more than :data:`molgen.chem.geometry.MAX_ATOMS_3D` atoms raise ValueError.
         """
-        from .metrics.core import mols_from_3d
-
         zs = [np.asarray(z, dtype=np.int64).reshape(-1) for z in atomic_numbers]
         xs = [np.asarray(x, dtype=np.float64).reshape(-1, 3) for x in positions]
         if len(zs) != len(xs):
             raise ValueError(f"{len(zs)} atom-type arrays for {len(xs)} coordinate arrays")
         mols = mols_from_3d(zs, xs)
-        smiles = [canonical_smiles(largest_fragment(m)) if m is not None else None for m in mols]
+        smiles = [to_smiles(m, largest_fragment=True) for m in mols]
         out = cls(mols, smiles, zs, xs, info=dict(info))
         out._label_mols()
         return out
 
     # --- writers -------------------------------------------------------------------------------
-    # One row / record / block per sample, invalid ones included and marked (see molgen.chem.io).
+    # One row / record / block per sample, invalid ones included and marked (see molgen.chem.write).
     def title(self, i: int) -> str:
         """The title of sample ``i`` in every file: ``sample <i>`` or ``<model> sample <i>``."""
         model = self.info.get("model")
@@ -135,12 +135,9 @@ class SampleSet:
         """Canonical SMILES of sample ``i`` with all its fragments (None if invalid); the .smi
         convention. Kekulé form where the aromatic one would not parse back."""
         mol = self.mols[i]
-        s = canonical_smiles(mol)
-        if s is not None and Chem.MolFromSmiles(s) is None:
-            try:
-                s = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=False, kekuleSmiles=True)
-            except Exception:  # keep the aromatic SMILES
-                pass
+        s = to_smiles(mol)
+        if s and to_mol(s) is None:
+            s = to_smiles(mol, kekule=True) or s  # keep the aromatic SMILES where Kekulé fails too
         return s or None
 
     def _per_sample(self, key: str) -> np.ndarray | None:
@@ -212,7 +209,7 @@ class SampleSet:
         hydrogens (``molgen_embedded=1``; 2D depiction coordinates and ``molgen_embedded=0`` where
         embedding fails); an invalid sample is an empty record flagged ``molgen_valid=0``.
         """
-        from .chem.io import write_sdf
+        from .chem.write import write_sdf
 
         n = len(self)
         titles = [self.title(i) for i in range(n)]
@@ -232,14 +229,14 @@ class SampleSet:
         conformer with hydrogens (``embedded=0`` and 2D depiction coordinates where embedding
         fails); an invalid sample is a block of 0 atoms.
         """
-        from .chem.io import write_xyz
+        from .chem.write import write_xyz
 
         if self.positions is not None:
             comments = [self._comment(i) for i in range(len(self))]
             return write_xyz(self.atomic_numbers, self.positions, path, comments=comments)
         from rdkit.Chem import AllChem
 
-        from .chem.io import embed_3d
+        from .chem.write import embed_3d
 
         zs, xs, comments = [], [], []
         for i, m in enumerate(self.mols):
@@ -265,7 +262,8 @@ class SampleSet:
         (:meth:`whole_smiles`; :attr:`smiles` holds the largest fragment only), and
         :data:`~molgen.chem.io.INVALID_SMILES` (``<invalid>``) for a sample that is no molecule,
         which :func:`molgen.evaluate` counts as invalid."""
-        from .chem.io import INVALID_SMILES, write_smiles
+        from .chem.io import INVALID_SMILES
+        from .chem.write import write_smiles
 
         return write_smiles([self.whole_smiles(i) for i in range(len(self))], path,
                             titles=[self.title(i).replace(" ", "_") for i in range(len(self))],

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from molgen.chem.io import write_xyz
-from molgen.metrics import EvaluationResult, evaluate
+from molgen.chem.write import write_xyz
+from molgen.evaluation import EvaluationResult, evaluate
 from molgen.samples import SampleSet
 
 SMILES = ["CCO", "OCC", "C(C)(C)(C)(C)C", "c1ccccc1", "CC(=O)[O-].[Na+]"]

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from molgen.chem.build import canonical_smiles, mol_from_graph, sanitize
-from molgen.chem.io import (MoleculeFileError, embed_3d, read_molecules, write_sdf, write_smiles,
+from molgen.chem.build import mol_from_graph, sanitize
+from molgen.chem.convert import to_smiles
+from molgen.chem.io import MoleculeFileError, read_molecules
+from molgen.chem.write import (embed_3d, write_sdf, write_smiles,
                             write_xyz)
 from molgen.samples import SampleSet
 
@@ -63,8 +65,8 @@ def test_sdf_round_trip_keeps_atoms_coordinates_bonds_charges_and_flags(tmp_path
                [a.GetFormalCharge() for a in original.GetAtoms()]
     assert [r.mol.GetProp("molgen_valid") for r in result] == ["1"] * len(embedded) + ["0"]
     # The sanitised molecules read back are the same molecules.
-    assert [canonical_smiles(sanitize(r.mol)) for r in result.records[:-1]] == \
-           [canonical_smiles(Chem.MolFromSmiles(s)) for s in SMILES]
+    assert [to_smiles(sanitize(r.mol)) for r in result.records[:-1]] == \
+           [to_smiles(Chem.MolFromSmiles(s)) for s in SMILES]
 
 
 def test_sdf_v3000_keeps_six_decimals(tmp_path, embedded):
@@ -82,8 +84,8 @@ def test_sdf_embed_writes_3d_conformers_with_hydrogens(tmp_path):
     assert all(r.mol.GetConformer().Is3D() and r.mol.GetProp("molgen_embedded") == "1" for r in result)
     # ETKDG conformers are not a model's coordinates: the entries are read (and evaluated) as graphs.
     assert not result.is_3d and all(r.positions is None for r in result)
-    assert [canonical_smiles(sanitize(r.mol)) for r in result] == \
-           [canonical_smiles(Chem.MolFromSmiles(s)) for s in SMILES]
+    assert [to_smiles(sanitize(r.mol)) for r in result] == \
+           [to_smiles(Chem.MolFromSmiles(s)) for s in SMILES]
     assert result.records[0].atomic_numbers.tolist().count(1) == 6
 
 

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from molgen.metrics.core import (edm_metrics, graph_metrics, has_clash, largest_fragment_smiles, mols_from_3d,
-                                 novelty, stability_2d, stability_3d, to_canonical, training_smiles, uniqueness,
-                                 validity, validity_connected)
+from molgen.chem.convert import mols_from_3d
+from molgen.chem.geometry import has_clash
+from molgen.metrics.core import (edm_metrics, graph_metrics, largest_fragment_smiles, novelty, stability_2d,
+                                 stability_3d, to_canonical, uniqueness, validity, validity_connected)
+from molgen.references import training_smiles
 
 # Hand-checked SMILES: what each one is and whether it is valid / connected / stable.
 VALID = "CCO"
@@ -54,7 +56,7 @@ def test_fractions_of_empty_or_all_invalid_sets_are_nan():
 
 def test_to_canonical_largest_fragment():
     assert to_canonical([DISCONNECTED, PENTAVALENT_C, "C/C=C/C"]) == ["CC(=O)[O-].[Na+]", None, "CC=CC"]
-    assert to_canonical([DISCONNECTED], largest_fragment_only=True) == ["CC(=O)[O-]"]
+    assert to_canonical([DISCONNECTED], largest_fragment=True) == ["CC(=O)[O-]"]
 
 
 def test_stability_2d_is_charge_and_aromaticity_aware():

@@ -95,23 +95,6 @@ def test_fcd_needs_exactly_one_reference_and_valid_input(drug_stats):
         F.chemnet_stats(["CCO"])
 
 
-def test_chemnet_reference_is_cached_on_disk(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOLGEN_CACHE", str(tmp_path))
-    mu, sigma = F.chemnet_reference(ALKANES, name="alkanes")
-    assert (tmp_path / "refstats" / "alkanes.chemnet.npz").is_file()
-
-    def fail(*args, **kwargs):
-        raise AssertionError("should have been read from the cache")
-
-    monkeypatch.setattr(F, "chemnet_stats", fail)
-    mu2, sigma2 = F.chemnet_reference(ALKANES, name="alkanes")
-    np.testing.assert_array_equal(mu, mu2)
-    np.testing.assert_array_equal(sigma, sigma2)
-    with pytest.raises(AssertionError):  # a different set under the same name is recomputed
-        with pytest.warns(UserWarning):
-            F.chemnet_reference(ALKANES[:5], name="alkanes")
-
-
 def test_cpu_is_used_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert F._device(None) == torch.device("cpu")

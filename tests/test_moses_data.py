@@ -6,6 +6,7 @@ import pytest
 from rdkit import Chem
 
 from molgen.datasets import moses as D
+from molgen.metrics.moses import filter_patterns
 
 have_files = all((D.moses_dir() / name).is_file() for name in D._MEMBERS)
 needs_moses = pytest.mark.skipif(not have_files,
@@ -32,7 +33,7 @@ def test_loaded_lists_are_fresh_copies_of_valid_smiles():
 
 @needs_moses
 def test_filter_patterns():
-    mcf, pains = D.filter_patterns()
+    mcf, pains = filter_patterns()
     assert (len(mcf), len(pains)) == (22, 480)
     assert all(isinstance(p, Chem.Mol) for p in mcf + pains)
     aldehyde = Chem.AddHs(Chem.MolFromSmiles("CCC=O"))
@@ -49,7 +50,7 @@ def test_missing_files_say_how_to_fetch(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="python -m molgen.datasets.moses fetch"):
         D.load_moses("test")
     with pytest.raises(FileNotFoundError, match="python -m molgen.datasets.moses fetch"):
-        D.filter_patterns()
+        filter_patterns()
 
 
 def _fake_pip(members):
@@ -77,7 +78,7 @@ def test_fetch_extracts_the_files_from_the_wheel(tmp_path, monkeypatch, capsys):
     assert D.main(["fetch"]) == 0
     assert str(tmp_path / "moses") in capsys.readouterr().out
     assert D.load_moses("train") == ["CCO", "c1ccccc1"]
-    mcf, pains = D.filter_patterns()
+    mcf, pains = filter_patterns()
     assert len(mcf) == len(pains) == 1
     assert D.main(["fetch"]) == 0 and len(calls) == 1  # second call finds the files: no download
     assert "--no-deps" in calls[0] and "molsets==0.3.1" in calls[0]

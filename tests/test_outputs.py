@@ -14,8 +14,9 @@ import pytest
 from rdkit import Chem
 
 from molgen.chem.geometry import MAX_ATOMS_3D, bond_orders
-from molgen.chem.io import INVALID_SMILES, MoleculeFileError, read_molecules, write_xyz
-from molgen.metrics import evaluate
+from molgen.chem.io import INVALID_SMILES, MoleculeFileError, read_molecules
+from molgen.chem.write import write_xyz
+from molgen.evaluation import evaluate
 from molgen.samples import SampleSet
 
 _T = 1.09 / np.sqrt(3)
@@ -104,7 +105,7 @@ def test_2d_samples_keep_invalid_placeholders_and_log_probabilities(tmp_path):
 def test_files_that_parse_as_nothing_say_why(tmp_path, name, text, message):
     path = tmp_path / name
     if text is None:
-        from molgen.chem.io import write_sdf
+        from molgen.chem.write import write_sdf
 
         write_sdf([Chem.MolFromSmiles("CCO")] * 12, tmp_path / "real.sdf")
         text = (tmp_path / "real.sdf").read_text()
@@ -193,13 +194,13 @@ def test_sigterm_during_a_write_leaves_no_temporary_file_and_the_old_file_whole(
     target.write_text("old\n")
     proc = _start(f"""
 import sys, time
-from molgen.chem.io import _write_atomic
+from molgen.chem.files import write_atomic
 def chunks():
     print("writing", flush=True)
     for _ in range(600):
         time.sleep(0.05)
         yield "CCO\\n"
-_write_atomic({str(target)!r}, chunks())
+write_atomic({str(target)!r}, chunks())
 """, tmp_path)
     _wait_for(proc, "writing")
     time.sleep(0.3)
@@ -216,7 +217,7 @@ def test_ctrl_c_during_sdf_embedding_is_not_swallowed(tmp_path):
 import sys
 from rdkit import Chem
 from rdkit.Chem import AllChem
-from molgen.chem.io import write_sdf
+from molgen.chem.write import write_sdf
 # No force-field clean-up: the time goes into ETKDG, where RDKit takes SIGINT for itself.
 AllChem.MMFFHasAllMoleculeParams = AllChem.UFFHasAllMoleculeParams = lambda mol: False
 mols = [Chem.MolFromSmiles("CC(C)CCc1ccc(O)cc1CCNC(=O)c1ccccc1CCCCCC" * 2)] * 40

@@ -84,3 +84,25 @@ def test_heavy_atom_statistics_drop_hydrogens(arrays):
     assert set(stats.atom_type_counts) == {"C", "N", "O", "F"}
     assert stats.atom_count_hist.size == 10  # at most 9 heavy atoms in QM9
     assert stats.atom_count_hist.sum() == 13_083
+
+
+def test_processed_qm9_is_rebuilt_only_when_the_raw_content_changes(tmp_path, monkeypatch):
+    import os
+
+    from molgen._cache import digest_files, file_stamp
+
+    raw = tmp_path / "qm9_part1.csv"
+    raw.write_text("Index,SMILES\n1,C\n")
+    monkeypatch.setattr(qm9, "raw_files", lambda: [raw])
+    processed = tmp_path / "qm9.npz"
+    np.savez(processed, version=qm9._CACHE_VERSION, raw_digest=digest_files([raw]), raw_stamp=file_stamp([raw]))
+
+    def stale() -> bool:
+        with np.load(processed) as f:
+            return qm9._is_stale(f)
+
+    assert not stale()
+    os.utime(raw, ns=(1, 1))  # touched, same content: kept
+    assert not stale()
+    raw.write_text("Index,SMILES\n1,CC\n")  # edited: rebuilt
+    assert stale()

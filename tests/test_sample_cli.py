@@ -127,7 +127,7 @@ def test_output_never_goes_into_a_checkpoint_folder_or_onto_a_folder(tiny_ckpt: 
 
 def test_sampled_files_keep_every_sample_and_name_model_and_seed(tiny_ckpt: Path, tmp_path: Path) -> None:
     from molgen.chem.io import read_molecules
-    from molgen.metrics import evaluate
+    from molgen.evaluation import evaluate
 
     out = tmp_path / "s.smi"
     r = _run("--model", "edm", "--checkpoint", str(tiny_ckpt), "-n", "6", "--seed", "3", "-o", str(out),

@@ -10,7 +10,7 @@ exactly the data's sizes, whatever the checkpoint's quality). Where a checkpoint
 times a model of the shipped size with random weights that way, labelled as such.
 
 ``quality`` samples ``-n`` molecules with and without valence masks, evaluates them with
-``molgen.metrics.evaluate`` against the dataset, scores the test split (NLL, nats per molecule) and
+``molgen.evaluate`` against the dataset, scores the test split (NLL, nats per molecule) and
 an out-of-distribution set (QM9 model: MOSES test molecules; MOSES model: QM9 test molecules), and
 stores everything, with the command line, as the ``"evaluation"`` of the checkpoint's model card.
 """
@@ -170,14 +170,14 @@ def _ood_molecules(model, dataset: str, n: int, rng: np.random.Generator,
     QM9 model: drug-like fragments of QM9 size, i.e. BRICS fragments (3..max_atoms heavy atoms) of
     random MOSES test molecules that are not in QM9 (any split). MOSES model: QM9 test molecules.
     """
-    from molgen.metrics.core import training_smiles
+    from molgen.references import training_smiles
     from molgen.datasets import dataset_smiles
 
     if dataset == "moses":
         qm9 = dataset_smiles("qm9", "test")
         pick = np.sort(rng.choice(len(qm9), min(n, len(qm9)), replace=False))
         return [qm9[k] for k in pick], f"qm9 test, random {len(pick)} (seed 0)"
-    from molgen.chem.build import canonicalize
+    from molgen.chem.convert import canonicalize
 
     qm9 = set(training_smiles("qm9")) | {canonicalize(x) for split in ("valid", "test")
                                           for x in dataset_smiles("qm9", split)}
@@ -197,7 +197,7 @@ def _ood_molecules(model, dataset: str, n: int, rng: np.random.Generator,
 
 def quality(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    from molgen.metrics import evaluate
+    from molgen.evaluation import evaluate
     from molgen.datasets import dataset_smiles
     from molgen.models.card import update_card
 
@@ -216,7 +216,7 @@ def quality(args: argparse.Namespace) -> None:
     res = evaluate(masked, reference=args.dataset, fcd=not args.no_fcd)
     ev["metrics"] = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in res.metrics.items()}
     ev["notes"] = res.notes
-    from molgen.metrics.core import training_smiles
+    from molgen.references import training_smiles
 
     train = sorted(training_smiles(args.dataset))
     draws = np.random.default_rng(0).choice(len(train), args.n, replace=True)

@@ -20,10 +20,10 @@ import sys
 import numpy as np
 import torch
 
-from molgen._cache import cache_dir
+from molgen.chem.convert import mols_from_3d
 from molgen.datasets.qm9 import indices, load_qm9_arrays
-from molgen.metrics.core import (bond_orders_3d, graph_metrics, largest_fragment_smiles, mols_from_3d, stability_3d,
-                                 training_smiles, training_smiles_path)
+from molgen.metrics.core import bond_orders_3d, graph_metrics, largest_fragment_smiles, stability_3d
+from molgen.references import resolve
 
 from benchmarks.studies import RESULTS as RESULTS_DIR
 from benchmarks.timing import command_line, cpu_name, timed
@@ -60,12 +60,12 @@ def main() -> int:
     zs, xs = map(list, zip(*(arrays.molecule(i) for i in idx)))
     out.append(f"QM9 arrays loaded from cache: {t_load:.2f} s; {len(zs)} molecules, {sum(z.size for z in zs)} atoms")
 
-    path = training_smiles_path("qm9")
+    ref = resolve("qm9")
+    path = ref.bundle.folder / "training.txt.gz"  # the training set's part of the QM9 reference bundle
     if args.rebuild_cache and path.exists():
         path.unlink()
     built = not path.exists()
-    training_smiles.cache_clear()
-    training, t_cache = timed(training_smiles, "qm9")
+    training, t_cache = timed(lambda: ref.training)
     out.append(f"one-off: QM9 training SMILES for novelty ({len(training)}) "
                f"{'built' if built else 'loaded from cache'} in {t_cache:.2f} s")
 
@@ -81,12 +81,11 @@ def main() -> int:
     out.append("  metrics: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in metrics.items()))
 
     if not args.no_fcd:
-        from molgen.metrics.evaluate import _qm9_test_smiles
-        from molgen.metrics.fcd import chemnet_reference, fcd
+        from molgen.metrics.fcd import fcd
 
-        ref_smiles = _qm9_test_smiles()
-        cached = (cache_dir("refstats") / "qm9-test.chemnet.npz").exists()  # chemnet_reference's cache file
-        stats, t_ref = timed(chemnet_reference, ref_smiles, "qm9-test")
+        ref_smiles = ref.comparison
+        cached = (ref.bundle.folder / "chemnet-comparison.npz").exists()
+        stats, t_ref = timed(ref.chemnet)
         out.append(f"one-off: ChemNet statistics of the QM9 test split ({len(ref_smiles)} SMILES) "
                    f"{'loaded from cache' if cached else 'built'} in {t_ref:.2f} s")
         valid = [s for s in largest_fragment_smiles(mols_from_3d(zs, xs)) if s]

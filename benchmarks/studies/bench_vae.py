@@ -13,7 +13,7 @@ card (metrics.json, through molgen.models.card.update_card) together with the co
 
 validity with and without the valence masks, uniqueness, novelty against the training split,
 reconstruction accuracy (exact canonical SMILES, greedy decoding of the posterior mean) on the test
-split, and the mean ELBO (nats) on test molecules; plus ``molgen.metrics.evaluate`` on the samples.
+split, and the mean ELBO (nats) on test molecules; plus ``molgen.evaluate`` on the samples.
 """
 from __future__ import annotations
 
@@ -84,11 +84,11 @@ def quality(args: argparse.Namespace) -> dict:
     n = args.n
     result: dict = {"command": command_line(), "weights": label, "n_samples": n, "seed": 0,
                     "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"}
-    from molgen.chem.build import canonicalize
-    from molgen.metrics.core import training_smiles
+    from molgen.chem.convert import canonicalize
+    from molgen.references import training_smiles
 
     known = set(training_smiles(dataset))
-    result["novelty_reference"] = f"molgen.metrics.core.training_smiles({dataset!r})"
+    result["novelty_reference"] = f"molgen.references.training_smiles({dataset!r})"
     for constrained in (True, False):
         out, seconds = timed(model.sample, n, seed=0, constrained=constrained, progress=args.progress)
         valid = [s for s in out.smiles if s is not None]
@@ -124,7 +124,7 @@ def quality(args: argparse.Namespace) -> dict:
     result["elbo_test_nats"] = {"mean": float(np.nanmean(elbo)), "molecules": int(min(args.elbo_n, ok.size)),
                                 "note": "ELBO (lower bound on log p), 1 posterior sample per molecule"}
     if args.evaluate:
-        from molgen.metrics import evaluate
+        from molgen.evaluation import evaluate
 
         ev = evaluate(samples, reference=dataset, fcd=args.fcd)
         result["molgen_evaluate"] = ev.as_dict()["metrics"]
@@ -145,8 +145,8 @@ def main() -> int:
     p.add_argument("--checkpoint", default=None, help="quality: checkpoint folder (default: the shipped one)")
     p.add_argument("--recon-n", type=int, default=None, help="quality: test molecules to reconstruct (default: all)")
     p.add_argument("--elbo-n", type=int, default=2000, help="quality: test molecules for the mean ELBO")
-    p.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="skip molgen.metrics.evaluate")
-    p.add_argument("--fcd", action="store_true", help="quality: include FCD in molgen.metrics.evaluate")
+    p.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="skip molgen.evaluate")
+    p.add_argument("--fcd", action="store_true", help="quality: include FCD in molgen.evaluate")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

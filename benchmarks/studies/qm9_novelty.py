@@ -48,7 +48,7 @@ def main() -> None:
     args = p.parse_args()
 
     import molgen
-    from molgen.chem.build import canonicalize
+    from molgen.chem.convert import canonicalize
     from molgen.datasets.qm9 import qm9_smiles
 
     def canon(split: str) -> list[str]:

@@ -66,7 +66,7 @@ def main() -> None:
         quantiles = np.quantile(finite, np.linspace(0, 1, 101)).round(4).tolist()
         update_card(model.checkpoint_dir, "score_reference", {
             "command": command_line(), "date": datetime.date.today().isoformat(), "machine": machine(),
-            "split": f"{dataset} test, {len(table)} molecules (seed {args.seed})", "scored": int(len(finite)),
+            "reference": f"{dataset} test, {len(table)} molecules (seed {args.seed})", "scored": int(len(finite)),
             "bound": model.likelihood_kind, "quantiles": quantiles})
         lines.append(f"{name}: {model.likelihood_kind} NLL of {len(finite)} of {len(table)} {dataset} test molecules in "
                      f"{clock.seconds:.0f} s: median {np.median(finite):.2f} nats, 5-95 % "

@@ -1,19 +1,32 @@
-"""Building, sanitising and canonicalising RDKit molecules.
+"""Building and sanitising RDKit molecules (SMILES and canonical forms: :mod:`molgen.chem.convert`).
 
 Conventions (as in datamol): functions that test chemistry return ``None`` for a molecule that
 fails, and never raise for bad chemistry; they raise only for malformed arguments.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 from rdkit.Geometry import Point3D
 
 from .geometry import bond_orders
 
-RDLogger.DisableLog("rdApp.*")
+@contextmanager
+def quiet_rdkit() -> Iterator[None]:
+    """Silence RDKit's log (parse and sanitisation errors) inside the block, and restore it after.
+
+    molgen never silences RDKit for the whole process: a user's own RDKit calls keep their log.
+    """
+    block = rdBase.BlockLogs()
+    try:
+        yield
+    finally:
+        del block
+
 
 BOND_TYPES = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE,
               4: Chem.BondType.AROMATIC}
@@ -67,7 +80,8 @@ def sanitize(mol: Chem.Mol | None) -> Chem.Mol | None:
         return None
     m = Chem.Mol(mol)
     try:
-        Chem.SanitizeMol(m)
+        with quiet_rdkit():
+            Chem.SanitizeMol(m)
     except Exception:  # RDKit raises several exception types for bad chemistry
         return None
     return m
@@ -79,32 +93,6 @@ def largest_fragment(mol: Chem.Mol) -> Chem.Mol:
     return max(frags, key=lambda f: f.GetNumAtoms()) if len(frags) > 1 else mol
 
 
-def canonical_smiles(mol: Chem.Mol | None, isomeric: bool = False) -> str | None:
-    """Canonical SMILES of a sanitised Mol (hydrogens removed), or None."""
-    if mol is None:
-        return None
-    try:
-        m = Chem.RemoveHs(mol, sanitize=False)
-        return Chem.MolToSmiles(m, isomericSmiles=isomeric)
-    except Exception:
-        return None
-
-
-def canonicalize(smiles: str, isomeric: bool = False) -> str | None:
-    """Canonical SMILES of a SMILES string, or None if it does not parse."""
-    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles else None
-    return canonical_smiles(mol, isomeric) if mol is not None else None
-
-
 def is_connected(mol: Chem.Mol) -> bool:
     """True when the molecule is a single fragment."""
     return len(Chem.GetMolFrags(mol)) == 1
-
-
-def as_mol(x: "Chem.Mol | str | None") -> Chem.Mol | None:
-    """Accept a Mol or a SMILES string; return a sanitised Mol or None."""
-    if x is None:
-        return None
-    if isinstance(x, str):
-        return Chem.MolFromSmiles(x) if x else None
-    return sanitize(x)

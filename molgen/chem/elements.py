@@ -79,6 +79,8 @@ MARGINS_PM = (10.0, 5.0, 3.0)
 TABLE_ELEMENTS: tuple[str, ...] = tuple(sorted(
     {e for t in (_BONDS1, _BONDS2, _BONDS3) for a, row in t.items() for e in (a, *row)},
     key=lambda s: ATOMIC_NUMBERS[s]))
+#: Their atomic numbers; a 3D molecule with any other element is invalid.
+TABLE_Z: frozenset[int] = frozenset(ATOMIC_NUMBERS[s] for s in TABLE_ELEMENTS)
 
 
 def atomic_number(symbol: str) -> int:

@@ -11,6 +11,8 @@ from .elements import BOND1_PM, BOND2_PM, BOND3_PM, CHARGED_VALENCES, MARGINS_PM
 #: N x N array (8 N^2 bytes per array, several arrays: 1,000 atoms take about 50 MB, 20,000 atoms
 #: would take over 15 GB). Readers count larger 3D entries as unreadable.
 MAX_ATOMS_3D = 1000
+#: Atoms closer than this (Angstrom) are "on top of each other": the molecule is invalid.
+CLASH_DISTANCE = 0.1
 
 
 def check_atom_count(n: int) -> None:
@@ -44,6 +46,17 @@ def bond_orders(atomic_numbers: np.ndarray, positions: np.ndarray) -> np.ndarray
     order = single.astype(np.int64) + double + triple
     np.fill_diagonal(order, 0)
     return order
+
+
+def has_clash(positions: np.ndarray, threshold: float = CLASH_DISTANCE) -> bool:
+    """True when two atoms are closer than ``threshold`` Angstrom."""
+    x = np.asarray(positions, dtype=np.float64)
+    if x.shape[0] < 2:
+        return False
+    check_atom_count(x.shape[0])  # the pairwise distances below are a dense N x N array
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    return bool(d2.min() < threshold ** 2)
 
 
 @dataclass(frozen=True)

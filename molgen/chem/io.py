@@ -1,4 +1,4 @@
-"""Reading and writing molecule files: SDF, XYZ, SMILES (.smi / .txt) and CSV.
+"""Reading molecule files: SDF, XYZ, SMILES (.smi / .txt) and CSV (writing: :mod:`molgen.chem.write`).
 
 Readers never crash on a bad entry: an entry that cannot be parsed is skipped, counted in
 :attr:`ReadResult.n_failed` and a few reasons are kept. A missing, empty or unsupported file raises
@@ -12,33 +12,22 @@ One row per sample. A sample that is no molecule is kept as a placeholder, so th
 evaluated again gives the same validity: the SMILES token :data:`INVALID_SMILES` in .smi / .csv
 files, an empty record flagged ``molgen_valid=0`` in SDF files, a block of 0 atoms in XYZ files.
 The readers return these as invalid entries (``mol=None``), not as unreadable ones.
-
-Writers create parent folders and write atomically (a temporary file renamed over the target, also
-on SIGTERM and Ctrl-C), so an interrupted write never leaves a half-written or temporary file
-behind and the old file stays whole. Round trips keep atoms, coordinates (to 1e-4 Angstrom in SDF,
-1e-6 in XYZ), bonds and formal charges.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
 import os
-import signal
-import tempfile
-import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Iterator
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import AllChem
 
-from . import build as _build  # noqa: F401  (imported for its side effect: RDKit logging off)
-from .elements import symbol
+from .build import quiet_rdkit
 from .geometry import MAX_ATOMS_3D
 
 #: File extensions understood by :func:`read_molecules`.
@@ -169,7 +158,8 @@ def read_molecules(path: str | os.PathLike) -> ReadResult:
         raise MoleculeFileError(f"{p} is empty")
     reader = {"sdf": _read_sdf, "xyz": _read_xyz, "smiles": _read_smiles_lines, "csv": _read_csv}[kind]
     try:
-        result = reader(text)
+        with quiet_rdkit():  # bad entries are counted and explained, not logged by RDKit
+            result = reader(text)
     except _NoSmiles as err:
         raise MoleculeFileError(f"{p.name}: {err}") from None
     result.path, result.format = p, kind
@@ -361,275 +351,3 @@ def _read_csv(text: str) -> ReadResult:
             out._fail(f"CSV row {k + 2}: empty SMILES cell")
     _check_parsed(out.records, text, "rows")
     return out
-
-
-# --- writing ---------------------------------------------------------------------------------
-class _Terminated(SystemExit):
-    """SIGTERM raised as an exception while a file is written, so that the temporary file is removed."""
-
-
-@contextlib.contextmanager
-def _sigterm_as_exception() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`_Terminated` (exit status 143) instead of killing the
-    process outright; a no-op outside the main thread or when someone else handles SIGTERM."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-    except (ValueError, OSError):
-        previous = None
-    if previous not in (signal.SIG_DFL, None):
-        yield  # an application handler (e.g. training's save-on-signal) keeps control
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Terminated(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _write_atomic(path: str | os.PathLike, chunks: Iterable[str]) -> Path:
-    """Write text to ``path`` through a temporary file in the same folder, then rename it.
-
-    The temporary file is removed on any error, on Ctrl-C and on SIGTERM; the target is replaced
-    only by a complete file, so an old file stays whole until then.
-    """
-    p = Path(path)
-    tmp = None
-    with _sigterm_as_exception():
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if p.is_dir():
-                raise IsADirectoryError(21, "it is a folder")
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                for chunk in chunks:
-                    f.write(chunk)
-            os.replace(tmp, p)
-            tmp = None
-        except OSError as err:
-            raise MoleculeFileError(f"cannot write {p}: {err.strerror or err}") from None
-        finally:  # also on KeyboardInterrupt, SIGTERM and errors raised by ``chunks``
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
-    return p
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically, creating parent folders (MoleculeFileError if impossible)."""
-    return _write_atomic(path, [text])
-
-
-def _rdkit_interrupt_flag() -> Any:
-    """RDKit's own Ctrl-C flag (``RDKit::ControlCHandler::d_gotSignal``), or None where not found.
-
-    During conformer embedding RDKit replaces the SIGINT handler with its own, which cancels the
-    embedding (it then fails) and resets the flag: Python never sees the KeyboardInterrupt.
-    :func:`_interruptible` watches the flag so that Ctrl-C still stops the program.
-    """
-    global _RDKIT_FLAG
-    if _RDKIT_FLAG is False:
-        try:
-            import ctypes
-
-            with open("/proc/self/maps") as f:
-                libs = {ln.split()[-1] for ln in f if "DistGeomHelpers" in ln.split()[-1]}
-            flag = None
-            for lib in sorted(libs):
-                try:
-                    flag = ctypes.c_bool.in_dll(ctypes.CDLL(lib), "_ZN5RDKit15ControlCHandler11d_gotSignalE")
-                    break
-                except (OSError, ValueError):
-                    continue
-            _RDKIT_FLAG = flag
-        except Exception:  # no /proc, no ctypes, another RDKit build: Ctrl-C may then be lost in RDKit
-            _RDKIT_FLAG = None
-    return _RDKIT_FLAG
-
-
-_RDKIT_FLAG: Any = False  # False: not looked up yet
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """Raise KeyboardInterrupt after the block if RDKit swallowed a Ctrl-C inside it."""
-    flag = _rdkit_interrupt_flag()
-    if flag is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    seen = threading.Event()
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(0.002):
-            if flag.value:
-                seen.set()
-        if flag.value:
-            seen.set()
-
-    watcher = threading.Thread(target=watch, name="molgen-rdkit-ctrl-c", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join()
-    if seen.is_set():
-        raise KeyboardInterrupt
-
-
-def embed_3d(mol: Chem.Mol, seed: int = 0) -> Chem.Mol | None:
-    """A copy of ``mol`` with explicit hydrogens and one 3D conformer (Angstrom), or None.
-
-    ETKDGv3 with a fixed random seed, then an MMFF94 clean-up (UFF where MMFF has no parameters).
-    Returns None when no conformer can be embedded. Ctrl-C raises KeyboardInterrupt (RDKit would
-    otherwise take it as "cancel this embedding").
-    """
-    m = Chem.AddHs(mol, addCoords=False)
-    params = AllChem.ETKDGv3()
-    params.randomSeed = int(seed)
-    with _interruptible():
-        if AllChem.EmbedMolecule(m, params) != 0:
-            params.useRandomCoords = True
-            if AllChem.EmbedMolecule(m, params) != 0:
-                return None
-        try:
-            if AllChem.MMFFHasAllMoleculeParams(m):
-                AllChem.MMFFOptimizeMolecule(m, maxIters=500)
-            elif AllChem.UFFHasAllMoleculeParams(m):
-                AllChem.UFFOptimizeMolecule(m, maxIters=500)
-        except Exception:  # a failed clean-up still leaves the ETKDG conformer, which is usable
-            pass
-    return m
-
-
-def _mol_block(mol: Chem.Mol, v3000: bool) -> str:
-    """A mol block; kekulised when possible (unsanitised molecules are written as they are)."""
-    try:
-        return Chem.MolToMolBlock(mol, forceV3000=v3000)
-    except Exception:  # e.g. an unsanitised molecule with aromatic bonds that cannot be kekulised
-        m = Chem.Mol(mol)
-        m.UpdatePropertyCache(strict=False)
-        return Chem.MolToMolBlock(m, kekulize=False, forceV3000=v3000)
-
-
-def _prop_text(value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    return str(value).replace("\n", " ")
-
-
-def write_sdf(mols: Sequence[Chem.Mol | None], path: str | os.PathLike,
-              valid: Sequence[bool] | None = None, embed: bool = False, seed: int = 0,
-              v3000: bool = False, titles: Sequence[str] | None = None,
-              properties: Sequence[Mapping[str, Any]] | None = None) -> Path:
-    """Write molecules to an SDF file, one record per entry, and return its path.
-
-    Each Mol is written with its own atoms, bonds (kekulised), formal charges, conformer
-    (Angstrom; V2000 keeps 4 decimals, ``v3000=True`` keeps 6) and properties. ``valid`` flags, if
-    given, are stored as the SDF property ``molgen_valid`` (1 / 0); ``titles`` become the records'
-    title lines and ``properties`` (one mapping per record) further SDF properties (booleans as
-    1 / 0). With ``embed`` each molecule first gets hydrogens and a 3D conformer (:func:`embed_3d`)
-    and the property ``molgen_embedded=1``; a molecule that cannot be embedded is written with 2D
-    depiction coordinates and ``molgen_embedded=0``, so no molecule is dropped. A None entry is
-    written as an empty record (no atoms) flagged ``molgen_valid=0``, which :func:`read_molecules`
-    reads back as an invalid entry.
-    """
-    for name, seq in (("valid flags", valid), ("titles", titles), ("property sets", properties)):
-        if seq is not None and len(seq) != len(mols):
-            raise ValueError(f"{len(seq)} {name} for {len(mols)} molecules")
-
-    def blocks() -> Iterator[str]:
-        for k, mol in enumerate(mols):
-            m = Chem.Mol() if mol is None else Chem.Mol(mol)
-            if embed and mol is not None:
-                e = embed_3d(m, seed=seed)
-                if e is None:
-                    AllChem.Compute2DCoords(m)
-                    m.SetProp("molgen_embedded", "0")
-                else:
-                    m = e
-                    m.SetProp("molgen_embedded", "1")
-            if titles is not None:
-                m.SetProp("_Name", str(titles[k]).replace("\n", " "))
-            for name, value in (properties[k] if properties is not None else {}).items():
-                if value is not None:
-                    m.SetProp(name, _prop_text(value))
-            if valid is not None:
-                m.SetProp("molgen_valid", str(int(bool(valid[k]))))
-            elif mol is None:
-                m.SetProp("molgen_valid", "0")
-            block = _mol_block(m, v3000)
-            props = "".join(f">  <{name}>\n{m.GetProp(name)}\n\n" for name in m.GetPropNames())
-            yield f"{block}{props}$$$$\n"
-
-    return _write_atomic(path, blocks())
-
-
-def write_xyz(atomic_numbers_list: Sequence[Sequence[int]], positions_list: Sequence[np.ndarray],
-              path: str | os.PathLike, comments: Sequence[str] | None = None) -> Path:
-    """Write molecules as consecutive XYZ blocks (coordinates in Angstrom, 6 decimals).
-
-    A molecule of 0 atoms is written as a block of 0 atoms (a placeholder for a sample that is no
-    molecule, read back as an invalid entry).
-    """
-    if len(atomic_numbers_list) != len(positions_list):
-        raise ValueError(f"{len(atomic_numbers_list)} atom lists for {len(positions_list)} coordinate arrays")
-    if comments is not None and len(comments) != len(positions_list):
-        raise ValueError(f"{len(comments)} comments for {len(positions_list)} molecules")
-
-    def blocks() -> Iterator[str]:
-        for k, (z, x) in enumerate(zip(atomic_numbers_list, positions_list)):
-            z = np.asarray(z, dtype=np.int64).reshape(-1)
-            x = np.asarray(x, dtype=np.float64).reshape(-1, 3)
-            if z.size != x.shape[0]:
-                raise ValueError(f"molecule {k}: {z.size} atoms but {x.shape[0]} positions")
-            comment = "" if comments is None else str(comments[k]).replace("\n", " ")
-            rows = "".join(f"{symbol(a):<2s} {p[0]:15.6f} {p[1]:15.6f} {p[2]:15.6f}\n"
-                           for a, p in zip(z.tolist(), x.tolist()))
-            yield f"{z.size}\n{comment}\n{rows}"
-
-    return _write_atomic(path, blocks())
-
-
-def write_smiles(smiles: Sequence[str | None], path: str | os.PathLike,
-                 titles: Sequence[str] | None = None, invalid: str | None = None) -> Path:
-    """Write one SMILES per line; a .csv file gets a ``smiles`` header line.
-
-    With ``titles`` each line is ``SMILES TITLE`` (``SMILES,name`` in a .csv file) under a header
-    line ``smiles name``, as RDKit's SmilesMolSupplier expects. With ``invalid`` (e.g.
-    :data:`INVALID_SMILES`) a None entry is written as that token, so that no row is dropped.
-    Raises ValueError for a None entry without ``invalid`` or a string with whitespace (it would
-    not read back).
-    """
-    rows = [invalid if s is None and invalid is not None else s for s in smiles]
-    for k, s in enumerate(rows):
-        if not isinstance(s, str) or not s or any(c.isspace() for c in s):
-            raise ValueError(f"smiles[{k}] = {s!r} is not a SMILES string that can be written one per line")
-    if titles is not None:
-        if len(titles) != len(rows):
-            raise ValueError(f"{len(titles)} titles for {len(rows)} SMILES")
-        titles = [str(t).replace("\n", " ").strip() for t in titles]
-    csv_file = Path(path).suffix.lower() == ".csv"
-    if titles is None:
-        header = "smiles\n" if csv_file else ""
-        lines = (f"{s}\n" for s in rows)
-    elif csv_file:
-        header = "smiles,name\n"
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(zip(rows, titles))
-        lines = iter([buf.getvalue()])
-    else:
-        header = "smiles name\n"
-        lines = (f"{s} {t}\n" for s, t in zip(rows, titles))
-    return _write_atomic(path, [header, *lines])

@@ -15,7 +15,7 @@ from .common import parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..metrics.evaluate import REFERENCES
+    from ..references import REFERENCES
 
     p = parser("molgen evaluate", __doc__)
     p.add_argument("file", help="molecules: .sdf, .xyz, .smi, .txt or .csv")
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..metrics.evaluate import REFERENCES, evaluate
+    from ..evaluation import REFERENCES, evaluate
     from .common import check_output_file
 
     if args.json:

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from .. import models
-    from ..chem.io import read_molecules, write_text
+    from ..chem.files import write_text
+    from ..chem.io import read_molecules
     from .common import check_checkpoint, check_device, check_output_file
 
     check_checkpoint(args.checkpoint)
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _smiles(mol) -> str | None:
-    from ..chem.build import canonical_smiles
+    from rdkit import Chem
 
-    return canonical_smiles(mol)
+    from ..chem.convert import to_smiles
+
+    copy = Chem.Mol(mol)  # an SDF record's Mol is unsanitised: its SMILES where RDKit accepts it
+    return to_smiles(copy) if Chem.SanitizeMol(copy, catchErrors=True) == Chem.SanitizeFlags.SANITIZE_NONE else None

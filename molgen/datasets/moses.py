@@ -1,4 +1,5 @@
-"""The MOSES drug-like SMILES sets (Polykovskiy et al., 2020) and MOSES' structural filter lists.
+"""The MOSES drug-like SMILES sets (Polykovskiy et al., 2020), and the fetch of MOSES' structural filter
+lists (read by :func:`molgen.metrics.moses.filter_patterns`).
 
 The files ship inside the ``molsets`` 0.3.1 wheel on PyPI. ``python -m molgen.datasets.moses fetch``
 downloads that wheel once (without its dependencies, which no longer install) and extracts five files
@@ -19,11 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-from rdkit import Chem
-
 from molgen._cache import cache_dir
 
-__all__ = ["SPLITS", "moses_dir", "fetch", "load_moses", "filter_patterns"]
+__all__ = ["SPLITS", "moses_dir", "fetch", "load_moses"]
 
 SPLITS = ("train", "test", "test_scaffolds")
 WHEEL_REQUIREMENT = "molsets==0.3.1"
@@ -72,7 +71,6 @@ def fetch(force: bool = False) -> Path:
                 part.write_bytes(wheel.read(member))
                 os.replace(part, folder / name)  # atomic: readers never see half a file
     _read_smiles.cache_clear()
-    _read_patterns.cache_clear()
     return folder
 
 
@@ -99,33 +97,6 @@ def load_moses(split: str = "train") -> list[str]:
     if split not in SPLITS:
         raise ValueError(f"unknown MOSES split {split!r}; choose one of {', '.join(SPLITS)}")
     return list(_read_smiles(_require(f"{split}.csv.gz")))
-
-
-def filter_patterns() -> tuple[list[Chem.Mol], list[Chem.Mol]]:
-    """MOSES' structural alerts as RDKit query molecules: ``(mcf, pains)`` (22 and 480 patterns).
-
-    ``mcf.csv`` has a header (``names,smarts``); ``wehi_pains.csv`` has none (``smarts,name``,
-    with the SMARTS padded by spaces). The patterns are meant to be matched against molecules
-    with explicit hydrogens (several use ``[H]`` / ``[#1]``). Parsed once per folder.
-    """
-    mcf, pains = _read_patterns(_require("mcf.csv"), _require("wehi_pains.csv"))
-    return list(mcf), list(pains)
-
-
-@lru_cache(maxsize=2)
-def _read_patterns(mcf_path: Path, pains_path: Path) -> tuple[tuple[Chem.Mol, ...], tuple[Chem.Mol, ...]]:
-    mcf_table = pd.read_csv(mcf_path, dtype=str)
-    pains_table = pd.read_csv(pains_path, header=None, names=["smarts", "name"], dtype=str)
-    result = []
-    for table in (mcf_table, pains_table):
-        patterns = []
-        for smarts in table["smarts"]:
-            pattern = Chem.MolFromSmarts(smarts.strip())
-            if pattern is None:
-                raise ValueError(f"cannot parse filter SMARTS {smarts.strip()!r}")
-            patterns.append(pattern)
-        result.append(tuple(patterns))
-    return result[0], result[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """QM9 with DFT 3D coordinates (130,831 molecules), read from the ``qm9pack`` package's CSV files.
 
-The CSVs are parsed once into a compact ``.npz`` cache (``molgen._cache.cache_dir("qm9")``) that
-loads in well under two seconds. Coordinates are in Angstrom. The train / validation / test split
+The raw CSVs are processed once into a compact ``.npz`` (``molgen._cache.cache_dir("qm9")``) that
+loads in well under two seconds; it records the CSVs' digest and is rebuilt when their content changes. Coordinates are in Angstrom. The train / validation / test split
 (100,000 / 17,748 / 13,083, EDM's sizes) is a seeded permutation shipped inside the package as
 ``molgen/data/qm9_split.npz``. Reading QM9 needs the ``qm9`` extra (``pip install 'molgen-models[qm9]'``).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._cache import cache_dir
+from .._cache import cache_dir, digest_files, file_stamp
 from ..chem.elements import VOCABULARIES, atomic_number
 
 N_MOLECULES = 130_831
@@ -56,12 +56,18 @@ def _parse_floats(strings: "list[str]") -> np.ndarray:
     return np.array(joined.split(","), dtype=np.float64)
 
 
+def raw_files() -> list[Path]:
+    """qm9pack's CSV files, the raw data that :func:`load_qm9_arrays` processes once."""
+    src = qm9pack_data_dir()
+    return [src / f"qm9_part{k}.csv" for k in (1, 2, 3)]
+
+
 def _build_cache(path: Path) -> None:
     import pandas as pd
 
-    src = qm9pack_data_dir()
+    raw = raw_files()
     cols = ["Index", "SMILES", "N_atoms", "Elements", "XYZ_Ang", *PROPERTIES]
-    df = pd.concat([pd.read_csv(src / f"qm9_part{k}.csv", usecols=cols) for k in (1, 2, 3)],
+    df = pd.concat([pd.read_csv(f, usecols=cols) for f in raw],
                    ignore_index=True).sort_values("Index", kind="stable").reset_index(drop=True)
     n_atoms = df["N_atoms"].to_numpy(np.int64)
     symbols = ",".join(df["Elements"]).replace("[", "").replace("]", "").replace("'", "").split(",")
@@ -74,8 +80,24 @@ def _build_cache(path: Path) -> None:
     props = np.stack([df[c].to_numpy(np.float64) for c in PROPERTIES], axis=1)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, z=z, pos=pos, ptr=ptr, smiles=df["SMILES"].to_numpy(dtype=str),
-             index=df["Index"].to_numpy(np.int64), props=props, version=_CACHE_VERSION)
+             index=df["Index"].to_numpy(np.int64), props=props, version=_CACHE_VERSION,
+             raw_digest=digest_files(raw), raw_stamp=file_stamp(raw))
     tmp.replace(path)
+
+
+def _is_stale(f: "np.lib.npyio.NpzFile") -> bool:
+    """True when the processed file is of another version, or was built from other raw CSVs (checked
+    by their digest when their sizes or times changed; a file without a digest, or raw CSVs that are not
+    installed, are taken as they are)."""
+    if int(f["version"]) != _CACHE_VERSION:
+        return True
+    if "raw_digest" not in f.files:
+        return False
+    try:
+        raw = raw_files()
+    except DataMissingError:
+        return False
+    return file_stamp(raw) != str(f["raw_stamp"]) and digest_files(raw) != str(f["raw_digest"])
 
 
 @dataclass(frozen=True)
@@ -110,13 +132,25 @@ def load_qm9_arrays(cache: str | None = None) -> QM9Arrays:
     path = folder / "qm9.npz"
     if path.exists():
         with np.load(path) as f:
-            if int(f["version"]) != _CACHE_VERSION:
-                path.unlink()
+            stale = _is_stale(f)
+        if stale:
+            path.unlink()
     if not path.exists():
         _build_cache(path)
     with np.load(path) as f:
         return QM9Arrays(z=f["z"], pos=f["pos"], ptr=f["ptr"], smiles=f["smiles"], index=f["index"],
                          props=f["props"])
+
+
+def content_digest() -> str:
+    """A digest of QM9's full content: the raw CSVs (or, where qm9pack is not installed, the processed
+    file) and the shipped split. It keys every statistic computed from QM9 (:mod:`molgen.references`)."""
+    try:
+        files = raw_files()
+    except DataMissingError:
+        load_qm9_arrays()
+        files = [cache_dir("qm9") / "qm9.npz"]
+    return digest_files([*files, _split_file()])
 
 
 def make_split(n: int = N_MOLECULES, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:

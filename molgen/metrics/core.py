@@ -2,39 +2,25 @@
 
 Conventions. A *molecule* argument is an RDKit Mol, a SMILES string or None (an invalid sample).
 Fractions are in [0, 1]; a fraction over an empty set is NaN. SMILES are compared as canonical
-non-isomeric RDKit SMILES (as GuacaMol does), so stereo variants count as one molecule.
+non-isomeric RDKit SMILES (:func:`molgen.chem.convert.to_smiles`' default, as GuacaMol does), so
+stereo variants count as one molecule.
 
 For 3D structures (atomic numbers and coordinates in Angstrom) the metrics follow EDM
 (Hoogeboom et al. 2022): bonds come from EDM's bond-length tables (:func:`molgen.chem.geometry.bond_orders`),
-a molecule is valid when RDKit sanitises the Mol built from them (fragments allowed), and the
-largest fragment's canonical SMILES is used for uniqueness and novelty.
+a molecule is valid by the one rule of :func:`molgen.chem.convert.mols_from_3d` (RDKit sanitises the
+Mol built from them, fragments allowed, every element in the tables, no clash), and the largest
+fragment's canonical SMILES is used for uniqueness and novelty.
 """
 from __future__ import annotations
 
-import gzip
-import os
 from collections.abc import Collection, Sequence
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
-import rdkit
 from rdkit import Chem
 
-from .._cache import cache_dir
-from ..chem.build import as_mol, canonical_smiles, is_connected, largest_fragment, mol_from_graph, sanitize
-from ..chem.elements import TABLE_ELEMENTS, atomic_number
-from ..chem.geometry import CHARGE_BY_Z_VALENCE, NOT_ALLOWED, bond_orders, check_atom_count, stability
-
-MolLike = Chem.Mol | str | None
-
-#: Atoms closer than this (Angstrom) are "on top of each other": the molecule is invalid.
-CLASH_DISTANCE = 0.1
-#: Atomic numbers with entries in EDM's bond tables; other elements make a 3D molecule invalid.
-TABLE_Z = frozenset(atomic_number(s) for s in TABLE_ELEMENTS)
-#: Training sets with reference SMILES for novelty (see :func:`training_smiles`).
-TRAINING_SETS = ("qm9", "moses")
-_REFSTATS_VERSION = 1
+from ..chem.build import is_connected, quiet_rdkit
+from ..chem.convert import MolLike, mols_from_3d, to_mol, to_smiles
+from ..chem.geometry import CHARGE_BY_Z_VALENCE, NOT_ALLOWED, bond_orders, stability
 
 
 def _fraction(count: int, total: int) -> float:
@@ -42,28 +28,22 @@ def _fraction(count: int, total: int) -> float:
 
 
 # --- 2D: molecules and SMILES ---------------------------------------------------------------
-def to_canonical(molecules: Sequence[MolLike], largest_fragment_only: bool = False) -> list[str | None]:
+def to_canonical(molecules: Sequence[MolLike], largest_fragment: bool = False) -> list[str | None]:
     """Canonical non-isomeric SMILES per molecule (None where invalid).
 
-    With ``largest_fragment_only`` only the largest fragment is kept (EDM's convention).
+    With ``largest_fragment`` only the largest fragment is kept (EDM's convention).
     """
-    out = []
-    for x in molecules:
-        m = as_mol(x)
-        if m is not None and largest_fragment_only:
-            m = largest_fragment(m)
-        out.append(canonical_smiles(m))
-    return out
+    return [to_smiles(to_mol(x), largest_fragment=largest_fragment) for x in molecules]
 
 
 def validity(molecules: Sequence[MolLike]) -> float:
     """Fraction of molecules that RDKit sanitises (SMILES: that parse); fragments allowed."""
-    return _fraction(sum(as_mol(x) is not None for x in molecules), len(molecules))
+    return _fraction(sum(to_mol(x) is not None for x in molecules), len(molecules))
 
 
 def validity_connected(molecules: Sequence[MolLike]) -> float:
     """Fraction of molecules that sanitise and are a single fragment."""
-    mols = [as_mol(x) for x in molecules]
+    mols = [to_mol(x) for x in molecules]
     return _fraction(sum(m is not None and is_connected(m) for m in mols), len(mols))
 
 
@@ -86,8 +66,9 @@ def uniqueness(molecules: Sequence[MolLike], canonical: bool = False) -> float:
 def novelty(molecules: Sequence[MolLike], training: Collection[str], canonical: bool = False) -> float:
     """Distinct valid molecules not in ``training`` / distinct valid molecules.
 
-    ``training`` holds canonical non-isomeric SMILES (e.g. :func:`training_smiles`); inputs as in
-    :func:`uniqueness`. This is MOSES' and EDM's definition.
+    ``training`` holds canonical non-isomeric SMILES (e.g. :func:`molgen.references.training_smiles`); inputs as in
+    :func:`uniqueness`. This is MOSES' and EDM's definition, and molgen's only novelty: NaN when
+    there is no valid molecule (as every fraction here), never an error.
     """
     unique = {s for s in _canonical_or_given(molecules, canonical) if s is not None}
     train = training if isinstance(training, (set, frozenset)) else set(training)
@@ -100,7 +81,8 @@ def _atoms_stable_2d(mol: Chem.Mol) -> np.ndarray:
     m = Chem.Mol(mol)
     m.UpdatePropertyCache(strict=False)
     try:
-        Chem.Kekulize(m, clearAromaticFlags=True)
+        with quiet_rdkit():
+            Chem.Kekulize(m, clearAromaticFlags=True)
     except Exception:  # a non-kekulisable aromatic system keeps 1.5 bond orders: those atoms fail
         pass
     n = m.GetNumAtoms()
@@ -133,7 +115,7 @@ def stability_2d(mols: Sequence[MolLike]) -> dict[str, float]:
     """
     n_atoms = n_stable = n_mol_stable = 0
     for x in mols:
-        m = as_mol(x) if isinstance(x, str) else x  # an unparsable SMILES is no molecule at all
+        m = to_mol(x) if isinstance(x, str) else x  # an unparsable SMILES is no molecule at all
         if m is None or m.GetNumAtoms() == 0:
             continue
         ok = _atoms_stable_2d(m)
@@ -177,40 +159,9 @@ def stability_3d(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequ
             "molecule_stability_charged": _fraction(sum(r.charge_aware_stable for r in results), len(results))}
 
 
-def has_clash(positions: np.ndarray, threshold: float = CLASH_DISTANCE) -> bool:
-    """True when two atoms are closer than ``threshold`` Angstrom."""
-    x = np.asarray(positions, dtype=np.float64)
-    if x.shape[0] < 2:
-        return False
-    check_atom_count(x.shape[0])  # the pairwise distances below are a dense N x N array
-    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    np.fill_diagonal(d2, np.inf)
-    return bool(d2.min() < threshold ** 2)
-
-
-def mols_from_3d(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequence[np.ndarray],
-                 orders: Sequence[np.ndarray] | None = None) -> list[Chem.Mol | None]:
-    """Sanitised Mols (all fragments kept, with a 3D conformer) built with EDM's bonds, or None.
-
-    None where RDKit rejects the molecule, where it has no atoms, where an element has no entry
-    in EDM's bond tables, or where two atoms are closer than :data:`CLASH_DISTANCE`.
-    """
-    if orders is None:
-        orders = bond_orders_3d(atomic_numbers_list, positions_list)
-    _check_3d(atomic_numbers_list, orders)
-    out: list[Chem.Mol | None] = []
-    for z, x, o in zip(atomic_numbers_list, positions_list, orders):
-        z = np.asarray(z, dtype=np.int64)
-        if z.size == 0 or not TABLE_Z.issuperset(z.tolist()) or has_clash(x):
-            out.append(None)
-            continue
-        out.append(sanitize(mol_from_graph(z, o, positions=np.asarray(x, dtype=np.float64))))
-    return out
-
-
 def largest_fragment_smiles(mols: Sequence[Chem.Mol | None]) -> list[str | None]:
     """Canonical non-isomeric SMILES of each sanitised Mol's largest fragment (None stays None)."""
-    return [canonical_smiles(largest_fragment(m)) if m is not None else None for m in mols]
+    return [to_smiles(m, largest_fragment=True) for m in mols]
 
 
 def edm_metrics(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequence[np.ndarray],
@@ -238,72 +189,3 @@ def graph_metrics(mols: Sequence[Chem.Mol | None], smiles: Sequence[str | None],
     if training is not None:
         out["novelty"] = novelty(smiles, training, canonical=True)
     return out
-
-
-# --- training-set reference SMILES ---------------------------------------------------------
-def _canonical_chunk(smiles: list[str]) -> list[str | None]:
-    return [canonical_smiles(Chem.MolFromSmiles(s)) for s in smiles]
-
-
-def _canonical_parallel(smiles: list[str], chunk: int = 20_000) -> list[str | None]:
-    """Canonicalise many SMILES, on all cores when there are many."""
-    workers = min(os.cpu_count() or 1, 8)
-    if len(smiles) < 4 * chunk or workers < 2:
-        return _canonical_chunk(smiles)
-    from concurrent.futures import ProcessPoolExecutor
-
-    parts = [smiles[k:k + chunk] for k in range(0, len(smiles), chunk)]
-    with ProcessPoolExecutor(workers) as pool:
-        return [s for part in pool.map(_canonical_chunk, parts) for s in part]
-
-
-def _qm9_training_smiles() -> set[str]:
-    from ..datasets.qm9 import indices, load_qm9_arrays
-
-    arrays = load_qm9_arrays()
-    idx = indices("train")
-    found = set(_canonical_chunk(arrays.smiles[idx].tolist()))
-    zs, xs = zip(*(arrays.molecule(i) for i in idx))
-    found.update(largest_fragment_smiles(mols_from_3d(zs, xs)))
-    return found - {None}
-
-
-def _moses_training_smiles() -> set[str]:
-    from ..datasets.moses import load_moses
-
-    return set(_canonical_parallel(load_moses("train"))) - {None}
-
-
-def training_smiles_path(name: str) -> Path:
-    """Cache file of :func:`training_smiles` (canonical SMILES depend on the RDKit version)."""
-    return cache_dir("refstats") / f"{name}-train-smiles.v{_REFSTATS_VERSION}.rdkit{rdkit.__version__}.txt.gz"
-
-
-@lru_cache(maxsize=4)
-def training_smiles(name: str) -> frozenset[str]:
-    """Canonical non-isomeric SMILES of a training set, computed once and cached on disk.
-
-    ``"qm9"``: QM9's SMILES column for the train split, united with the largest-fragment SMILES of
-    the train molecules built from their 3D geometry with EDM's bonds (so a generated molecule
-    that reproduces a training geometry is not counted as novel when the two SMILES differ).
-    ``"moses"``: the MOSES train file, re-canonicalised with the installed RDKit.
-    """
-    if name not in TRAINING_SETS:
-        raise ValueError(f"no training set named {name!r}; choose one of {', '.join(TRAINING_SETS)}")
-    path = training_smiles_path(name)
-    if path.exists():
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            return frozenset(f.read().split())
-    found = _qm9_training_smiles() if name == "qm9" else _moses_training_smiles()
-    from ..chem.io import _sigterm_as_exception
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with _sigterm_as_exception():  # SIGTERM and Ctrl-C leave no temporary file behind
-        try:
-            with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
-                f.write("\n".join(sorted(found)) + "\n")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    return frozenset(found)

@@ -5,8 +5,8 @@ penultimate-layer ChemNet activations of two SMILES sets. As in MOSES (``fcd_tor
 SMILES are canonicalised with RDKit before encoding and every string is one-hot encoded padded to
 350 tokens (ChemNet's LSTMs run over the padding, so the padding length changes the activations).
 
-Reference statistics (mu, sigma) are computed once with :func:`chemnet_reference` and can be cached
-in ``cache_dir("refstats")`` under a name such as ``"moses-test"``.
+Reference statistics (mu, sigma) are computed once with :func:`chemnet_stats`; :mod:`molgen.references`
+caches them for the named references.
 """
 from __future__ import annotations
 
@@ -15,17 +15,15 @@ import math
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Union
 
 import numpy as np
 import torch
 from rdkit import Chem
 
-from molgen._cache import cache_dir, cached_npz, digest_strings
+from molgen.chem.convert import MolLike, to_smiles
 
-__all__ = ["chemnet_activations", "chemnet_stats", "chemnet_reference", "frechet_distance", "fcd", "fcd_score"]
+__all__ = ["chemnet_activations", "chemnet_stats", "frechet_distance", "fcd", "fcd_score"]
 
-MolLike = Union[str, Chem.Mol]
 Stats = tuple[np.ndarray, np.ndarray]
 
 PAD_LENGTH = 350  # ChemNet's training length; fcd, fcd_torch and GuacaMol all pad to it
@@ -67,10 +65,10 @@ def _encode(smiles: Sequence[str]) -> torch.Tensor:
 
 
 def _canonical_smiles(molecules: Sequence[MolLike]) -> list[str]:
-    """RDKit's canonical (isomeric) SMILES, as the ``fcd`` package feeds ChemNet; invalid input raises."""
-    from .moses import to_mols
+    """RDKit's canonical isomeric SMILES, as the ``fcd`` package feeds ChemNet; invalid input raises."""
+    from .fingerprints import to_mols
 
-    return [Chem.MolToSmiles(m) for m in to_mols(molecules)]
+    return [to_smiles(m, isomeric=True) for m in to_mols(molecules)]
 
 
 def chemnet_activations(molecules: Sequence[MolLike], batch_size: int = 128,
@@ -114,24 +112,6 @@ def chemnet_stats(molecules: Sequence[MolLike], **kwargs) -> Stats:
     return act.mean(axis=0), np.cov(act, rowvar=False)
 
 
-
-
-def chemnet_reference(molecules: Sequence[MolLike], name: str | None = None) -> Stats:
-    """:func:`chemnet_stats` of a reference set, cached as ``cache_dir("refstats")/<name>.chemnet.npz``.
-
-    The file also stores a hash of the input SMILES: passing a different set under the same name
-    recomputes (with a warning) and overwrites it. Without ``name`` nothing is cached.
-    """
-    if name is None:
-        return chemnet_stats(molecules)
-    smiles = [m if isinstance(m, str) else Chem.MolToSmiles(m) for m in molecules]
-    digest = digest_strings(smiles)
-    def compute() -> dict[str, np.ndarray]:
-        mu, sigma = chemnet_stats(smiles)
-        return {"mu": mu, "sigma": sigma, "n": np.array(len(smiles))}
-
-    arrays = cached_npz(cache_dir("refstats") / f"{name}.chemnet.npz", digest, compute)
-    return arrays["mu"], arrays["sigma"]
 
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:

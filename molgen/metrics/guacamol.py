@@ -18,16 +18,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from rdkit import Chem
 from rdkit.Chem import Descriptors
 from scipy.stats import entropy, gaussian_kde
 
-from molgen.metrics.moses import MolLike, max_tanimoto, morgan_fingerprints, to_mols
+from molgen.chem.convert import MolLike, canonicalize
+from molgen.metrics.fingerprints import max_tanimoto, morgan_fingerprints, to_mols
 
 __all__ = [
     "CONTINUOUS_DESCRIPTORS", "DISCRETE_DESCRIPTORS", "physchem_descriptors", "nearest_neighbour_similarity",
     "continuous_kl", "discrete_kl", "KLReference", "kl_reference", "kl_divergences", "kl_score",
-    "canonical_smiles", "random_subset", "guacamol_scores",
+    "random_subset", "guacamol_scores",
 ]
 
 CONTINUOUS_DESCRIPTORS = ("BertzCT", "MolLogP", "MolWt", "TPSA")
@@ -120,14 +120,6 @@ def kl_score(gen: Sequence[MolLike], ref: KLReference | Sequence[MolLike]) -> fl
     return float(np.mean([math.exp(-v) for v in kls.values()]))
 
 
-def canonical_smiles(smiles: str, stereo: bool = True) -> str | None:
-    """RDKit canonical SMILES (``stereo=False`` drops stereo); None if invalid or empty, as GuacaMol."""
-    mol = Chem.MolFromSmiles(smiles) if smiles else None
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return Chem.MolToSmiles(mol, isomericSmiles=stereo)
-
-
 def random_subset(items: Sequence, size: int, seed: int = 42) -> list:
     """``size`` distinct items drawn without replacement, the same draw as GuacaMol's ``get_random_subset``.
 
@@ -163,13 +155,13 @@ def guacamol_scores(gen_smiles: Sequence[str], train_smiles: Sequence[str], n_re
     n = len(gen_smiles)
     if n == 0:
         raise ValueError("no generated SMILES given")
-    flat_all = [canonical_smiles(s, stereo=False) for s in gen_smiles]
+    flat_all = [canonicalize(s) for s in gen_smiles]
     valid = [s for s, c in zip(gen_smiles, flat_all) if c is not None]
-    canonical = _unique(canonical_smiles(s) for s in valid)
-    flat = _unique(canonical_smiles(s, stereo=False) for s in canonical)
-    train_flat = {c for c in (canonical_smiles(s, stereo=False) for s in train_smiles) if c is not None}
+    canonical = _unique(canonicalize(s, isomeric=True) for s in valid)
+    flat = _unique(canonicalize(s) for s in canonical)
+    train_flat = {c for c in (canonicalize(s) for s in train_smiles) if c is not None}
     reference = random_subset(train_smiles, min(n_reference, len(train_smiles)), seed=seed)
-    reference_flat = _unique(c for c in (canonical_smiles(s, stereo=False) for s in reference) if c is not None)
+    reference_flat = _unique(c for c in (canonicalize(s) for s in reference) if c is not None)
 
     scores = {
         "validity": len(valid) / n,

@@ -14,177 +14,37 @@ MOSES' own implementation (``moses/metrics/metrics.py`` and ``utils.py``):
   MCF or PAINS SMARTS on the molecule with explicit hydrogens.
 
 Reference-side statistics (fingerprints, fragment and scaffold counts) are computed once with
-:func:`moses_reference` and can be cached on disk under ``cache_dir("refstats")``.
+:func:`moses_reference`; :mod:`molgen.references` caches them for the named references.
 """
 from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import FilterCatalog, rdFingerprintGenerator
+from rdkit.Chem import FilterCatalog
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from molgen._cache import cache_dir, cached_npz, digest_strings
-from molgen.chem.build import as_mol
+from molgen._cache import cache_dir
+from molgen.chem.convert import MolLike, to_mol, to_smiles
+from molgen.metrics.fingerprints import (as_fingerprints, max_tanimoto, mean_power_tanimoto, morgan_fingerprints,
+                                         tanimoto_matrix, to_mols)
 
 __all__ = [
     "MolLike", "to_mols", "morgan_fingerprints", "tanimoto_matrix", "max_tanimoto",
     "fragment_counts", "scaffold_counts", "cosine_similarity",
     "MosesReference", "moses_reference",
     "snn", "frag_similarity", "scaffold_similarity", "internal_diversity", "internal_diversities",
-    "passes_filters", "filters_pass_rate", "unique_at_k", "novelty",
+    "filter_patterns", "passes_filters", "filters_pass_rate", "unique_at_k",
 ]
 
-MolLike = Union[str, Chem.Mol]
 ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
-
-# Block sizes for the Tanimoto matrix products: a (2048 x 4096) float32 block is 32 MiB.
-_ROWS_PER_BLOCK = 2048
-_COLS_PER_BLOCK = 4096
-
-
-# --------------------------------------------------------------------------------------------
-# Molecules and fingerprints
-
-
-def to_mols(molecules: Iterable[MolLike]) -> list[Chem.Mol]:
-    """RDKit Mols for a mix of SMILES and Mols; raises ``ValueError`` on an unparsable SMILES."""
-    mols = []
-    for i, item in enumerate(molecules):
-        mol = item if isinstance(item, Chem.Mol) else as_mol(item) if isinstance(item, str) else None
-        if mol is None:
-            raise ValueError(f"invalid molecule at index {i}: {item!r} (remove invalid molecules first)")
-        mols.append(mol)
-    return mols
-
-
-@lru_cache(maxsize=8)
-def _morgan_generator(radius: int, n_bits: int):
-    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
-
-
-def morgan_fingerprints(molecules: Iterable[MolLike], radius: int = 2, n_bits: int = 1024) -> np.ndarray:
-    """Morgan bit vectors packed 8 bits per byte: a ``uint8`` array of shape ``(n, n_bits // 8)``.
-
-    Bits are the same as RDKit's ``GetMorganFingerprintAsBitVect(mol, radius, nBits=n_bits)``.
-    """
-    if n_bits % 8:
-        raise ValueError(f"n_bits must be a multiple of 8, got {n_bits}")
-    generator = _morgan_generator(radius, n_bits)
-    mols = to_mols(molecules)
-    out = np.empty((len(mols), n_bits // 8), dtype=np.uint8)
-    for i, mol in enumerate(mols):
-        out[i] = np.packbits(generator.GetFingerprintAsNumPy(mol))
-    return out
-
-
-def _as_packed(fps: np.ndarray, n_bits: int | None = None) -> np.ndarray:
-    """Packed ``uint8`` fingerprints from packed bytes or a 0/1 bit matrix.
-
-    A bool array, or one ``n_bits`` wide, is a bit matrix; a ``uint8`` array ``n_bits // 8`` wide (or
-    any ``uint8`` array when ``n_bits`` is None) is already packed.
-    """
-    fps = np.asarray(fps)
-    if fps.ndim != 2:
-        raise ValueError(f"fingerprints must be a 2-D array, got shape {fps.shape}")
-    if fps.dtype == bool or (n_bits is not None and fps.shape[1] == n_bits):
-        if fps.dtype != bool and fps.size and not np.isin(fps, (0, 1)).all():
-            raise ValueError("a bit-matrix fingerprint array must hold only 0 and 1")
-        return np.packbits(fps.astype(bool), axis=1)
-    if fps.dtype == np.uint8 and (n_bits is None or fps.shape[1] * 8 == n_bits):
-        return fps
-    raise ValueError(f"fingerprints of shape {fps.shape} and dtype {fps.dtype} are neither packed "
-                     f"uint8 bytes nor a 0/1 bit matrix" + (f" of {n_bits} bits" if n_bits else ""))
-
-
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.float32)
-
-
-def _bit_counts(packed: np.ndarray) -> np.ndarray:
-    """Number of set bits per row of packed fingerprints (float32, exact)."""
-    return _POPCOUNT[packed].sum(axis=1, dtype=np.float32)
-
-
-def _unpack(block: np.ndarray) -> np.ndarray:
-    return np.unpackbits(block, axis=1).astype(np.float32)
-
-
-def _tanimoto_blocks(a: np.ndarray, b: np.ndarray, empty: float) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(i0, j0, T)`` with ``T = tanimoto(a[i0:i0+r], b[j0:j0+c])`` over all blocks.
-
-    ``a`` and ``b`` are packed fingerprints; one reference block is unpacked at a time, so memory
-    stays bounded for reference sets of any size.
-    """
-    count_a, count_b = _bit_counts(a), _bit_counts(b)
-    for j0 in range(0, len(b), _COLS_PER_BLOCK):
-        bj = _unpack(b[j0:j0 + _COLS_PER_BLOCK])
-        nb = count_b[j0:j0 + _COLS_PER_BLOCK]
-        for i0 in range(0, len(a), _ROWS_PER_BLOCK):
-            ai = _unpack(a[i0:i0 + _ROWS_PER_BLOCK])
-            inter = ai @ bj.T  # exact: integer counts <= n_bits in float32
-            union = count_a[i0:i0 + _ROWS_PER_BLOCK, None] + nb[None, :] - inter
-            with np.errstate(invalid="ignore", divide="ignore"):
-                sim = inter / union
-            sim[union == 0] = empty
-            yield i0, j0, sim
-
-
-def tanimoto_matrix(a: np.ndarray, b: np.ndarray, empty: float = 1.0,
-                    n_bits: int | None = None) -> np.ndarray:
-    """Full Tanimoto matrix ``(len(a), len(b))`` of two fingerprint arrays (``empty`` for 0/0).
-
-    Fingerprints are packed ``uint8`` (:func:`morgan_fingerprints`) or bool bit matrices; give
-    ``n_bits`` to also accept 0/1 integer matrices of that width.
-    """
-    a, b = _as_packed(a, n_bits), _as_packed(b, n_bits)
-    out = np.empty((len(a), len(b)), dtype=np.float32)
-    for i0, j0, sim in _tanimoto_blocks(a, b, empty):
-        out[i0:i0 + sim.shape[0], j0:j0 + sim.shape[1]] = sim
-    return out
-
-
-def max_tanimoto(query: np.ndarray, reference: np.ndarray, empty: float = 1.0,
-                 exclude_self: bool = False, n_bits: int | None = None) -> np.ndarray:
-    """For each query fingerprint, the highest Tanimoto similarity to any reference fingerprint.
-
-    With ``exclude_self`` (``query`` and ``reference`` the same array) the pair ``(i, i)`` is
-    skipped, i.e. the similarity to the nearest *other* molecule (0 for a set of one). Fingerprint
-    formats as in :func:`tanimoto_matrix`.
-    """
-    query, reference = _as_packed(query, n_bits), _as_packed(reference, n_bits)
-    if exclude_self and query.shape != reference.shape:
-        raise ValueError("exclude_self needs query and reference to be the same set")
-    best = np.zeros(len(query), dtype=np.float64)
-    for i0, j0, sim in _tanimoto_blocks(query, reference, empty):
-        if exclude_self:
-            rows = np.arange(i0, i0 + sim.shape[0])
-            inside = (rows >= j0) & (rows < j0 + sim.shape[1])
-            sim[np.nonzero(inside)[0], rows[inside] - j0] = 0.0
-        np.maximum(best[i0:i0 + sim.shape[0]], sim.max(axis=1), out=best[i0:i0 + sim.shape[0]])
-    return best
-
-
-def _mean_power_tanimoto(fps: np.ndarray, ps: Sequence[float]) -> list[np.ndarray]:
-    """Per row, for each p, ``(mean_j T_ij^p)^(1/p)`` over the set against itself, self-pairs
-    included; one pass over the similarity blocks serves every p."""
-    totals = [np.zeros(len(fps), dtype=np.float64) for _ in ps]
-    for i0, _, sim in _tanimoto_blocks(fps, fps, 1.0):
-        for p, total in zip(ps, totals):
-            total[i0:i0 + sim.shape[0]] += (sim if p == 1 else sim ** p).sum(axis=1, dtype=np.float64)
-    return [t / len(fps) if p == 1 else (t / len(fps)) ** (1.0 / p) for p, t in zip(ps, totals)]
-
-
-def _fingerprints(molecules: "Sequence[MolLike] | np.ndarray") -> np.ndarray:
-    """Packed Morgan fingerprints, passed through when already computed."""
-    return molecules if isinstance(molecules, np.ndarray) else morgan_fingerprints(molecules)
-
 
 # --------------------------------------------------------------------------------------------
 # Fragments and scaffolds
@@ -283,23 +143,11 @@ class MosesReference:
 
 
 
-def moses_reference(reference: Sequence[MolLike], name: str | None = None) -> MosesReference:
-    """Compute SNN/Frag/Scaf statistics of a reference set, optionally cached on disk.
-
-    With ``name`` (e.g. ``"moses-test"``) the statistics are stored in
-    ``cache_dir("refstats") / f"{name}.moses.npz"`` together with a hash of the reference SMILES,
-    and reused when the same set is passed again.
-    """
-    def compute() -> MosesReference:
-        mols = to_mols(reference)  # parse only when the cache cannot answer
-        return MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
-
-    if name is None:
-        return compute()
-    smiles = [s if isinstance(s, str) else Chem.MolToSmiles(s) for s in reference]
-    path = cache_dir("refstats") / f"{name}.moses.npz"
-    arrays = cached_npz(path, digest_strings(smiles), lambda: compute().to_arrays(), compressed=True)
-    return MosesReference.from_arrays(arrays)
+def moses_reference(reference: Sequence[MolLike]) -> MosesReference:
+    """SNN / Frag / Scaf statistics of a reference set, computed once (cache them with
+    :meth:`MosesReference.to_arrays`; :mod:`molgen.references` does for the named references)."""
+    mols = to_mols(reference)
+    return MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,7 +167,7 @@ def snn(gen: Sequence[MolLike], reference: MosesReference | np.ndarray | Sequenc
         ref_fps = reference
     else:
         ref_fps = morgan_fingerprints(reference)
-    gen_fps = _fingerprints(gen)
+    gen_fps = as_fingerprints(gen)
     if len(gen_fps) == 0 or len(ref_fps) == 0:
         raise ValueError("SNN needs at least one generated and one reference molecule")
     return float(max_tanimoto(gen_fps, ref_fps, empty=1.0, n_bits=1024).mean())
@@ -356,23 +204,61 @@ def internal_diversity(gen: "Sequence[MolLike] | np.ndarray", p: float = 1) -> f
 
 def internal_diversities(gen: "Sequence[MolLike] | np.ndarray", ps: Sequence[float] = (1, 2)) -> list[float]:
     """:func:`internal_diversity` for several p, from one pass over the pairwise similarities."""
-    fps = _fingerprints(gen)
+    fps = as_fingerprints(gen)
     if len(fps) == 0:
         raise ValueError("internal diversity of an empty set is undefined")
-    return [float(1.0 - m.mean()) for m in _mean_power_tanimoto(fps, ps)]
+    return [float(1.0 - m.mean()) for m in mean_power_tanimoto(fps, ps)]
+
+
+#: Where ``python -m molgen.datasets.moses fetch`` puts MOSES' filter lists (in ``cache_dir("moses")``).
+FILTER_FILES = ("mcf.csv", "wehi_pains.csv")
+
+
+def _filter_files() -> tuple[Path, Path]:
+    folder = cache_dir("moses")
+    for name in FILTER_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"MOSES file {folder / name} is missing; "
+                                    "run `python -m molgen.datasets.moses fetch` first")
+    return folder / FILTER_FILES[0], folder / FILTER_FILES[1]
+
+
+def filter_patterns() -> tuple[list[Chem.Mol], list[Chem.Mol]]:
+    """MOSES' structural alerts as RDKit query molecules: ``(mcf, pains)`` (22 and 480 patterns).
+
+    ``mcf.csv`` has a header (``names,smarts``); ``wehi_pains.csv`` has none (``smarts,name``,
+    with the SMARTS padded by spaces). The patterns are meant to be matched against molecules
+    with explicit hydrogens (several use ``[H]`` / ``[#1]``). Parsed once per file version.
+    """
+    mcf, pains = _read_patterns(*((p, p.stat().st_mtime_ns, p.stat().st_size) for p in _filter_files()))
+    return list(mcf), list(pains)
+
+
+@lru_cache(maxsize=2)
+def _read_patterns(*files: tuple[Path, int, int]) -> tuple[tuple[Chem.Mol, ...], ...]:
+    import pandas as pd
+
+    mcf_table = pd.read_csv(files[0][0], dtype=str)
+    pains_table = pd.read_csv(files[1][0], header=None, names=["smarts", "name"], dtype=str)
+    result = []
+    for table in (mcf_table, pains_table):
+        patterns = []
+        for smarts in table["smarts"]:
+            pattern = Chem.MolFromSmarts(smarts.strip())
+            if pattern is None:
+                raise ValueError(f"cannot parse filter SMARTS {smarts.strip()!r}")
+            patterns.append(pattern)
+        result.append(tuple(patterns))
+    return tuple(result)
 
 
 def _alert_catalog() -> FilterCatalog.FilterCatalog:
     """MCF + PAINS patterns in one RDKit FilterCatalog (one C++ call per molecule)."""
-    from molgen.datasets.moses import moses_dir
-
-    return _catalog_for(moses_dir())
+    return _catalog_for(_filter_files())
 
 
 @lru_cache(maxsize=2)
-def _catalog_for(folder: Path) -> FilterCatalog.FilterCatalog:
-    from molgen.datasets.moses import filter_patterns
-
+def _catalog_for(files: tuple[Path, Path]) -> FilterCatalog.FilterCatalog:
     mcf, pains = filter_patterns()
     catalog = FilterCatalog.FilterCatalog()
     for i, pattern in enumerate(mcf + pains):
@@ -408,8 +294,8 @@ def filters_pass_rate(gen: Sequence[MolLike]) -> float:
 
 
 def _canonical(item: MolLike) -> str | None:
-    mol = Chem.MolFromSmiles(item) if isinstance(item, str) else item
-    return None if mol is None else Chem.MolToSmiles(mol)
+    """MOSES' canonical form: isomeric SMILES of the molecule as given (a Mol is not re-sanitised)."""
+    return to_smiles(to_mol(item) if isinstance(item, str) else item, isomeric=True)
 
 
 def unique_at_k(smiles: Sequence[MolLike], k: int | None = None) -> float:
@@ -428,15 +314,3 @@ def unique_at_k(smiles: Sequence[MolLike], k: int | None = None) -> float:
     if None in canonical:
         raise ValueError("invalid molecule passed to unique_at_k")
     return len(canonical) / len(smiles)
-
-
-def novelty(gen: Sequence[MolLike], train: Iterable[str]) -> float:
-    """MOSES novelty: fraction of distinct canonical ``gen`` SMILES not in ``train`` (compared as strings).
-
-    MOSES' training SMILES are already canonical; pass a canonicalised training set otherwise.
-    """
-    unique = {_canonical(s) for s in gen} - {None}
-    if not unique:
-        raise ValueError("novelty of an empty set is undefined")
-    train_set = train if isinstance(train, (set, frozenset)) else set(train)
-    return len(unique - train_set) / len(unique)

@@ -17,7 +17,8 @@ from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen, Descriptors
 from scipy.stats import wasserstein_distance
 
-from molgen.metrics.moses import MolLike, to_mols
+from molgen.chem.convert import MolLike
+from molgen.metrics.fingerprints import to_mols
 
 __all__ = ["qed", "sa_score", "logp", "mol_weight", "PROPERTIES", "property_table", "property_distances"]
 

@@ -22,7 +22,7 @@ def _atoms(item: Any) -> tuple[str | None, int | None]:
     all atoms (hydrogens included) for a 3D record."""
     from rdkit import Chem
 
-    from ..chem.build import canonical_smiles
+    from ..chem.convert import to_smiles
 
     if isinstance(item, tuple) and len(item) == 2:  # (atomic numbers, positions)
         return None, len(item[0])
@@ -31,7 +31,7 @@ def _atoms(item: Any) -> tuple[str | None, int | None]:
         return (item if isinstance(item, str) else None), None
     with_h = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
     n = mol.GetNumAtoms() if with_h else mol.GetNumHeavyAtoms()
-    return canonical_smiles(mol), n
+    return to_smiles(mol), n
 
 
 def percentile(nll: np.ndarray, quantiles: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..chem.build import canonicalize
+from ..chem.convert import canonicalize
 from ..datasets import dataset_smiles
 from ..models.ar import ARModel
 from ..models.ar.encoding import ActionDataset, encode_cached, vocabulary

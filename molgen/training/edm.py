@@ -36,25 +36,20 @@ def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str,
 
 
 def sample_quality(zs: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, float | None]:
-    """Atom / molecule stability (EDM's rule) and RDKit validity of sampled 3D molecules. Where
-    RDKit is not installed (a bare GPU machine) validity is None: stability needs no RDKit, and the
-    saved samples are scored for validity later with :func:`molgen.evaluate`."""
+    """Atom / molecule stability (EDM's rule) and validity (the one 3D rule,
+    :func:`molgen.chem.convert.mols_from_3d`) of sampled 3D molecules. Where RDKit is not installed (a
+    bare GPU machine) validity is None: stability needs no RDKit, and the saved samples are scored for
+    validity later with :func:`molgen.evaluate`."""
+    orders = [bond_orders(z, x) for z, x in zip(zs, xs)]
+    stab = [stability(z, o) for z, o in zip(zs, orders)]
     try:
-        from ..chem.build import mol_from_graph, sanitize
+        from ..chem.convert import mols_from_3d
     except ImportError:
-        mol_from_graph = sanitize = None
-    n_atoms = n_stable = n_mol_stable = n_valid = 0
-    for z, x in zip(zs, xs):
-        order = bond_orders(z, x)
-        st = stability(z, order)
-        n_atoms += st.n_atoms
-        n_stable += st.n_stable
-        n_mol_stable += st.molecule_stable
-        if sanitize is not None:
-            n_valid += sanitize(mol_from_graph(z, order)) is not None
+        mols_from_3d = None
     n = max(len(zs), 1)
-    return {"atom_stability": n_stable / max(n_atoms, 1), "molecule_stability": n_mol_stable / n,
-            "validity": n_valid / n if sanitize is not None else None}
+    valid = sum(m is not None for m in mols_from_3d(zs, xs, orders)) / n if mols_from_3d is not None else None
+    return {"atom_stability": sum(s.n_stable for s in stab) / max(sum(s.n_atoms for s in stab), 1),
+            "molecule_stability": sum(s.molecule_stable for s in stab) / n, "validity": valid}
 
 
 def save_samples(path: Path, zs: list[np.ndarray], xs: list[np.ndarray]) -> None:

@@ -34,7 +34,8 @@ from rdkit import Chem, rdBase
 
 from ..._cache import cache_dir, cached_npz, digest_strings
 from ...chem import elements
-from ...chem.build import BOND_TYPES, as_mol
+from ...chem.build import BOND_TYPES
+from ...chem.convert import to_mol
 from ...chem.elements import atomic_number, symbol, token_name
 from ...chem.order import canonical_bfs_order, canonical_ranks
 
@@ -83,7 +84,7 @@ def prepare_mol(x: "str | Chem.Mol | None") -> "Chem.Mol | str":
         return "no molecule (None, e.g. an invalid sample)"
     if isinstance(x, str) and not x.strip():
         return "empty SMILES"
-    mol = as_mol(x.strip() if isinstance(x, str) else x)
+    mol = to_mol(x.strip() if isinstance(x, str) else x)
     if mol is None:
         return (f"SMILES {x!r} does not parse" if isinstance(x, str)
                 else "molecule does not sanitise in RDKit")
