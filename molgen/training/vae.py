@@ -13,9 +13,9 @@ from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
-from rdkit import Chem
 
 from .._cache import digest_strings
+from ..chem.convert import canonicalize
 from ..chem.elements import max_valence
 from ..datasets import dataset_smiles
 from ..models.base import GenerativeModel
@@ -108,7 +108,7 @@ class CurveEvaluator:
             ok = np.flatnonzero(holdout.status == 1)[:self.n_recon]
             self._recon_items = [holdout.items[i] for i in ok]
         items = self._recon_items
-        target = [Chem.MolToSmiles(Chem.MolFromSmiles(s), isomericSmiles=False) for s in items]
+        target = [canonicalize(s) for s in items]
         recon = model.reconstruct(items) if items else []
         row = {"validity": len(valid) / len(out), "uniqueness": len(unique) / max(len(valid), 1),
                "novelty": novel / max(len(unique), 1), "train_featurised": float((self.table.status != 0).mean())}

@@ -34,7 +34,7 @@ from rdkit import Chem, rdBase
 
 from ..._cache import cache_dir, cached_npz, digest_strings
 from ...chem import elements
-from ...chem.build import BOND_TYPES
+from ...chem.build import BOND_TYPES, quiet_rdkit
 from ...chem.convert import to_mol
 from ...chem.elements import atomic_number, symbol, token_name
 from ...chem.order import canonical_bfs_order, canonical_ranks
@@ -110,7 +110,8 @@ def linearize(x: "str | Chem.Mol | None") -> "Linearized | str":
     bfs = canonical_bfs_order(mol, by_rank)
     mol = Chem.RenumberAtoms(mol, by_rank.tolist())  # kekulised in rank numbering: canonical bond orders
     try:
-        Chem.Kekulize(mol, clearAromaticFlags=True)
+        with quiet_rdkit():
+            Chem.Kekulize(mol, clearAromaticFlags=True)
     except Exception:
         return "cannot be kekulised"
     codes = np.empty(n, dtype=np.int16)

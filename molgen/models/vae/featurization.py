@@ -28,7 +28,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 from ..._cache import cache_dir, cached_npz, digest_strings
-from ...chem.build import mol_from_graph, sanitize
+from ...chem.build import mol_from_graph, quiet_rdkit, sanitize
 from ...chem.elements import atomic_number, max_valence, parse_token, token_name
 from ...chem.order import canonical_bfs_order
 
@@ -113,7 +113,8 @@ def featurize(molecule: "str | Chem.Mol", tokens: Sequence[str], max_atoms: int,
     if molecule is None:
         return "no molecule (None, e.g. an invalid sample)"
     if isinstance(molecule, str):
-        mol = Chem.MolFromSmiles(molecule) if molecule.strip() else None
+        with quiet_rdkit():
+            mol = Chem.MolFromSmiles(molecule) if molecule.strip() else None
         if mol is None:
             return "RDKit cannot parse this SMILES"
     elif isinstance(molecule, Chem.Mol):
@@ -149,7 +150,8 @@ def featurize(molecule: "str | Chem.Mol", tokens: Sequence[str], max_atoms: int,
         check_hydrogens = check_hydrogens or key[1] != 0 or a.GetNoImplicit()
     kek = Chem.Mol(mol)
     try:
-        Chem.Kekulize(kek, clearAromaticFlags=True)
+        with quiet_rdkit():
+            Chem.Kekulize(kek, clearAromaticFlags=True)
     except Exception:  # RDKit raises KekulizeException (and others) for bad aromatic systems
         return "it cannot be kekulised"
     orders = Chem.GetAdjacencyMatrix(kek, useBO=True)
