@@ -177,11 +177,17 @@ def test_evaluate_of_a_file_that_parses_as_nothing_exits_non_zero(tmp_path):
     assert "x.smi: 0 of 3 lines parsed as SMILES" in line and "comma-separated" in line
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it: a test run started in the background (``cmd &``) ignores SIGINT,
+    and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(code: str, tmp_path: Path, *args: str) -> subprocess.Popen:
     script = tmp_path / "script.py"
     script.write_text(code)
     return subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV, cwd=ROOT)
+                            text=True, env=ENV, cwd=ROOT, preexec_fn=_default_sigint)
 
 
 def _wait_for(proc: subprocess.Popen, word: str) -> None:
@@ -247,7 +253,7 @@ def test_ctrl_c_in_evaluate_gives_one_line(tmp_path):
     path.write_text("\n".join(["CC(C)CCc1ccc(O)cc1CCN", "c1ccccc1CCO", "CC(=O)Nc1ccc(O)cc1"] * 20_000) + "\n")
     proc = subprocess.Popen([sys.executable, "-m", "molgen.evaluate", str(path), "--no-fcd"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**ENV, "MOLGEN_CACHE": str(tmp_path / "c")},
-                            cwd=ROOT)
+                            cwd=ROOT, preexec_fn=_default_sigint)
     time.sleep(3.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
