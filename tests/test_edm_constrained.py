@@ -102,3 +102,8 @@ def test_a_chain_can_start_part_way_and_renoising_keeps_the_marginal_variance() 
     z_s = NoiseSchedule.sigma(g_s) * torch.randn(20000, generator=gen)  # the marginal of pure noise data
     z_t = renoise(schedule, z_s, 30, 80, torch.randn(20000, generator=gen))
     assert float(z_t.var()) == pytest.approx(float(torch.sigmoid(schedule.gamma(torch.tensor(0.8)))), rel=0.05)
+
+
+def test_edm_is_a_guacamol_generator_too() -> None:
+    smiles = _model(default_sampling_steps=5).generate(3)
+    assert len(smiles) == 3 and all(isinstance(s, str) for s in smiles)

@@ -114,7 +114,7 @@ def inpaint(model: "EDM", fragments: Sequence[Record], n_atoms: int | Sequence[i
 
     chain = get_scheduler(scheduler or model.sampler_kind, model.schedule,
                           model.default_sampling_steps if steps is None else steps)
-    zs, xs = model.generate(counts, chain, gen, model._batch_size(batch_size), progress, constraint, resamplings)
+    zs, xs = model.run_chains(counts, chain, gen, model._batch_size(batch_size), progress, constraint, resamplings)
     for i, ((z_fixed, x_fixed), x) in enumerate(zip(frags, xs)):
         k = len(z_fixed)
         moved = x - x[:k].mean(0) + centres[i]  # the fixed atoms' centroid where it was given
@@ -161,7 +161,7 @@ def refine(model: "EDM", records: Sequence[Record], strength: float, seed: int |
     default = max(1, int(round((model.default_sampling_steps if steps is None else steps) *
                                (float(strength) if steps is None else 1.0))))
     chain = get_scheduler(scheduler or model.sampler_kind, model.schedule, min(default, start), start=start)
-    zs, xs = model.generate(counts, chain, gen, model._batch_size(batch_size), progress, constraint)
+    zs, xs = model.run_chains(counts, chain, gen, model._batch_size(batch_size), progress, constraint)
     zs = [np.asarray(z, dtype=np.int64) for z, _ in records]  # the elements are kept, by construction
     return zs, [x + c for x, c in zip(xs, centres)]
 

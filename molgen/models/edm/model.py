@@ -27,7 +27,7 @@ from . import vlb
 from .records import as_records, atom_counts, collate, unscorable
 
 QM9_TYPES = ("H", "C", "N", "O", "F")
-#: ``constraint(rows, mask) -> (z_start | None, known | None)`` for one batch of :meth:`EDM.generate`
+#: ``constraint(rows, mask) -> (z_start | None, known | None)`` for one batch of :meth:`EDM.run_chains`
 Constraint = Callable[[list[int], torch.Tensor], tuple["torch.Tensor | None", "KnownFn | None"]]
 PARAMETERIZATIONS = ("eps", "x0")
 LOSS_WEIGHTINGS = ("l2", "min_snr", "snr_clamp")
@@ -273,7 +273,7 @@ class EDM(GenerativeModel):
         counts = self._atom_counts(n, n_atoms, count_gen)
         steps = self.default_sampling_steps if steps is None else steps
         chain = get_scheduler(scheduler or self.sampler_kind, self.schedule, steps)
-        return self.generate(counts, chain, gen, batch_size, progress)
+        return self.run_chains(counts, chain, gen, batch_size, progress)
 
     def _batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:
@@ -283,7 +283,7 @@ class EDM(GenerativeModel):
         return batch_size
 
     @torch.no_grad()
-    def generate(self, counts: torch.Tensor, chain: Scheduler, gen: torch.Generator | None, batch_size: int,
+    def run_chains(self, counts: torch.Tensor, chain: Scheduler, gen: torch.Generator | None, batch_size: int,
                  progress: bool = False, constraint: Constraint | None = None, resamplings: int = 1,
                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Run ``chain`` for molecules of ``counts`` atoms, in size-sorted batches; returns atomic numbers
