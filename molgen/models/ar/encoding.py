@@ -90,7 +90,8 @@ def prepare_mol(x: "str | Chem.Mol | None") -> "Chem.Mol | str":
                 else "molecule does not sanitise in RDKit")
     if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():  # explicit hydrogen atoms
         try:
-            mol = Chem.RemoveHs(mol)
+            with quiet_rdkit():  # "not removing hydrogen atom without neighbors" is not the user's business
+                mol = Chem.RemoveHs(mol)
         except Exception:  # RDKit raises several types
             return "hydrogens cannot be removed"
     if mol.GetNumAtoms() == 0:

@@ -125,7 +125,8 @@ def featurize(molecule: "str | Chem.Mol", tokens: Sequence[str], max_atoms: int,
         return f"expected a SMILES string or an RDKit Mol, got {type(molecule).__name__}"
     n = mol.GetNumAtoms()
     if n and mol.GetNumHeavyAtoms() < n:
-        mol = Chem.RemoveHs(mol)
+        with quiet_rdkit():
+            mol = Chem.RemoveHs(mol)
         n = mol.GetNumAtoms()
     if n == 0:
         return "the molecule has no heavy atoms"
