@@ -63,9 +63,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _smiles(mol) -> str | None:
-    from rdkit import Chem
+    from ..chem.convert import to_mol, to_smiles
 
-    from ..chem.convert import to_smiles
-
-    copy = Chem.Mol(mol)  # an SDF record's Mol is unsanitised: its SMILES where RDKit accepts it
-    return to_smiles(copy) if Chem.SanitizeMol(copy, catchErrors=True) == Chem.SanitizeFlags.SANITIZE_NONE else None
+    return to_smiles(to_mol(mol))  # an SDF record's Mol is unsanitised: its SMILES where RDKit accepts it

@@ -24,7 +24,7 @@ from ...diffusion.schedule import NoiseSchedule
 from ...diffusion.schedulers import Scheduler, get_scheduler
 from ..base import make_generator
 from .model import remove_mean
-from .records import Record
+from .records import Record, count_generator
 
 if TYPE_CHECKING:
     from .model import EDM
@@ -82,7 +82,7 @@ def inpaint(model: "EDM", fragments: Sequence[Record], n_atoms: int | Sequence[i
     sizes = torch.tensor([len(z) for z, _ in frags])
     dev = model.device
     gen = make_generator(seed, dev)
-    count_gen = gen if gen is None or gen.device.type == "cpu" else make_generator(seed, "cpu")
+    count_gen = count_generator(gen, seed)
     if n_atoms is None:
         counts = torch.empty(n, dtype=torch.long)
         for k in sorted(set(sizes.tolist())):  # per fragment size: the histogram above it

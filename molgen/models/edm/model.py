@@ -24,7 +24,7 @@ from ...diffusion.inpainting import KnownFn, sample_with_known
 from ...diffusion.schedulers import SCHEDULERS, Scheduler, get_scheduler
 from ..base import GenerativeModel, evaluating, make_generator, register
 from . import vlb
-from .records import as_records, atom_counts, collate, unscorable
+from .records import as_records, atom_counts, collate, count_generator, unscorable
 
 QM9_TYPES = ("H", "C", "N", "O", "F")
 #: ``constraint(rows, mask) -> (z_start | None, known | None)`` for one batch of :meth:`EDM.run_chains`
@@ -268,9 +268,7 @@ class EDM(GenerativeModel):
             raise ValueError(f"n must be positive, got {n}")
         dev = self.device
         gen = generator if generator is not None else make_generator(seed, dev)
-        # atom counts are drawn on the CPU: from the same stream there, from a CPU twin on a GPU
-        count_gen = gen if gen is None or gen.device.type == "cpu" else make_generator(seed, "cpu")
-        counts = self._atom_counts(n, n_atoms, count_gen)
+        counts = self._atom_counts(n, n_atoms, count_generator(gen, seed))
         steps = self.default_sampling_steps if steps is None else steps
         chain = get_scheduler(scheduler or self.sampler_kind, self.schedule, steps)
         return self.run_chains(counts, chain, gen, batch_size, progress)

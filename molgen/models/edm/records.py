@@ -63,6 +63,14 @@ def collate(records: list[Record], z_to_type: dict[int, int], device: torch.devi
     return {"types": types.to(device), "pos": pos.to(device), "mask": (types >= 0).to(device)}
 
 
+def count_generator(gen: torch.Generator | None, seed: int | None) -> torch.Generator | None:
+    """The generator atom counts are drawn with, on the CPU: ``gen`` itself there (one stream), a CPU
+    twin seeded alike when ``gen`` is on a GPU."""
+    from ..base import make_generator
+
+    return gen if gen is None or gen.device.type == "cpu" else make_generator(seed, "cpu")
+
+
 def atom_counts(probs: torch.Tensor, n: int, n_atoms: int | Sequence[int] | None,
                 generator: torch.Generator | None) -> torch.Tensor:
     """Atom counts of n molecules: drawn from the histogram ``probs`` (index = atom count), or as given
