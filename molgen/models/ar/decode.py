@@ -18,14 +18,17 @@ from .graph_state import GraphState
 
 if TYPE_CHECKING:
     from .model import ARModel
+    from .scaffold import ScaffoldConstraint
 
 
 @torch.no_grad()
 def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mask: bool = True,
            temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           forced: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+           forced: dict[str, torch.Tensor] | None = None, constraint: "ScaffoldConstraint | None" = None
+           ) -> dict[str, torch.Tensor]:
     """Run ``model``'s incremental (KV-cached) decoder for ``batch`` molecules, sampling each action or
-    following ``forced`` (padded action tensors as made by ``ActionDataset.batch``).
+    following ``forced`` (padded action tensors as made by ``ActionDataset.batch``); with
+    ``constraint`` every molecule contains its scaffold (:mod:`molgen.models.ar.scaffold`).
 
     Returns the actions (B, T), the per-step log-probabilities (B, T) in nats under the model with
     the chosen masks (temperature and filtering change what is drawn, not the reported values),
@@ -48,6 +51,9 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
     x = model._bos(batch)[:, None]
     created = torch.zeros(batch, dtype=torch.bool, device=dev)
     g = lambda logp, i: logp.gather(1, i[:, None]).squeeze(1)  # noqa: E731
+    con = constraint
+    if con is not None:
+        con.start(batch, dev)
 
     def forced_at(key: str) -> torch.Tensor:
         assert forced is not None
@@ -79,8 +85,12 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
         if t > 0:  # the token just embedded created atom `last` if its action was ATOM
             proj[rows, st.last] = torch.where(created[:, None], model.atom_proj(h), proj[rows, st.last])
         key_p, key_r, ctx_p, ctx_r = proj.split(d, -1)
-        kind_m, parent_m, ring_m = st.masks(mask, model.max_atoms, t == T - 1)
         rem, dist = st.rem, st.row(st.dist, st.last)
+        mrem = rem if con is None else con.free_rem(rem)  # valence the masks may use
+        kind_m, parent_m, ring_m = st.masks(mask, model.max_atoms, t == T - 1, mrem)
+        if con is not None:
+            kind_m, parent_m, ring_m = con.masks(st.n, t, model.max_actions, kind_m, parent_m, ring_m,
+                                                 st.last, st.done)
         rem_last = rem[rows, st.last]
         # kind
         lk = masked_log_softmax(model.kind_head(h), kind_m)
@@ -89,18 +99,22 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
         kind = torch.where(st.done, STOP, kind)
         # ATOM: parent, then (type, bond); the first atom: type only
         if t == 0:
-            lfirst = torch.log_softmax(model.first_head(h).float(), -1)
+            lfirst = (torch.log_softmax(model.first_head(h).float(), -1) if con is None else
+                      masked_log_softmax(model.first_head(h), con.first_mask(st.B, model.V, dev)))
             typ = draw(lfirst, "typ")
             par = torch.zeros_like(typ)
             a_bond = torch.zeros_like(typ)
+            tb = torch.zeros_like(typ)
             lp_atom = g(lfirst, typ)
         else:
             lpar = masked_log_softmax(model._pointer(h, key_p, model.q_parent, model.f_parent, rem, dist),
                                        parent_m)
             par = draw(lpar, "ptr")
             rem_p = rem[rows, par]
-            ltb = masked_log_softmax(model._atom_logits(h, ctx_p[rows, par], rem_p, dist[rows, par]),
-                                      model._atom_mask(rem_p, mask))
+            tb_m = model._atom_mask(mrem[rows, par], mask)
+            if con is not None:
+                tb_m = con.atom_mask(par, tb_m)
+            ltb = masked_log_softmax(model._atom_logits(h, ctx_p[rows, par], rem_p, dist[rows, par]), tb_m)
             tb = draw(ltb, None, forced_at("typ") * 3 + (forced_at("bond") - 1).clamp(min=0)
                       if forced is not None else None)
             typ, a_bond = tb // 3, tb % 3 + 1
@@ -112,8 +126,11 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
             lring = masked_log_softmax(model._pointer(h, key_r, model.q_ring, model.f_ring, rem, dist), ring_m)
             tgt = draw(lring, "ptr")
             rem_t = rem[rows, tgt]
+            bond_m = model._bond_mask(mrem[rows, tgt], mrem[rows, st.last], mask)
+            if con is not None:
+                bond_m = con.bond_mask(bond_m)
             lbond = masked_log_softmax(model._bond_logits(h, ctx_r[rows, tgt], rem_t, rem_last, dist[rows, tgt]),
-                                        model._bond_mask(rem_t, rem_last, mask))
+                                        bond_m)
             rb = draw(lbond, None, (forced_at("bond") - 1).clamp(min=0) if forced is not None else None)
             lp_ring = g(lring, tgt) + g(lbond, rb)
         # assemble the action and its log-probability
@@ -127,6 +144,8 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
         out["ptr"][ids, t] = torch.where(live & (kind != STOP), ptr, 0)
         out["bond"][ids, t] = torch.where(live & (kind != STOP), bond, 0)
         created = kind == ATOM
+        if con is not None:
+            con.advance(kind, ptr, tb, bond, st.n, live)
         feats = st.apply(kind, typ, ptr, bond, model.maxval)
         n_done = int(st.done.sum())
         if n_done == st.B:
@@ -140,5 +159,7 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
             st.select(keep)
             ids, x, created, owners, proj = ids[keep], x[keep], created[keep], owners[keep], proj[keep]
             caches = [[c[keep] for c in kv] for kv in caches]
+            if con is not None:
+                con.select(keep)
     return {**{k: v[:, :T] for k, v in out.items()}, "logp": logps[:, :T], "types": final_types,
             "n_atoms": final_n}

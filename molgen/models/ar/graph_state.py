@@ -93,11 +93,12 @@ class GraphState:
         """``m[b, idx[b], :]`` for a (B, N, N) tensor."""
         return m[self.rows, idx]
 
-    def masks(self, valence: bool, max_atoms: int, last_step: bool
+    def masks(self, valence: bool, max_atoms: int, last_step: bool, rem: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Allowed kinds (B, 3: ATOM, RING, STOP), parents (B, N) and ring targets (B, N)."""
-        return action_masks(self.n, self.last_parent, self.ring_lo, self.rem, self.done, valence, max_atoms,
-                             torch.tensor(last_step, device=self.n.device))
+        """Allowed kinds (B, 3: ATOM, RING, STOP), parents (B, N) and ring targets (B, N); valence
+        from ``rem`` where given (e.g. less what a scaffold still needs), else the remaining valence."""
+        return action_masks(self.n, self.last_parent, self.ring_lo, self.rem if rem is None else rem, self.done,
+                             valence, max_atoms, torch.tensor(last_step, device=self.n.device))
 
     def apply(self, kind: torch.Tensor, typ: torch.Tensor, ptr: torch.Tensor, bond: torch.Tensor,
               maxval: torch.Tensor) -> dict[str, torch.Tensor]:

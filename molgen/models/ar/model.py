@@ -54,6 +54,8 @@ from ..base import GenerativeModel, evaluating, register
 from .decode import decode
 from .encoding import ATOM, RING, ActionDataset, code_to_token, delinearize, encode
 from .graph_state import teacher_states
+from ..scaffold_sampling import keep_scaffold
+from .scaffold import Scaffold, ScaffoldConstraint
 
 
 class RelationBlock(BiasedBlock):
@@ -263,15 +265,20 @@ class ARModel(GenerativeModel):
 
     def _decode(self, batch: int, gen: torch.Generator | None = None, mask: bool = True, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None,
-                forced: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                forced: dict[str, torch.Tensor] | None = None, constraint: ScaffoldConstraint | None = None
+                ) -> dict[str, torch.Tensor]:
         """The KV-cached sampler (:func:`molgen.models.ar.decode.decode`) for ``batch`` molecules."""
         with torch.no_grad():
-            return decode(self, batch, gen, mask, temperature, top_k, top_p, forced)
+            return decode(self, batch, gen, mask, temperature, top_k, top_p, forced, constraint)
 
     def sample(self, n: int, seed: int = 0, progress: bool = False, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, batch_size: int = 1000,
-               mask: bool = True) -> SampleSet:
+               mask: bool = True, scaffold: "str | Scaffold | None" = None) -> SampleSet:
         """Sample ``n`` molecules in batches of ``batch_size``.
+
+        With ``scaffold`` (a SMILES; ``*`` marks the only atoms that may grow) every sample contains
+        it: its actions are interleaved with the model's (:mod:`molgen.models.ar.scaffold`), and
+        ``info["log_prob"]`` is then the constrained sampler's log-probability.
 
         ``temperature`` divides every log-probability, ``top_k`` / ``top_p`` keep the k most likely /
         the smallest set with probability >= p of each choice. With ``mask=False`` the valence masks
@@ -284,18 +291,29 @@ class ARModel(GenerativeModel):
         top_k = check.optional_positive_int("top_k", top_k)
         top_p = None if top_p is None else check.probability("top_p", top_p)
         batch_size = check.positive_int("batch_size", batch_size)
+        constraint = (None if scaffold is None else
+                      ScaffoldConstraint(scaffold, self.atom_types, self.max_atoms, self.max_actions))
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
-        mols: list[Chem.Mol] = []
-        logp: list[np.ndarray] = []
-        with evaluating(self), tqdm(total=n, disable=not progress, desc="sample ar", unit="mol") as bar:
-            for start in range(0, n, batch_size):
-                m = min(batch_size, n - start)
-                res = self._decode(m, gen, mask, temperature, top_k, top_p)
+
+        def draw(count: int) -> tuple[list[Chem.Mol], np.ndarray]:
+            mols: list[Chem.Mol] = []
+            logp: list[np.ndarray] = []
+            for start in range(0, count, batch_size):
+                m = min(batch_size, count - start)
+                res = self._decode(m, gen, mask, temperature, top_k, top_p, constraint=constraint)
                 mols.extend(self._to_mols(res))
                 logp.append(res["logp"].sum(1).cpu().numpy())
                 bar.update(m)
-        return SampleSet.from_mols(mols, log_prob=np.concatenate(logp), mask=mask, temperature=temperature,
-                                   top_k=top_k, top_p=top_p)
+            return mols, np.concatenate(logp)
+
+        with evaluating(self), tqdm(total=n, disable=not progress, desc="sample ar", unit="mol") as bar:
+            if constraint is None:
+                mols, log_prob = draw(n)
+                extra: dict[str, object] = {}
+            else:
+                mols, log_prob, extra = keep_scaffold(n, draw, constraint.scaffold)
+        return SampleSet.from_mols(mols, log_prob=log_prob, mask=mask, temperature=temperature,
+                                   top_k=top_k, top_p=top_p, **extra)
 
     # --- likelihood ------------------------------------------------------------------------------------
     def encode_molecules(self, molecules: "Sequence[str | Chem.Mol] | SampleSet"

@@ -7,7 +7,7 @@ and gives the same states. Both apply the same valence and connectivity masks.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,9 @@ from torch import nn
 from ...nn.sampling import masked_choice, masked_log_softmax
 from ...nn.transformer import BiasedBlock
 from .featurization import VALENCE_BINS
+
+if TYPE_CHECKING:
+    from .scaffold import ScaffoldPrefix
 
 
 def _reverse_later(open_: torch.Tensor) -> torch.Tensor:
@@ -160,10 +163,12 @@ class SequentialGraphDecoder(nn.Module):
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
-                 constrained: bool = True, generator: torch.Generator | None = None
+                 constrained: bool = True, generator: torch.Generator | None = None,
+                 prefix: "ScaffoldPrefix | None" = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode a batch of latents: ``(atoms (B, A) with -1 padding, bonds (B, A, A), n_atoms (B,),
-        log p(G | z) (B,) in nats of the decisions taken, under the masks used)``.
+        log p(G | z) (B,) in nats of the decisions taken, under the masks used)``. With ``prefix``
+        the scaffold's atoms and bonds come first (:mod:`molgen.models.vae.scaffold`).
 
         The transformer runs incrementally: each step adds one position and attends to cached keys
         and values (exactly what :meth:`states` computes, without recomputing the prefix).
@@ -180,15 +185,26 @@ class SequentialGraphDecoder(nn.Module):
         n_atoms = torch.zeros(b, dtype=torch.long, device=dev)
         done = torch.zeros(b, dtype=torch.bool, device=dev)
         logp = torch.zeros(b, device=dev)
+        n_fixed = 0 if prefix is None else len(prefix)
+        ok = torch.ones(b, big_a, dtype=torch.bool, device=dev)     # may take new bonds
+        need = torch.zeros(b, big_a, dtype=torch.long, device=dev)  # open '*' bonds of scaffold atoms
+        if prefix is not None:
+            ok[:, :n_fixed] = prefix.ok.to(dev)
+            need[:, :n_fixed] = prefix.stars.to(dev)
         for p in range(big_a + 1):
             hs[:, p] = self._next_state(zc, p, atoms, bonds, cache)
             allowed = torch.ones(b, self.n_types + 1, dtype=torch.bool, device=dev)
-            if p == 0:
+            if p < n_fixed:
+                allowed[:] = False
+                allowed[:, int(prefix.atoms[p])] = True
+            elif p == 0:
                 allowed[:, self.end] = False
             elif p == big_a:
                 allowed[:, :self.end] = False
             elif constrained:
-                allowed[:, :self.end] = (rem[:, :p] >= 1).any(-1)[:, None]
+                allowed[:, :self.end] = ((rem[:, :p] >= 1) & ok[:, :p]).any(-1)[:, None]
+            if n_fixed and n_fixed <= p < big_a:
+                allowed[:, self.end] &= need.sum(1) == 0
             a, lp = masked_choice(self.atom_head(hs[:, p]), allowed, temperature, greedy, generator)
             logp = logp + torch.where(done, 0.0, lp)
             new = ~done & (a != self.end)
@@ -203,8 +219,12 @@ class SequentialGraphDecoder(nn.Module):
                 n_atoms[new] = 1
                 continue
             offsets = (p - 1 - torch.arange(p, device=dev))[None].expand(b, -1)
-            open_ = rem[:, :p] >= 1
+            open_ = (rem[:, :p] >= 1) & ok[:, :p]
             later = _reverse_later(open_)
+            # the atoms left must suffice for the open '*': else this one bonds to the first of them
+            open_star = need[:, :p] > 0
+            urgent = (big_a - p) <= need.sum(1)
+            first_star = torch.where(open_star.any(1) & urgent, open_star.long().argmax(1), -1)
             used = torch.zeros(b, dtype=torch.long, device=dev)
             q = self.q_proj(hs[:, p]) + self.q_atom(a)
             k = self.k_proj(hs[:, 1:p + 1]) + self.k_atom(atoms[:, :p].clamp(min=0))
@@ -220,13 +240,18 @@ class SequentialGraphDecoder(nn.Module):
                     cap = torch.full_like(used, 3)
                     first_ok = has | torch.full_like(has, j < p - 1)
                 allowed_e = torch.stack([first_ok | ~new, cap >= 1, cap >= 2, cap >= 3], dim=-1)
-                allowed_e[:, 1:] &= new[:, None]
+                allowed_e[:, 1:] &= (new & ok[:, j] & ~(j < first_star))[:, None]
+                allowed_e[:, 0] &= ~((first_star == j) & (cap >= 1))
+                if p < n_fixed:  # a scaffold bond
+                    allowed_e = F.one_hot(prefix.bonds[p, j].to(dev), 4).bool().expand(b, 4)
                 order, lp = masked_choice(logits, allowed_e, temperature, greedy, generator)
                 logp = logp + torch.where(new, lp, 0.0)
                 bonds[:, p, j] = order
                 bonds[:, j, p] = order
                 used = used + order
                 rem[:, j] = rem[:, j] - order
+                if p >= n_fixed:
+                    need[:, j] = (need[:, j] - order).clamp(min=0)
             rem[:, p] = torch.where(new, cap_p - used, 0)
             n_atoms[new] = p + 1
         return atoms, bonds, n_atoms, logp

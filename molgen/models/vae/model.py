@@ -46,12 +46,15 @@ from rdkit import Chem
 
 from ...chem.build import mol_from_graph
 from ...chem.elements import atomic_number, max_valence, parse_token
+from ...chem.scaffold import Scaffold
 from ...nn.graph_encoder import GraphEncoder
 from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
+from ..scaffold_sampling import keep_scaffold
 from .decoder import SequentialGraphDecoder
 from .featurization import MAX_HS
+from .scaffold import ScaffoldPrefix
 from .table import GraphTable, collate
 
 
@@ -178,14 +181,15 @@ class GraphVAE(GenerativeModel):
         return torch.cat(out)
 
     def _decode_graphs(self, z: torch.Tensor, temperature: float, greedy: bool, constrained: bool,
-                       seed: int | None, batch_size: int | None) -> list[Chem.Mol]:
+                       seed: int | None, batch_size: int | None, prefix: ScaffoldPrefix | None = None
+                       ) -> list[Chem.Mol]:
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         size = batch_size or self.sample_batch_size
         mols: list[Chem.Mol] = []
         with evaluating(self):
             for s in range(0, z.shape[0], size):
                 atoms, bonds, n, _ = self.decoder.generate(z[s:s + size].to(self.device), temperature, greedy,
-                                                           constrained, gen)
+                                                           constrained, gen, prefix)
                 mols.extend(self._to_mols(atoms.cpu().numpy(), bonds.cpu().numpy(), n.cpu().numpy()))
         return mols
 
@@ -248,30 +252,47 @@ class GraphVAE(GenerativeModel):
     # --- sampling and likelihood --------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0, progress: bool = False, temperature: float = 1.0,
                batch_size: int | None = None, constrained: bool = True, greedy: bool = False,
-               prior_scale: float = 1.0) -> SampleSet:
+               prior_scale: float = 1.0, scaffold: "str | Scaffold | None" = None) -> SampleSet:
         """``n`` molecules from z ~ N(0, prior_scale^2 I), decoded by sampling at ``temperature`` (or greedily).
 
         With ``constrained`` (default) the valence masks make every sample valid; ``prior_scale`` other
         than 1 draws z from a narrower or wider Gaussian than the prior (more typical or more unusual
-        molecules). The SampleSet's ``info`` records the settings.
+        molecules). The SampleSet's ``info`` records the settings. With ``scaffold`` (a SMILES; ``*``
+        marks the only atoms that may grow) every sample contains it: the decoder starts from the
+        scaffold's graph (:mod:`molgen.models.vae.scaffold`).
         """
         n = check.positive_int("n", n)
         seed = check.seed(seed)
         temperature = check.positive_float("temperature", temperature)
         prior_scale = check.positive_float("prior_scale", prior_scale)
         size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
+        prefix = None if scaffold is None else ScaffoldPrefix.build(scaffold, self.atom_types, self.max_atoms)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        z = prior_scale * torch.randn((n, self.latent_dim), generator=gen, device=self.device)
-        mols: list[Chem.Mol] = []
         from tqdm import tqdm
 
-        with tqdm(total=n, disable=not progress, desc="sample vae", unit="mol") as bar:
-            for s in range(0, n, size):
+        def draw(count: int, base: int) -> list[Chem.Mol]:
+            z = prior_scale * torch.randn((count, self.latent_dim), generator=gen, device=self.device)
+            mols: list[Chem.Mol] = []
+            for s in range(0, count, size):
                 mols.extend(self._decode_graphs(z[s:s + size], temperature, greedy, constrained,
-                                                (seed * 1_000_003 + s) % check.SEED_LIMIT, size))
-                bar.update(min(size, n - s))
+                                                (base * 1_000_003 + s) % check.SEED_LIMIT, size, prefix))
+                bar.update(min(size, count - s))
+            return mols
+
+        extra: dict[str, object] = {}
+        with tqdm(total=n, disable=not progress, desc="sample vae", unit="mol") as bar:
+            if prefix is None:
+                mols = draw(n, seed)
+            else:
+                bases = [seed]  # the first draw decodes as without a scaffold; each redraw with a fresh seed
+
+                def draw_round(count: int) -> tuple[list[Chem.Mol], None]:
+                    base = bases.pop() if bases else int(torch.randint(0, 2 ** 62, (1,), generator=gen))
+                    return draw(count, base), None
+
+                mols, _, extra = keep_scaffold(n, draw_round, prefix.scaffold)
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
-                                   greedy=greedy, seed=seed, prior_scale=prior_scale)
+                                   greedy=greedy, seed=seed, prior_scale=prior_scale, **extra)
 
     def log_likelihood(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet", samples: int = 1,
                        importance_weighted: bool = False, constrained: bool = True, seed: int = 0,
