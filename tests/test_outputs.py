@@ -64,8 +64,9 @@ def test_records_carry_title_index_smiles_flags_model_and_seed(tmp_path, samples
     assert (bad.GetProp("molgen_valid"), bad.GetProp("molgen_smiles")) == ("0", INVALID_SMILES)
     assert sdf.records[2].mol.GetProp("molgen_connected") == "0"
     xyz = read_molecules(samples_3d.to_xyz(tmp_path / "s.xyz"))
-    assert [r.source for r in xyz][:2] == ["index=0 smiles=C valid=1 stable=1 model=edm seed=7",
-                                           f"index=1 smiles={INVALID_SMILES} valid=0 stable=0 model=edm seed=7"]
+    assert [r.source for r in xyz][:2] == [
+        "index=0 smiles=C valid=1 stable=1 implicit_h=0 added_h=0 complete_3d=1 model=edm seed=7",
+        f"index=1 smiles={INVALID_SMILES} valid=0 stable=0 complete_3d=0 model=edm seed=7"]
     mol = samples_3d.mols[0]  # the Mols themselves carry the same
     assert mol.GetProp("_Name") == "edm sample 0" and mol.GetBoolProp("molgen_valid") and mol.GetIntProp("molgen_seed") == 7
 
