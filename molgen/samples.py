@@ -282,19 +282,24 @@ class SampleSet:
             raw = [m if m is not None else mol_from_3d(z, x)
                    for m, z, x in zip(self.mols, self.atomic_numbers, self.positions)]
             return write_sdf(raw, path, valid=valid, titles=titles, properties=props)
+        return write_sdf(self.mols, path, valid=valid, embed=True, seed=self._embed_seed(seed), titles=titles,
+                         properties=props, conformers=1 if conformers is None else conformers)
+
+    def _embed_seed(self, seed: int | None = None) -> int:
+        """The ETKDG seed of 2D samples' conformers: ``seed``, else ``info["seed"]``, else 0."""
         if seed is None:
             seed = self.info.get("seed") if isinstance(self.info.get("seed"), (int, np.integer)) else 0
-        return write_sdf(self.mols, path, valid=valid, embed=True, seed=int(seed), titles=titles,
-                         properties=props, conformers=1 if conformers is None else conformers)
+        return int(seed)
 
     def to_xyz(self, path: str | Path) -> Path:
         """XYZ, one block per sample; the comment line holds ``index=<i> smiles=<SMILES> valid=0|1``
-        (and ``stable``, ``model``, ``seed``, ``log_prob`` where known).
+        (and ``stable``, ``implicit_h``, ``added_h``, ``complete_3d``, ``model``, ``seed``,
+        ``log_prob`` where known).
 
         3D models: the model's atoms and coordinates, invalid samples too (and after them the
-        hydrogens of :meth:`with_hydrogens`, if it made this set). 2D models: an ETKDG
-        conformer with hydrogens (``embedded=0`` and 2D depiction coordinates where embedding
-        fails); an invalid sample is a block of 0 atoms.
+        hydrogens of :meth:`with_hydrogens`, if it made this set). 2D models: an ETKDG conformer
+        with hydrogens, seeded as in :meth:`to_sdf` (``embedded=0`` and 2D depiction coordinates
+        where embedding fails); an invalid sample is a block of 0 atoms.
         """
         from .chem.write import write_xyz
 
@@ -316,7 +321,7 @@ class SampleSet:
             if m is None:
                 z, x = np.zeros(0, dtype=np.int64), np.zeros((0, 3))
             else:
-                e = embed_3d(m)
+                e = embed_3d(m, seed=self._embed_seed())
                 if e is None:
                     e = Chem.Mol(m)
                     AllChem.Compute2DCoords(e)

@@ -389,3 +389,10 @@ def test_an_empty_3d_sample_is_one_invalid_record_in_every_format(tmp_path):
     for ext in ("sdf", "xyz", "smi"):
         result = evaluate(samples.save(tmp_path / f"e.{ext}"))
         assert (result.n_molecules, result.n_unreadable, result["validity"], result.notes) == (2, 0, 0.5, []), ext
+
+
+def test_2d_xyz_and_sdf_hold_the_same_seeded_conformer(tmp_path):
+    samples = _two_d()  # info["seed"] = 3 seeds both
+    sdf = read_molecules(samples.to_sdf(tmp_path / "c.sdf")).records[0].mol.GetConformer().GetPositions()
+    xyz = read_molecules(samples.to_xyz(tmp_path / "c.xyz")).records[0].positions
+    assert np.abs(sdf - xyz).max() < 1e-4
