@@ -67,7 +67,8 @@ class SampleSet:
         """A pandas DataFrame, one row per sample, indexed by sample index: ``smiles`` (largest
         fragment, None if invalid), ``valid``, ``connected`` (one fragment), ``n_atoms`` (with
         hydrogens: the model's atoms for 3D models, implicit ones counted for 2D),
-        ``n_heavy_atoms``, ``formula`` and ``mol`` (the RDKit Mol or None)."""
+        ``n_heavy_atoms``, ``formula`` and ``mol`` (the RDKit Mol or None); for 3D models also
+        ``implicit_h``, ``added_h`` and ``complete_3d`` (:meth:`hydrogen_flags`)."""
         import pandas as pd
         from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
@@ -85,10 +86,15 @@ class SampleSet:
                          "connected": mol is not None and len(Chem.GetMolFrags(mol)) == 1,
                          "n_atoms": n_atoms, "n_heavy_atoms": n_heavy,
                          "formula": CalcMolFormula(mol) if mol is not None else None, "mol": mol})
+            if self.positions is not None:
+                rows[-1].update(self.hydrogen_flags(i))
         index = pd.Index(list(self.info.get("index", range(len(self.mols)))), name="index")
-        df = pd.DataFrame(rows, index=index,
-                          columns=["smiles", "valid", "connected", "n_atoms", "n_heavy_atoms", "formula", "mol"])
-        return df.astype({"n_atoms": "Int64", "n_heavy_atoms": "Int64"})
+        columns = ["smiles", "valid", "connected", "n_atoms", "n_heavy_atoms", "formula", "mol"]
+        types = {"n_atoms": "Int64", "n_heavy_atoms": "Int64"}
+        if self.positions is not None:
+            columns[-1:-1] = ["implicit_h", "added_h", "complete_3d"]
+            types.update(implicit_h="Int64", added_h="Int64", complete_3d=bool)
+        return pd.DataFrame(rows, index=index, columns=columns).astype(types)
 
     @classmethod
     def from_mols(cls, mols: Sequence[Chem.Mol | None], **info: object) -> "SampleSet":
@@ -124,6 +130,47 @@ class SampleSet:
         out._label_mols()
         return out
 
+    def hydrogen_flags(self, i: int) -> dict[str, object]:
+        """How complete 3D sample ``i`` is: ``implicit_h``, the hydrogens RDKit had to add to the
+        model's atoms (no coordinates; None if invalid), ``added_h``, how many of them
+        :meth:`with_hydrogens` added with coordinates (0 otherwise; None if invalid), and
+        ``complete_3d``, True when the sample is valid and every hydrogen is an atom with
+        coordinates (a reader such as OpenBabel otherwise sees a radical). Raises ValueError for
+        a set of 2D samples."""
+        from .chem.hydrogens import missing_hydrogens
+
+        if self.positions is None:
+            raise ValueError("hydrogen flags describe 3D samples; this SampleSet holds 2D molecules")
+        mol = self.mols[i]
+        if mol is None:
+            return {"implicit_h": None, "added_h": None, "complete_3d": False}
+        missing = missing_hydrogens(mol)
+        added = mol.GetNumAtoms() - int(np.asarray(self.atomic_numbers[i]).size)  # appended by with_hydrogens
+        return {"implicit_h": missing + added, "added_h": added, "complete_3d": missing == 0}
+
+    def with_hydrogens(self) -> "SampleSet":
+        """A copy in which every valid 3D molecule has all its hydrogens as atoms with coordinates.
+
+        The hydrogens RDKit implied (``implicit_h``) are added after the model's atoms by
+        :func:`molgen.chem.hydrogens.add_hydrogens` (RDKit's placement, then an MMFF94 / UFF
+        relaxation in which the model's atoms are fixed: they do not move). Only the Mols and the
+        files written from them change: :attr:`atomic_numbers`, :attr:`positions`, :attr:`info`
+        (the model's stability and other metrics) and :func:`molgen.evaluate` of the SampleSet stay
+        those of the model's own output, and every record says ``added_h``. Invalid samples are
+        kept as they are. Raises ValueError for a set of 2D samples (their SDF conformers already
+        have every hydrogen).
+        """
+        from .chem.hydrogens import add_hydrogens
+
+        if self.positions is None:
+            raise ValueError("with_hydrogens() applies to 3D samples; the SDF conformers of 2D samples "
+                             "already have every hydrogen")
+        mols = [None if m is None else add_hydrogens(m)[0] for m in self.mols]
+        out = SampleSet(mols, list(self.smiles), list(self.atomic_numbers), list(self.positions),
+                        info=dict(self.info))
+        out._label_mols()
+        return out
+
     # --- writers -------------------------------------------------------------------------------
     # One row / record / block per sample, invalid ones included and marked (see molgen.chem.write).
     def title(self, i: int) -> str:
@@ -152,7 +199,9 @@ class SampleSet:
         ``molgen_index``, ``molgen_smiles`` (whole molecule, :data:`~molgen.chem.io.INVALID_SMILES`
         if invalid), ``molgen_valid``, ``molgen_connected`` (one fragment), ``molgen_stable`` (3D:
         EDM's molecule stability), ``molgen_model`` and ``molgen_seed`` (from :attr:`info`, when
-        known) and ``molgen_log_prob`` (nats, when ``info["log_prob"]`` holds one per sample).
+        known) and ``molgen_log_prob`` (nats, when ``info["log_prob"]`` holds one per sample); 3D
+        models also ``molgen_implicit_h``, ``molgen_added_h`` (valid samples) and
+        ``molgen_complete_3d`` (:meth:`hydrogen_flags`).
         """
         from .chem.io import INVALID_SMILES
 
@@ -165,6 +214,7 @@ class SampleSet:
 
             z, x = self.atomic_numbers[i], self.positions[i]
             props["molgen_stable"] = stability(z, bond_orders(z, x)).molecule_stable
+            props.update({f"molgen_{k}": v for k, v in self.hydrogen_flags(i).items() if v is not None})
         for key in ("model", "seed"):
             if self.info.get(key) is not None and np.ndim(self.info[key]) == 0:
                 props[f"molgen_{key}"] = self.info[key]
@@ -192,8 +242,10 @@ class SampleSet:
     def _comment(self, i: int, **extra: object) -> str:
         props = self.record_properties(i)
         fields = {"index": i, "smiles": props["molgen_smiles"], "valid": int(bool(props["molgen_valid"]))}
-        if "molgen_stable" in props:
-            fields["stable"] = int(bool(props["molgen_stable"]))
+        for key in ("stable", "implicit_h", "added_h", "complete_3d"):
+            if f"molgen_{key}" in props:
+                value = props[f"molgen_{key}"]
+                fields[key] = int(value) if isinstance(value, (bool, np.bool_)) else value
         fields.update(extra)
         for key in ("model", "seed", "log_prob"):
             if f"molgen_{key}" in props:
@@ -201,13 +253,21 @@ class SampleSet:
                 fields[key] = f"{value:.6g}" if isinstance(value, float) else value
         return " ".join(f"{k}={v}" for k, v in fields.items())
 
-    def to_sdf(self, path: str | Path) -> Path:
+    def to_sdf(self, path: str | Path, conformers: int | None = None, seed: int | None = None) -> Path:
         """SDF, one record per sample, titled :meth:`title`, with :meth:`record_properties`.
 
-        3D models: the model's own coordinates; invalid samples are written with the bonds
-        inferred from them and flagged ``molgen_valid=0``. 2D models: an ETKDG conformer with
-        hydrogens (``molgen_embedded=1``; 2D depiction coordinates and ``molgen_embedded=0`` where
-        embedding fails); an invalid sample is an empty record flagged ``molgen_valid=0``.
+        3D models: the model's own coordinates (with the hydrogens of :meth:`with_hydrogens`, if it
+        made this set); invalid samples are written with the bonds inferred from them and flagged
+        ``molgen_valid=0``. ``conformers`` does not apply (ValueError).
+
+        2D models: ``conformers`` (default 1, at most 50) ETKDG conformers with hydrogens per
+        molecule (``molgen_embedded=1``), seeded by ``seed`` (default: ``info["seed"]``, else 0; the
+        same seed gives the same coordinates); K > 1 are K consecutive records with the same title
+        and ``molgen_conformer`` 0..K-1, as RDKit and OpenBabel (``--readconformer``) read
+        conformers. ``conformers=0`` writes 2D depictions without hydrogens. A molecule that cannot
+        be embedded is one record with 2D depiction coordinates and ``molgen_embedded=0`` (a
+        :class:`UserWarning` counts them). An invalid sample is one empty record flagged
+        ``molgen_valid=0``.
         """
         from .chem.write import write_sdf
 
@@ -216,24 +276,41 @@ class SampleSet:
         props = [self.record_properties(i) for i in range(n)]
         valid = [m is not None for m in self.mols]
         if self.positions is not None:
+            if conformers is not None:
+                raise ValueError("conformers applies to 2D models' samples; 3D samples are written with "
+                                 "the model's own coordinates")
             raw = [m if m is not None else mol_from_3d(z, x)
                    for m, z, x in zip(self.mols, self.atomic_numbers, self.positions)]
             return write_sdf(raw, path, valid=valid, titles=titles, properties=props)
-        return write_sdf(self.mols, path, valid=valid, embed=True, titles=titles, properties=props)
+        return write_sdf(self.mols, path, valid=valid, embed=True, seed=self._embed_seed(seed), titles=titles,
+                         properties=props, conformers=1 if conformers is None else conformers)
+
+    def _embed_seed(self, seed: int | None = None) -> int:
+        """The ETKDG seed of 2D samples' conformers: ``seed``, else ``info["seed"]``, else 0."""
+        if seed is None:
+            seed = self.info.get("seed") if isinstance(self.info.get("seed"), (int, np.integer)) else 0
+        return int(seed)
 
     def to_xyz(self, path: str | Path) -> Path:
         """XYZ, one block per sample; the comment line holds ``index=<i> smiles=<SMILES> valid=0|1``
-        (and ``stable``, ``model``, ``seed``, ``log_prob`` where known).
+        (and ``stable``, ``implicit_h``, ``added_h``, ``complete_3d``, ``model``, ``seed``,
+        ``log_prob`` where known).
 
-        3D models: the model's atoms and coordinates, invalid samples too. 2D models: an ETKDG
-        conformer with hydrogens (``embedded=0`` and 2D depiction coordinates where embedding
-        fails); an invalid sample is a block of 0 atoms.
+        3D models: the model's atoms and coordinates, invalid samples too (and after them the
+        hydrogens of :meth:`with_hydrogens`, if it made this set). 2D models: an ETKDG conformer
+        with hydrogens, seeded as in :meth:`to_sdf` (``embedded=0`` and 2D depiction coordinates
+        where embedding fails); an invalid sample is a block of 0 atoms.
         """
         from .chem.write import write_xyz
 
         if self.positions is not None:
             comments = [self._comment(i) for i in range(len(self))]
-            return write_xyz(self.atomic_numbers, self.positions, path, comments=comments)
+            zs, xs = list(self.atomic_numbers), list(self.positions)
+            for i, m in enumerate(self.mols):
+                if m is not None and m.GetNumAtoms() > zs[i].size:  # hydrogens added with coordinates
+                    zs[i] = np.array([a.GetAtomicNum() for a in m.GetAtoms()], dtype=np.int64)
+                    xs[i] = m.GetConformer().GetPositions()
+            return write_xyz(zs, xs, path, comments=comments)
         from rdkit.Chem import AllChem
 
         from .chem.write import embed_3d
@@ -244,7 +321,7 @@ class SampleSet:
             if m is None:
                 z, x = np.zeros(0, dtype=np.int64), np.zeros((0, 3))
             else:
-                e = embed_3d(m)
+                e = embed_3d(m, seed=self._embed_seed())
                 if e is None:
                     e = Chem.Mol(m)
                     AllChem.Compute2DCoords(e)
@@ -269,11 +346,14 @@ class SampleSet:
                             titles=[self.title(i).replace(" ", "_") for i in range(len(self))],
                             invalid=INVALID_SMILES)
 
-    def save(self, path: str | Path) -> Path:
-        """Write by extension: .sdf, .xyz, .smi / .txt / .csv."""
+    def save(self, path: str | Path, conformers: int | None = None) -> Path:
+        """Write by extension: .sdf, .xyz, .smi / .txt / .csv. ``conformers``: see :meth:`to_sdf`
+        (.sdf of 2D samples only; ValueError otherwise)."""
         suffix = Path(path).suffix.lower()
         if suffix == ".sdf":
-            return self.to_sdf(path)
+            return self.to_sdf(path, conformers=conformers)
+        if conformers is not None and suffix in (".xyz", ".smi", ".txt", ".csv"):
+            raise ValueError(f"conformers applies to .sdf files, not {suffix}")
         if suffix == ".xyz":
             return self.to_xyz(path)
         if suffix in (".smi", ".txt", ".csv"):

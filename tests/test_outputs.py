@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rdkit import Chem
+from rdkit.Chem import AllChem
 
 from molgen.chem.geometry import MAX_ATOMS_3D, bond_orders
 from molgen.chem.io import INVALID_SMILES, MoleculeFileError, read_molecules
@@ -64,8 +65,9 @@ def test_records_carry_title_index_smiles_flags_model_and_seed(tmp_path, samples
     assert (bad.GetProp("molgen_valid"), bad.GetProp("molgen_smiles")) == ("0", INVALID_SMILES)
     assert sdf.records[2].mol.GetProp("molgen_connected") == "0"
     xyz = read_molecules(samples_3d.to_xyz(tmp_path / "s.xyz"))
-    assert [r.source for r in xyz][:2] == ["index=0 smiles=C valid=1 stable=1 model=edm seed=7",
-                                           f"index=1 smiles={INVALID_SMILES} valid=0 stable=0 model=edm seed=7"]
+    assert [r.source for r in xyz][:2] == [
+        "index=0 smiles=C valid=1 stable=1 implicit_h=0 added_h=0 complete_3d=1 model=edm seed=7",
+        f"index=1 smiles={INVALID_SMILES} valid=0 stable=0 complete_3d=0 model=edm seed=7"]
     mol = samples_3d.mols[0]  # the Mols themselves carry the same
     assert mol.GetProp("_Name") == "edm sample 0" and mol.GetBoolProp("molgen_valid") and mol.GetIntProp("molgen_seed") == 7
 
@@ -148,6 +150,126 @@ def test_intdiv_and_filters_without_a_training_set(tmp_path):
     assert alone["intdiv1"] == with_file["intdiv1"]
     assert "intdiv1" not in evaluate(SampleSet.from_3d([np.array(METHANE[0])] * 2,
                                                        [np.array(METHANE[1], float)] * 2)).metrics
+
+
+# --- complete 3D structures and 2D conformers ----------------------------------------------------
+def _ethanol_heavy_atoms() -> tuple[np.ndarray, np.ndarray]:
+    m = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(m, randomSeed=0)
+    m = Chem.RemoveHs(m)
+    return np.array([a.GetAtomicNum() for a in m.GetAtoms()]), m.GetConformer().GetPositions()
+
+
+@pytest.fixture(scope="module")
+def lacking_h() -> SampleSet:
+    """Like EDM output: ethanol's heavy atoms alone (6 H implied), a lone carbon (4), a complete
+    methane, and an invalid sample."""
+    ethanol = _ethanol_heavy_atoms()
+    mols = [ethanol, (np.array([6]), np.zeros((1, 3))), METHANE, PENTAVALENT]
+    return SampleSet.from_3d([np.array(z) for z, _ in mols], [np.array(x, float) for _, x in mols],
+                             model="edm", seed=1, molecule_stability=0.25)
+
+
+def test_3d_records_flag_the_hydrogens_rdkit_added_without_coordinates(tmp_path, lacking_h):
+    df = lacking_h.to_df()
+    assert df["implicit_h"].tolist()[:3] == [6, 4, 0] and df["implicit_h"].isna().tolist() == [False] * 3 + [True]
+    assert df["complete_3d"].tolist() == [False, False, True, False]
+    assert df["added_h"].tolist()[:3] == [0, 0, 0]
+    assert lacking_h.record_properties(0)["molgen_implicit_h"] == 6
+    sdf = read_molecules(lacking_h.to_sdf(tmp_path / "s.sdf")).records
+    assert [(r.mol.GetProp("molgen_implicit_h"), r.mol.GetProp("molgen_complete_3d")) for r in sdf[:3]] == [
+        ("6", "0"), ("4", "0"), ("0", "1")]
+    assert sdf[1].mol.GetProp("molgen_smiles") == "C"
+    xyz = [r.source for r in read_molecules(lacking_h.to_xyz(tmp_path / "s.xyz"))]
+    assert "implicit_h=6 added_h=0 complete_3d=0" in xyz[0] and "complete_3d=1" in xyz[2]
+    assert "complete_3d=0" in xyz[3] and "implicit_h" not in xyz[3]
+    with pytest.raises(ValueError, match="3D samples"):
+        SampleSet.from_mols([Chem.MolFromSmiles("C")]).hydrogen_flags(0)
+
+
+def test_with_hydrogens_adds_them_with_coordinates_and_leaves_the_models_numbers_alone(tmp_path, lacking_h):
+    full = lacking_h.with_hydrogens()
+    assert full.info == lacking_h.info and full.smiles == lacking_h.smiles
+    assert evaluate(full).metrics == evaluate(lacking_h).metrics  # the model's output is what is scored
+    assert all(np.array_equal(a, b) for a, b in zip(full.positions, lacking_h.positions))
+    assert lacking_h.mols[0].GetNumAtoms() == 3  # the original set is not changed
+    df = full.to_df()
+    assert df["added_h"].tolist()[:3] == [6, 4, 0] and df["implicit_h"].tolist()[:3] == [6, 4, 0]
+    assert df["complete_3d"].tolist() == [True, True, True, False]
+    sdf = read_molecules(full.to_sdf(tmp_path / "h.sdf"))
+    assert [r.mol.GetProp("molgen_added_h") for r in sdf.records[:3]] == ["6", "4", "0"]
+    assert [len(r.atomic_numbers) for r in sdf.records] == [9, 5, 5, 6]
+    xyz = read_molecules(full.to_xyz(tmp_path / "h.xyz"))
+    for path_result, tol in ((sdf, 1e-4), (xyz, 1e-6)):  # the model's atoms first, where the model put them
+        for r, z, x in zip(path_result.records, lacking_h.atomic_numbers, lacking_h.positions):
+            assert np.array_equal(r.atomic_numbers[:len(z)], z)
+            assert np.abs(r.positions[:len(z)] - x).max() < tol
+    mol = full.mols[0]
+    x = mol.GetConformer().GetPositions()
+    ch = [np.linalg.norm(x[b.GetBeginAtomIdx()] - x[b.GetEndAtomIdx()]) for b in mol.GetBonds()
+          if b.GetEndAtom().GetAtomicNum() == 1 or b.GetBeginAtom().GetAtomicNum() == 1]
+    assert len(ch) == 6 and all(0.9 < d < 1.2 for d in ch)
+    assert "added_h=6 complete_3d=1" in xyz.records[0].source
+    with pytest.raises(ValueError, match="applies to 3D samples"):
+        SampleSet.from_mols([Chem.MolFromSmiles("C")]).with_hydrogens()
+
+
+def _two_d() -> SampleSet:
+    return SampleSet.from_mols([Chem.MolFromSmiles("CCO"), None, Chem.MolFromSmiles("c1ccccc1")], model="ar", seed=3)
+
+
+def test_2d_sdf_with_k_conformers_writes_k_records_per_molecule_and_keeps_placeholders(tmp_path):
+    samples = _two_d()
+    records = read_molecules(samples.to_sdf(tmp_path / "k.sdf", conformers=3)).records
+    assert [r.source for r in records] == ["ar sample 0"] * 3 + ["ar sample 1"] + ["ar sample 2"] * 3
+    assert [r.mol.GetProp("molgen_conformer") for r in records if r.mol is not None] == ["0", "1", "2"] * 2
+    assert records[3].mol is None  # the invalid sample: one placeholder, not three
+    x = [r.mol.GetConformer().GetPositions() for r in records[:3]]
+    assert len(x[0]) == 9 and not np.allclose(x[0], x[1])  # hydrogens, and distinct conformers
+    one = read_molecules(samples.save(tmp_path / "one.sdf")).records  # default: one conformer, as before
+    assert len(one) == 3 and not one[0].mol.HasProp("molgen_conformer")
+    assert one[0].mol.GetProp("molgen_embedded") == "1"
+
+
+def test_2d_sdf_conformers_are_seeded(tmp_path):
+    samples = _two_d()
+
+    def coords(name: str, **kw) -> list:
+        records = read_molecules(samples.to_sdf(tmp_path / name, conformers=2, **kw))
+        return [r.mol.GetConformer().GetPositions() for r in records if r.mol]
+
+    a, b, c = coords("a.sdf"), coords("b.sdf"), coords("c.sdf", seed=4)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not np.allclose(a[0], c[0])
+
+
+def test_2d_sdf_without_conformers_holds_2d_depictions(tmp_path):
+    path = _two_d().to_sdf(tmp_path / "flat.sdf", conformers=0)
+    text = path.read_text()
+    assert "RDKit          2D" in text and "3D" not in text and "molgen_embedded" not in text
+    records = read_molecules(path).records
+    assert len(records) == 3 and records[0].mol.GetNumAtoms() == 3  # hydrogens implicit
+    assert evaluate(path)["validity"] == 2 / 3
+
+
+def test_a_molecule_that_cannot_be_embedded_is_kept_flagged_and_counted(tmp_path, monkeypatch):
+    from molgen.chem import write
+
+    monkeypatch.setattr(write, "embed_3d", lambda *a, **k: None)
+    with pytest.warns(UserWarning, match="2 of 3 molecules could not be embedded"):
+        path = _two_d().to_sdf(tmp_path / "f.sdf", conformers=4)
+    records = read_molecules(path).records
+    assert len(records) == 3 and [r.mol.GetProp("molgen_embedded") for r in records if r.mol] == ["0", "0"]
+
+
+@pytest.mark.parametrize("value", [-1, 51, 1.5, True])
+def test_bad_conformer_counts_and_misplaced_conformers_are_refused(tmp_path, value, lacking_h):
+    with pytest.raises(ValueError, match="conformers must be a whole number from 0"):
+        _two_d().to_sdf(tmp_path / "x.sdf", conformers=value)
+    with pytest.raises(ValueError, match="conformers applies to .sdf files"):
+        _two_d().save(tmp_path / "x.xyz", conformers=2)
+    with pytest.raises(ValueError, match="model's own coordinates"):
+        lacking_h.to_sdf(tmp_path / "x.sdf", conformers=2)
 
 
 # --- command lines and signals -------------------------------------------------------------------
@@ -267,3 +389,10 @@ def test_an_empty_3d_sample_is_one_invalid_record_in_every_format(tmp_path):
     for ext in ("sdf", "xyz", "smi"):
         result = evaluate(samples.save(tmp_path / f"e.{ext}"))
         assert (result.n_molecules, result.n_unreadable, result["validity"], result.notes) == (2, 0, 0.5, []), ext
+
+
+def test_2d_xyz_and_sdf_hold_the_same_seeded_conformer(tmp_path):
+    samples = _two_d()  # info["seed"] = 3 seeds both
+    sdf = read_molecules(samples.to_sdf(tmp_path / "c.sdf")).records[0].mol.GetConformer().GetPositions()
+    xyz = read_molecules(samples.to_xyz(tmp_path / "c.xyz")).records[0].positions
+    assert np.abs(sdf - xyz).max() < 1e-4

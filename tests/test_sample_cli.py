@@ -141,3 +141,65 @@ def test_sampled_files_keep_every_sample_and_name_model_and_seed(tiny_ckpt: Path
     records = read_molecules(sdf)
     assert len(records) == 6 and records.records[0].mol.GetProp("molgen_seed") == "3"
     assert evaluate(out)["validity"] == evaluate(sdf)["validity"]
+
+
+@pytest.mark.parametrize("args,text", [
+    (("--conformers", "51", "-o", "x.sdf"), "--conformers must be between 0 and 50, got 51"),
+    (("--model", "ar", "--conformers", "-1", "-o", "x.sdf"), "--conformers must be between 0 and 50, got -1"),
+    (("--conformers", "2", "-o", "x.sdf"), "--conformers does not apply to the edm model"),
+    (("--model", "ar", "--conformers", "2", "-o", "x.smi"), "--conformers applies to .sdf output"),
+    (("--model", "vae", "--conformers", "2"), "--conformers applies to .sdf output"),
+    (("--model", "ar", "--add-hydrogens", "-o", "x.sdf"), "--add-hydrogens does not apply to the ar model"),
+    (("--add-hydrogens", "-o", "x.smi"), "--add-hydrogens applies to .sdf and .xyz output"),
+    (("--add-hydrogens",), "--add-hydrogens applies to .sdf and .xyz output"),
+])
+def test_output_options_are_refused_where_they_do_not_apply(args: tuple[str, ...], text: str, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    from molgen import models
+    from molgen.sample import main
+
+    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("a model was loaded before the check"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="^" + text.replace("(", r"\(")):
+        main(list(args))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_conformer_count_is_one_error_line() -> None:
+    _one_error_line(_run("--model", "ar", "--conformers", "99", "-o", "x.sdf"), "--conformers must be between 0 and 50")
+
+
+def test_add_hydrogens_writes_complete_3d_records_and_the_same_summary(tiny_ckpt: Path, tmp_path: Path,
+                                                                       capsys) -> None:
+    from molgen.chem.io import read_molecules
+    from molgen.sample import main
+
+    base = ["--model", "edm", "--checkpoint", str(tiny_ckpt), "-n", "8", "--seed", "2", "--no-progress"]
+    main([*base, "-o", str(tmp_path / "raw.sdf")])
+    plain = capsys.readouterr().err.split(" in ")[1].split(":", 1)[1]
+    main([*base, "--add-hydrogens", "-o", str(tmp_path / "h.sdf")])
+    assert capsys.readouterr().err.split(" in ")[1].split(":", 1)[1] == plain.replace("raw.sdf", "h.sdf")
+    raw, full = read_molecules(tmp_path / "raw.sdf").records, read_molecules(tmp_path / "h.sdf").records
+    valid = [k for k, r in enumerate(raw) if r.mol is not None and r.mol.GetProp("molgen_valid") == "1"]
+    assert valid, "the tiny model drew no valid molecule: pick another seed"
+    for k in valid:
+        a, b = raw[k].mol, full[k].mol
+        assert b.GetProp("molgen_complete_3d") == "1"
+        assert b.GetProp("molgen_added_h") == a.GetProp("molgen_implicit_h")
+        assert b.GetNumAtoms() == a.GetNumAtoms() + int(a.GetProp("molgen_implicit_h"))
+        assert b.GetProp("molgen_stable") == a.GetProp("molgen_stable")  # the model's own stability
+
+
+def test_conformers_for_a_graph_model(tmp_path: Path) -> None:
+    from molgen.chem.io import read_molecules
+    from molgen.sample import main
+
+    out = tmp_path / "ar.sdf"
+    assert main(["--model", "ar", "-n", "2", "--conformers", "2", "-o", str(out), "--no-progress"]) == 0
+    records = read_molecules(out).records
+    expected = []  # two records (conformers 0, 1) per valid sample, one placeholder per invalid one
+    for i in range(2):
+        ok = any(r.source == f"ar sample {i}" and r.mol is not None for r in records)
+        expected += [(f"ar sample {i}", "0"), (f"ar sample {i}", "1")] if ok else [(f"ar sample {i}", None)]
+    assert [(r.source, r.mol.GetProp("molgen_conformer") if r.mol is not None else None) for r in records] == expected
+    assert records[0].mol.GetProp("molgen_seed") == "0"

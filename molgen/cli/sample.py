@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ar, vae: every sample contains this scaffold; '*' marks where it grows")
     p.add_argument("--output", "-o", default=None,
                    help="write .sdf, .xyz or .smi, one record per sample, invalid ones marked (default: SMILES on stdout)")
+    p.add_argument("--add-hydrogens", action="store_true",
+                   help="edm, .sdf/.xyz output: write the hydrogens RDKit implies as atoms with coordinates "
+                        "(placed, then relaxed with the model's atoms fixed; records say added_h; the metrics "
+                        "stay the model's)")
+    p.add_argument("--conformers", type=int, default=None, metavar="K",
+                   help="ar/vae, .sdf output: K seeded ETKDG conformers per molecule as K records, 0 to 50; "
+                        "0 writes 2D depictions (default: 1)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when available; default: cpu)")
     p.add_argument("--batch-size", type=int, default=None, help="molecules per batch (default: model's)")
@@ -112,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     cls = models.model_class(args.model)
     # Every value is checked here, before a model is loaded or a file written.
     opts = _sampling_options(args, cls)
+    _check_output_options(args, cls)
     check_checkpoint(args.checkpoint)
     if args.output:  # fail before sampling, not after
         check_output_file(args.output, "--output", OUTPUT_SUFFIXES,
@@ -125,16 +133,54 @@ def main(argv: list[str] | None = None) -> int:
     result.info.setdefault("model", args.model)  # recorded in every file written (titles, properties)
     result.info.setdefault("seed", args.seed)
     result._label_mols()
+    notes: list[str] = []
     if args.output:
+        import warnings
+
+        if args.add_hydrogens:
+            result = result.with_hydrogens()
         try:
-            result.save(args.output)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                result.save(args.output, conformers=args.conformers)
         except OSError as exc:
             raise ValueError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     else:
         for s in result.smiles:
             print(s if s is not None else "<invalid>")
     print(_summary(result, seconds, args.output), file=sys.stderr)
+    for note in notes:  # e.g. molecules that could not be embedded, kept with 2D coordinates
+        print(f"note: {note}", file=sys.stderr)
     return 0
+
+
+def _is_3d(cls: type) -> bool:
+    """Whether the model draws coordinates (its ``sample`` takes ``n_atoms``: EDM) rather than graphs."""
+    return "n_atoms" in inspect.signature(cls.sample).parameters
+
+
+def _check_output_options(args: argparse.Namespace, cls: type) -> None:
+    """``--add-hydrogens`` and ``--conformers``: each for the models and files it applies to."""
+    from ..chem.write import MAX_CONFORMERS
+    from .common import check_count
+
+    check_count(args.conformers, "--conformers", 0, MAX_CONFORMERS)
+    from pathlib import Path
+
+    suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
+    if args.conformers is not None:
+        if _is_3d(cls):
+            raise ValueError(f"--conformers does not apply to the {args.model} model: "
+                             "its files hold the model's own coordinates")
+        if suffix != "sdf":
+            raise ValueError("--conformers applies to .sdf output (-o FILE.sdf)")
+    if args.add_hydrogens:
+        if not _is_3d(cls):
+            raise ValueError(f"--add-hydrogens does not apply to the {args.model} model: "
+                             "its SDF/XYZ conformers already have every hydrogen")
+        if suffix not in ("sdf", "xyz"):
+            raise ValueError("--add-hydrogens applies to .sdf and .xyz output (-o FILE.sdf)")
 
 
 def _summary(result, seconds: float, output: str | None) -> str:
