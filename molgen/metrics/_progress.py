@@ -21,9 +21,11 @@ def disable_flag(progress: bool | None) -> bool | None:
 
 
 def in_chunks(compute: Callable[[Sequence[Any]], T], items: Sequence[Any], desc: str,
-              progress: bool | None = False, chunk: int = CHUNK) -> list[T]:
-    """``compute`` on consecutive chunks of ``items``, with a bar counting molecules; the results
-    per chunk, in order (one call, without a bar, when ``items`` fits in one chunk or the bar is off)."""
+              progress: bool | None = False, chunk: int | None = None) -> list[T]:
+    """``compute`` on consecutive chunks of ``items`` (:data:`CHUNK` molecules unless ``chunk``), with
+    a bar counting molecules; the results per chunk, in order (one call, without a bar, when the bar
+    is off or ``items`` fits in one chunk)."""
+    chunk = chunk or CHUNK
     if len(items) <= chunk or progress is False:
         return [compute(items)]
     from tqdm import tqdm
