@@ -194,7 +194,8 @@ def _comparison_metrics(valid: list[Chem.Mol], fps: np.ndarray, gen_stats: Calla
 
 def _set_metrics(valid_smiles: list[str] | None, valid: list[Chem.Mol], fps: np.ndarray,
                  notes: list[str]) -> dict[str, float]:
-    """unique@k (with ``valid_smiles``), IntDiv1 / 2 and Filters: set metrics that need no reference.
+    """unique@k (with ``valid_smiles``: isomeric, as MOSES counts stereoisomers apart), IntDiv1 / 2
+    and Filters: set metrics that need no reference.
     Filters needs the fetched MOSES filter lists; without them it is skipped with a note."""
     from .metrics import moses as mm
 
@@ -305,7 +306,8 @@ def evaluate(molecules: Any, reference: "str | os.PathLike | Reference | None" =
             gen_stats = _once(lambda: chemnet_stats(valid_smiles)) if fcd else None  # one ChemNet pass
             if ref is not None:
                 metrics.update(_comparison_metrics(valid, fps, gen_stats, ref))
-            metrics.update(_set_metrics(valid_smiles if ref is not None else None, valid, fps, inp.notes))
+            isomeric = [to_smiles(built.mols[i], isomeric=True, largest_fragment=inp.kind == "3d") for i, _, _ in rows]
+            metrics.update(_set_metrics(isomeric if ref is not None else None, valid, fps, inp.notes))
             if ref is not None and ref.has_training:
                 metrics.update(_guacamol_metrics(valid_smiles, gen_stats, ref))
         table = property_table(valid)

@@ -28,8 +28,8 @@ GEN = ["CCO", "c1ccccc1", "O=C(NCCc1ccccc1)C1CCC1", "Cc1ccc(S(=O)(=O)NCc2ccccc2)
 
 
 def _write_split(folder, split, smiles):
-    (folder / f"{split}.csv.gz").write_bytes(gzip.compress(("SMILES,SPLIT\n" + "".join(f"{s},{split}\n" for s in smiles))
-                                                           .encode()))
+    text = "SMILES,SPLIT\n" + "".join(f"{s},{split}\n" for s in smiles)
+    (folder / f"{split}.csv.gz").write_bytes(gzip.compress(text.encode()))
 
 
 @pytest.fixture()
@@ -60,7 +60,8 @@ def test_moses_reference_compares_with_the_scaffold_test_set_too(tiny_moses):
     table = result.moses_table()
     assert list(table) == GET_ALL_METRICS
     assert table["valid"] == 5 / 6 and table["SNN/TestSF"] == result["snn_testsf"]
-    assert (table["IntDiv"], table["logP"], table["Novelty"]) == (result["intdiv1"], result["logp_w1"], result["novelty"])
+    assert ((table["IntDiv"], table["logP"], table["Novelty"])
+            == (result["intdiv1"], result["logp_w1"], result["novelty"]))
     # Not computed: NaN, never invented, and the notes say why.
     assert math.isnan(table["FCD/Test"]) and math.isnan(table["FCD/TestSF"]) and math.isnan(table["unique@1000"])
     assert "FCD not computed (fcd=False)" in result.notes
@@ -115,6 +116,17 @@ def test_other_references_have_no_testsf(tmp_path):
     ref.write_text("\n".join(TEST) + "\n")
     table = evaluate(GEN, reference=str(ref), fcd=False).moses_table()
     assert table["SNN/Test"] > 0 and math.isnan(table["SNN/TestSF"]) and math.isnan(table["Novelty"])
+
+
+def test_unique_at_k_counts_stereoisomers_apart_as_moses_does(tmp_path, monkeypatch):
+    import molgen.evaluation as E
+
+    monkeypatch.setattr(E, "_UNIQUE_AT", (4,))  # unique@4 instead of @1000: four molecules suffice
+    ref = tmp_path / "ref.smi"
+    ref.write_text("\n".join(TEST) + "\n")
+    result = evaluate(["C[C@H](N)O", "C[C@@H](N)O"] * 2, reference=str(ref), fcd=False)
+    assert result["unique@4"] == 2 / 4
+    assert result["uniqueness"] == 1 / 4  # molgen's uniqueness ignores stereo (GuacaMol's convention)
 
 
 def test_building_the_statistics_shows_a_bar_per_stage(tiny_moses, monkeypatch, capsys):
