@@ -97,9 +97,11 @@ def test_cli_never_writes_the_table_over_its_input(tmp_path):
     proc = _run(str(gen), "--per-molecule", str(gen), cache=tmp_path / "cache")
     assert proc.returncode != 0 and "is the file evaluated itself" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and gen.read_text() == "CCO\nCCN\n"
-    same = tmp_path / "out.json"
+    same = tmp_path / "out.csv"
     proc = _run(str(gen), "--json", str(same), "--per-molecule", str(same), cache=tmp_path / "cache")
     assert proc.returncode != 0 and "the same file" in proc.stderr
+    proc = _run(str(gen), "--per-molecule", str(tmp_path / "rows.csv.gz"), cache=tmp_path / "cache")
+    assert proc.returncode != 0 and "use .csv" in proc.stderr and not (tmp_path / "rows.csv.gz").exists()
 
 
 def test_a_failed_write_leaves_the_old_table_whole(tmp_path, monkeypatch):

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ref_file = args.reference if args.reference.lower() not in (*REFERENCES, "none", "") else None
     inputs = {"file evaluated": args.file, "reference file": ref_file}
-    for flag, out in (("--json", args.json), ("--per-molecule", args.per_molecule)):
+    for flag, out, suffixes in (("--json", args.json, None), ("--per-molecule", args.per_molecule, (".csv",))):
         if out:
-            check_output_file(out, flag, inputs=inputs, creates_folders=True)
+            check_output_file(out, flag, suffixes, inputs=inputs, creates_folders=True)
     if args.json and args.per_molecule and same_file(args.json, args.per_molecule):
         raise ValueError(f"--json and --per-molecule name the same file {args.json}: give two names")
     result = evaluate(args.file, reference=args.reference, fcd=not args.no_fcd,
