@@ -102,11 +102,12 @@ class EvaluationResult:
         return {name: float(self.metrics.get(key, math.nan)) for name, key in MOSES_KEYS.items()}
 
     def per_molecule_csv(self, path: str | os.PathLike) -> Path:
-        """Write :attr:`per_molecule` as CSV (atomically, creating parent folders); empty cells where
-        a value does not apply (no SMILES, stability of 2D input, novelty without a training set)."""
+        """Write :attr:`per_molecule` as CSV (atomically, creating parent folders), numbers to 6
+        significant digits as ``molgen score`` writes them; empty cells where a value does not apply
+        (no SMILES, stability of 2D input, novelty without a training set)."""
         if self.per_molecule is None:
             raise ValueError("no per-molecule table: evaluate with per_molecule=True")
-        return write_text(path, self.per_molecule.to_csv(index=False, na_rep=""))
+        return write_text(path, self.per_molecule.to_csv(index=False, float_format="%.6g", na_rep=""))
 
     def table(self) -> str:
         """The metrics as an aligned two-column text table, with notes below it."""
