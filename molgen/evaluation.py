@@ -11,7 +11,12 @@ What is computed depends on the input and the reference (:mod:`molgen.references
   its comparison set, Wasserstein distances of the four properties, and the set metrics unique@1k /
   @10k (first k valid molecules), IntDiv1 / 2 and Filters, for 2D and 3D input alike;
 - a reference with a training set (``"qm9"``, ``"moses"``): novelty against it, and GuacaMol's KL
-  score and FCD score against GuacaMol's seeded draw of 10,000 training molecules.
+  score and FCD score against GuacaMol's seeded draw of 10,000 training molecules;
+- ``"moses"``: FCD, SNN, Frag and Scaf against MOSES' scaffold test set too (``TestSF``);
+  :meth:`EvaluationResult.moses_table` gives the metrics under the names of MOSES' ``get_all_metrics``.
+
+``per_molecule=True`` also gives one row per input molecule (:attr:`EvaluationResult.per_molecule`)
+from the same pass: the same validity, SMILES and stability as the set metrics.
 
 3D input (atom types and coordinates: .xyz / 3D .sdf files, 3D :class:`~molgen.samples.SampleSet`)
 is evaluated the EDM way: bonds from the geometry (:func:`molgen.chem.convert.mols_from_3d`, the same
@@ -36,9 +41,10 @@ from .chem.convert import mols_from_3d, to_mol, to_smiles
 from .chem.elements import TABLE_Z, symbol
 from .chem.geometry import has_clash
 from .chem.io import ReadResult, read_molecules
-from .metrics.core import bond_orders_3d, graph_metrics, largest_fragment_smiles, stability_2d, stability_3d
+from .metrics.core import (bond_orders_3d, connected, graph_metrics, invalid_reason, invalid_reason_3d,
+                           largest_fragment_smiles, molecule_stabilities, stability_2d, stability_3d)
 from .metrics.result import EvaluationResult
-from .references import REFERENCES, Reference, resolve
+from .references import REFERENCES, Reference, resolve, showing_progress
 
 __all__ = ["evaluate", "EvaluationResult", "REFERENCES"]
 
@@ -54,6 +60,7 @@ class _Input:
     zs: list[np.ndarray] | None = None
     xs: list[np.ndarray] | None = None
     raw: list[Any] | None = None            # 2D: Mols (possibly unsanitised), SMILES or None
+    texts: list[str] | None = None          # 2D from a SMILES / CSV file: each entry's text as written
     n_unreadable: int = 0
     notes: list[str] = field(default_factory=list)
     source: str | None = None
@@ -70,7 +77,8 @@ def _from_read_result(result: ReadResult) -> _Input:
                       notes=notes, source=source)
     if result.records and any(r.positions is not None and r.positions.size for r in result.records):
         notes.append("some SDF entries have 3D coordinates and some do not: evaluated as graphs")
-    return _Input("2d", raw=result.mols, n_unreadable=result.n_failed, notes=notes, source=source)
+    texts = result.smiles if result.format in ("smiles", "csv") else None
+    return _Input("2d", raw=result.mols, texts=texts, n_unreadable=result.n_failed, notes=notes, source=source)
 
 
 def _prepare(molecules: Any) -> _Input:
@@ -111,31 +119,43 @@ def _geometry_notes(inp: _Input) -> list[str]:
     return notes
 
 
-def _structure_metrics(inp: _Input, training: frozenset[str] | None) -> tuple[dict[str, float], list[str]]:
-    """Stability, validity, uniqueness, novelty; returns the metrics and the valid SMILES."""
+@dataclass
+class _Built:
+    """Per input molecule: the sanitised Mol (None where invalid), the SMILES the set metrics use
+    (largest fragment for 3D input) and, for 3D input, EDM's molecule stability and bond orders."""
+    mols: list[Chem.Mol | None]
+    smiles: list[str | None]
+    stable: list[bool] | None = None
+    orders: list[np.ndarray] | None = None
+
+
+def _structure_metrics(inp: _Input, training: frozenset[str] | None) -> tuple[dict[str, float], _Built]:
+    """Stability, validity, uniqueness, novelty; returns the metrics and the molecules built."""
     if inp.kind == "3d":
         orders = bond_orders_3d(inp.zs, inp.xs)
-        metrics = stability_3d(inp.zs, inp.xs, orders)
+        per_molecule = molecule_stabilities(inp.zs, inp.xs, orders)
+        metrics = stability_3d(inp.zs, inp.xs, orders, results=per_molecule)
         mols = mols_from_3d(inp.zs, inp.xs, orders)
-        smiles = largest_fragment_smiles(mols)
+        built = _Built(mols, largest_fragment_smiles(mols), [r.molecule_stable for r in per_molecule], orders)
         inp.notes.extend(_geometry_notes(inp))
     else:
         mols = [to_mol(x) for x in inp.raw]
-        smiles = [to_smiles(m) for m in mols]
+        built = _Built(mols, [to_smiles(m) for m in mols])
         # Unsanitisable Mols are checked as built; unparsable SMILES count as unstable.
         st = stability_2d([m if m is not None else (x if isinstance(x, Chem.Mol) else None)
                            for m, x in zip(mols, inp.raw)])
         metrics = {"atom_stability_2d": st["atom_stability"], "molecule_stability_2d": st["molecule_stability"]}
-    metrics.update(graph_metrics(mols, smiles, training))
-    return metrics, [s for s in smiles if s]
+    metrics.update(graph_metrics(built.mols, built.smiles, training))
+    return metrics, built
 
 
-def _property_metrics(valid: list[Chem.Mol], ref: Reference | None) -> dict[str, float]:
-    from .metrics.properties import property_distances, property_table
+def _property_metrics(table: dict[str, np.ndarray], ref: Reference | None) -> dict[str, float]:
+    """Means of the valid molecules' properties (``table``: their property_table) and, with a
+    reference, the Wasserstein distances to its comparison set."""
+    from .metrics.properties import property_distances
 
-    table = property_table(valid)
     out = {f"{_PROPERTY_KEYS[k]}_mean": float(v.mean()) if v.size else float("nan") for k, v in table.items()}
-    if ref is not None and valid:
+    if ref is not None and len(table["QED"]):
         dist = property_distances(table, ref.properties())
         out.update({f"{_PROPERTY_KEYS[k]}_w1": v for k, v in dist.items()})
     return out
@@ -155,23 +175,27 @@ def _once(compute: Callable[[], Any]) -> Callable[[], Any]:
 
 def _comparison_metrics(valid: list[Chem.Mol], fps: np.ndarray, gen_stats: Callable[[], Any] | None,
                         ref: Reference) -> dict[str, float]:
-    """FCD, and MOSES' SNN, Frag and Scaf, against the reference's comparison set."""
+    """FCD, and MOSES' SNN, Frag and Scaf, against the reference's comparison set and against each
+    of its further comparison sets (keys ``fcd_testsf``, ...: suffixed with that set's label)."""
     from .metrics import moses as mm
 
     out: dict[str, float] = {}
-    if gen_stats is not None:
-        from .metrics.fcd import frechet_distance
+    for part in (ref, *ref.others):
+        suffix = "" if part is ref else f"_{part.label.lower()}"
+        if gen_stats is not None:
+            from .metrics.fcd import frechet_distance
 
-        out["fcd"] = frechet_distance(gen_stats(), ref.chemnet("comparison"))
-    stats = ref.moses_stats()
-    out.update({"snn": mm.snn(fps, stats), "frag": mm.frag_similarity(valid, stats),
-                "scaf": mm.scaffold_similarity(valid, stats)})
+            out[f"fcd{suffix}"] = frechet_distance(gen_stats(), part.chemnet("comparison"))
+        stats = part.moses_stats()
+        out.update({f"snn{suffix}": mm.snn(fps, stats), f"frag{suffix}": mm.frag_similarity(valid, stats),
+                    f"scaf{suffix}": mm.scaffold_similarity(valid, stats)})
     return out
 
 
 def _set_metrics(valid_smiles: list[str] | None, valid: list[Chem.Mol], fps: np.ndarray,
                  notes: list[str]) -> dict[str, float]:
-    """unique@k (with ``valid_smiles``), IntDiv1 / 2 and Filters: set metrics that need no reference.
+    """unique@k (with ``valid_smiles``: isomeric, as MOSES counts stereoisomers apart), IntDiv1 / 2
+    and Filters: set metrics that need no reference.
     Filters needs the fetched MOSES filter lists; without them it is skipped with a note."""
     from .metrics import moses as mm
 
@@ -204,8 +228,41 @@ def _guacamol_metrics(valid_smiles: list[str], gen_stats: Callable[[], Any] | No
     return out
 
 
+def _reasons(inp: _Input, built: _Built) -> list[str]:
+    """Why each invalid molecule is invalid ("" for a valid one), by the rule that rejected it."""
+    out = []
+    for i, (mol, smiles) in enumerate(zip(built.mols, built.smiles)):
+        if mol is None and inp.kind == "3d":
+            out.append(invalid_reason_3d(inp.zs[i], inp.xs[i], built.orders[i]) or "RDKit rejects it")
+        elif mol is None:
+            given = inp.raw[i] if inp.raw[i] is not None or inp.texts is None else inp.texts[i]
+            out.append(invalid_reason(given) or "RDKit rejects it")
+        else:
+            out.append("" if smiles is not None else "RDKit cannot write its SMILES")
+    return out
+
+
+def _per_molecule(inp: _Input, built: _Built, valid_rows: list[int], table: dict[str, np.ndarray],
+                  training: frozenset[str] | None) -> Any:
+    """The per-molecule table (:attr:`EvaluationResult.per_molecule`) from the molecules evaluate built."""
+    import pandas as pd
+
+    n = len(inp)
+    properties = {}
+    for name, values in table.items():
+        column = np.full(n, np.nan)
+        column[valid_rows] = values
+        properties[name] = column
+    stable = built.stable if built.stable is not None else [pd.NA] * n
+    novel = [pd.NA if s is None or training is None else s not in training for s in built.smiles]
+    return pd.DataFrame({"index": np.arange(n), "smiles": [s or "" for s in built.smiles],
+                         "valid": [s is not None for s in built.smiles], "connected": connected(built.mols),
+                         "stable": pd.array(stable, dtype="boolean"), **properties,
+                         "novel": pd.array(novel, dtype="boolean"), "reason": _reasons(inp, built)})
+
+
 def evaluate(molecules: Any, reference: "str | os.PathLike | Reference | None" = None,
-             fcd: bool = True) -> EvaluationResult:
+             fcd: bool = True, progress: bool | None = None, per_molecule: bool = False) -> EvaluationResult:
     """Evaluate generated molecules.
 
     ``molecules``: SMILES strings and / or RDKit Mols (None for a failed sample), a
@@ -213,6 +270,10 @@ def evaluate(molecules: Any, reference: "str | os.PathLike | Reference | None" =
     .sdf / .xyz / .smi / .csv file. ``reference``: ``"qm9"``, ``"moses"``, the path of a molecule
     file to compare with, a resolved :class:`~molgen.references.Reference`, or None / ``"none"``.
     ``fcd=False`` skips the ChemNet metrics (FCD, the GuacaMol FCD score), the slowest part on a CPU.
+    ``progress``: bars on stderr while a reference's statistics are built on its first use (minutes
+    for MOSES): True, False, or None (only when stderr is a terminal). ``per_molecule=True`` fills
+    :attr:`EvaluationResult.per_molecule`: a pandas DataFrame with one row per input molecule, in
+    input order (index, smiles, valid, connected, stable, QED, SA, logP, weight, novel, reason).
 
     Raises :class:`~molgen.chem.io.MoleculeFileError` for an unreadable file, ValueError for an
     unknown reference or when there is nothing to evaluate, FileNotFoundError when a named
@@ -223,11 +284,18 @@ def evaluate(molecules: Any, reference: "str | os.PathLike | Reference | None" =
     if len(inp) == 0:
         where = f" in {inp.source}" if inp.source else ""
         raise ValueError(f"no molecule could be read{where}" + (f" ({inp.notes[0]})" if inp.notes else ""))
-    with quiet_rdkit(), warnings.catch_warnings():
+    if ref is not None:
+        inp.notes.extend(ref.notes)
+        if not fcd:
+            inp.notes.append("FCD not computed (fcd=False)")
+    from .metrics.properties import property_table
+
+    with quiet_rdkit(), warnings.catch_warnings(), showing_progress(progress):
         warnings.simplefilter("ignore")
-        metrics, valid_smiles = _structure_metrics(inp, ref.training if ref is not None else None)
-        parsed = [(s, m) for s in valid_smiles if (m := to_mol(s)) is not None]
-        valid_smiles, valid = [s for s, _ in parsed], [m for _, m in parsed]
+        training = ref.training if ref is not None else None
+        metrics, built = _structure_metrics(inp, training)
+        rows = [(i, s, m) for i, s in enumerate(built.smiles) if s and (m := to_mol(s)) is not None]
+        valid_smiles, valid = [s for _, s, _ in rows], [m for _, _, m in rows]
         if ref is not None and len(valid) < 2:
             inp.notes.append("fewer than 2 valid molecules: set metrics against the reference skipped")
         if len(valid) >= 2 and (ref is not None or inp.kind == "2d"):
@@ -238,11 +306,14 @@ def evaluate(molecules: Any, reference: "str | os.PathLike | Reference | None" =
             gen_stats = _once(lambda: chemnet_stats(valid_smiles)) if fcd else None  # one ChemNet pass
             if ref is not None:
                 metrics.update(_comparison_metrics(valid, fps, gen_stats, ref))
-            metrics.update(_set_metrics(valid_smiles if ref is not None else None, valid, fps, inp.notes))
+            isomeric = [to_smiles(built.mols[i], isomeric=True, largest_fragment=inp.kind == "3d") for i, _, _ in rows]
+            metrics.update(_set_metrics(isomeric if ref is not None else None, valid, fps, inp.notes))
             if ref is not None and ref.has_training:
                 metrics.update(_guacamol_metrics(valid_smiles, gen_stats, ref))
-        metrics.update(_property_metrics(valid, ref))
+        table = property_table(valid)
+        metrics.update(_property_metrics(table, ref))
+        frame = _per_molecule(inp, built, [i for i, _, _ in rows], table, training) if per_molecule else None
     label = None if ref is None else ref.name if isinstance(reference, Reference) else str(reference)
     return EvaluationResult(metrics, len(inp), inp.kind, reference=label,
                             reference_label=ref.label if ref else "", n_unreadable=inp.n_unreadable,
-                            source=inp.source, notes=inp.notes)
+                            source=inp.source, notes=inp.notes, per_molecule=frame)

@@ -8,13 +8,20 @@ ChemNet means and covariances). They are computed once and kept in one bundle pe
 from (the dataset files or the reference file), the RDKit version and :data:`BUNDLE_VERSION`: an edited
 dataset or file never reuses a stale statistic. Each part is a file of its own in the bundle, written
 atomically when first needed (ChemNet's statistics only when FCD is asked for).
+
+A reference may carry further comparison sets (:attr:`Reference.others`), each a Reference of its
+own with its own bundle: MOSES' scaffold test set (``TestSF``) beside its test set (``Test``).
+Building statistics shows a bar per stage on stderr inside :func:`showing_progress` (the first use
+of MOSES' reference takes minutes); they are quiet otherwise.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +45,19 @@ BUNDLE_VERSION = 2
 GUACAMOL_N, GUACAMOL_SEED = 10_000, 42
 #: A reference file with fewer valid molecules is recomputed each time instead of cached.
 CACHE_FILE_REFERENCES_FROM = 2000
+
+_PROGRESS: ContextVar[bool | None] = ContextVar("molgen_reference_progress", default=False)
+
+
+@contextmanager
+def showing_progress(progress: bool | None) -> Iterator[None]:
+    """Within this block, statistics that are built (not read from a bundle) show a bar per stage on
+    stderr: always (True), never (False), or when stderr is a terminal (None)."""
+    token = _PROGRESS.set(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 class _Bundle:
@@ -107,6 +127,8 @@ class Reference:
     _draw: Callable[[], list[str]] | None = None
     bundle: _Bundle = field(default_factory=lambda: _Bundle(None))
     legacy: tuple[str, str] | None = None       # refstats names before the bundles: comparison, draw
+    others: tuple["Reference", ...] = ()        # further comparison sets (MOSES: the scaffold test set)
+    notes: tuple[str, ...] = ()                 # what evaluate should say about it (e.g. a missing set)
 
     @property
     def has_training(self) -> bool:
@@ -145,14 +167,16 @@ class Reference:
         from .metrics.properties import property_table
 
         return self._memo("properties", lambda: self.bundle.arrays(
-            "properties", lambda: property_table(self.comparison), self._legacy("properties")))
+            "properties", lambda: property_table(self.comparison, _PROGRESS.get(), f"{self.label}: properties"),
+            self._legacy("properties")))
 
     def moses_stats(self) -> Any:
         """:class:`~molgen.metrics.moses.MosesReference` of the comparison set (SNN, Frag, Scaf)."""
         from .metrics.moses import MosesReference, moses_reference
 
         return self._memo("moses", lambda: MosesReference.from_arrays(self.bundle.arrays(
-            "moses", lambda: moses_reference(self.comparison).to_arrays(), self._legacy("moses"))))
+            "moses", lambda: moses_reference(self.comparison, _PROGRESS.get(), self.label).to_arrays(),
+            self._legacy("moses"))))
 
     def chemnet(self, part: str = "comparison") -> tuple[np.ndarray, np.ndarray]:
         """ChemNet (mu, sigma) of the comparison set, or of GuacaMol's draw with ``part="draw"``."""
@@ -161,7 +185,8 @@ class Reference:
         smiles = self.comparison if part == "comparison" else self.guacamol_draw
 
         def compute() -> dict[str, np.ndarray]:
-            mu, sigma = chemnet_stats(smiles)
+            what = self.label if part == "comparison" else "GuacaMol draw"
+            mu, sigma = chemnet_stats(smiles, progress=_PROGRESS.get(), desc=f"{what}: ChemNet")
             return {"mu": mu, "sigma": sigma}
 
         arrays = self._memo(f"chemnet-{part}", lambda: self.bundle.arrays(
@@ -214,16 +239,28 @@ def _canonical_chunk(smiles: list[str]) -> list[str | None]:
     return [canonicalize(s) for s in smiles]
 
 
-def _canonical_parallel(smiles: list[str], chunk: int = 20_000) -> list[str | None]:
-    """Canonicalise many SMILES, on all cores when there are many."""
-    workers = min(os.cpu_count() or 1, 8)
-    if len(smiles) < 4 * chunk or workers < 2:
-        return _canonical_chunk(smiles)
-    from concurrent.futures import ProcessPoolExecutor
+def _canonical_parallel(smiles: list[str], chunk: int = 20_000, desc: str = "canonicalise") -> list[str | None]:
+    """Canonicalise many SMILES, on all cores when there are many (a bar inside :func:`showing_progress`)."""
+    from tqdm import tqdm
 
+    from .metrics._progress import disable_flag
+
+    workers = min(os.cpu_count() or 1, 8)
     parts = [smiles[k:k + chunk] for k in range(0, len(smiles), chunk)]
-    with ProcessPoolExecutor(workers) as pool:
-        return [s for part in pool.map(_canonical_chunk, parts) for s in part]
+    out: list[str | None] = []
+    with ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(smiles), desc=desc, unit="mol", leave=False, dynamic_ncols=True,
+                                       disable=disable_flag(_PROGRESS.get())))
+        if len(smiles) < 4 * chunk or workers < 2:
+            done = map(_canonical_chunk, parts)
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            done = stack.enter_context(ProcessPoolExecutor(workers)).map(_canonical_chunk, parts)
+        for part in done:
+            out.extend(part)
+            bar.update(len(part))
+    return out
 
 
 def _qm9_training() -> list[str]:
@@ -244,7 +281,7 @@ def _moses_training() -> list[str]:
     """The MOSES train file, re-canonicalised with the installed RDKit."""
     from .datasets.moses import load_moses
 
-    return sorted(set(_canonical_parallel(load_moses("train"))) - {None})
+    return sorted(set(_canonical_parallel(load_moses("train"), desc="MOSES train: canonicalise")) - {None})
 
 
 # --- resolving ------------------------------------------------------------------------------------
@@ -266,7 +303,21 @@ def _moses() -> Reference:
                                 "run `python -m molgen.datasets.moses fetch` first")
     return Reference("moses", "Test", lambda: load_moses("test"), _moses_training,
                      lambda: _guacamol_draw(load_moses("train")), _bundle("moses", digest_files(files)),
-                     legacy=("moses-test", "moses-train-10k"))
+                     legacy=("moses-test", "moses-train-10k"), **_moses_scaffold_test())
+
+
+def _moses_scaffold_test() -> dict[str, Any]:
+    """MOSES' scaffold test set (``TestSF``: scaffolds absent from its training set) as a further
+    comparison set, with a bundle of its own (the Test / train bundle stays valid without it); a
+    note instead when its file is missing (fetched before molgen kept it)."""
+    from .datasets.moses import FETCH_COMMAND, load_moses, moses_dir
+
+    path = moses_dir() / "test_scaffolds.csv.gz"
+    if not path.is_file():
+        return {"notes": (f"TestSF metrics not computed: {path} is missing; run `{FETCH_COMMAND}`",)}
+    testsf = Reference("moses/TestSF", "TestSF", lambda: load_moses("test_scaffolds"),
+                       bundle=_bundle("moses-testsf", digest_files([path])))
+    return {"others": (testsf,)}
 
 
 def _file(path: Path) -> Reference:

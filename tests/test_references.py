@@ -133,3 +133,11 @@ def test_statistics_cached_before_the_bundles_are_adopted_only_for_the_same_set(
     assert len(ref.moses_stats()) == 3 and (ref.bundle.folder / "moses.npz").is_file()
     other = R.Reference("y", "Y", lambda: list(REF[:5]), bundle=R._bundle("y", "key"), legacy=("old", "old-draw"))
     assert len(other.moses_stats()) == 5  # another set: computed, not adopted
+
+
+def test_canonicalising_in_parallel_chunks_keeps_the_order_and_shows_a_bar(capsys):
+    smiles = REF * 4 + ["not a smiles"]
+    with R.showing_progress(True):
+        got = R._canonical_parallel(smiles, chunk=5, desc="canonicalise test")
+    assert got == [canonicalize(s) for s in smiles] and got[-1] is None
+    assert "canonicalise test" in capsys.readouterr().err

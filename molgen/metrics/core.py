@@ -18,9 +18,12 @@ from collections.abc import Collection, Sequence
 import numpy as np
 from rdkit import Chem
 
-from ..chem.build import is_connected, quiet_rdkit
+from ..chem.build import is_connected, mol_from_graph, quiet_rdkit
 from ..chem.convert import MolLike, mols_from_3d, to_mol, to_smiles
-from ..chem.geometry import CHARGE_BY_Z_VALENCE, NOT_ALLOWED, bond_orders, stability
+from ..chem.elements import TABLE_Z, symbol
+from ..chem.io import INVALID_SMILES
+from ..chem.geometry import (CHARGE_BY_Z_VALENCE, CLASH_DISTANCE, NOT_ALLOWED, Stability, bond_orders, has_clash,
+                             stability)
 
 
 def _fraction(count: int, total: int) -> float:
@@ -43,8 +46,58 @@ def validity(molecules: Sequence[MolLike]) -> float:
 
 def validity_connected(molecules: Sequence[MolLike]) -> float:
     """Fraction of molecules that sanitise and are a single fragment."""
-    mols = [to_mol(x) for x in molecules]
-    return _fraction(sum(m is not None and is_connected(m) for m in mols), len(mols))
+    flags = connected([to_mol(x) for x in molecules])
+    return _fraction(sum(flags), len(flags))
+
+
+def connected(mols: Sequence[Chem.Mol | None]) -> list[bool]:
+    """Per sanitised Mol (None where invalid): valid and a single fragment."""
+    return [m is not None and is_connected(m) for m in mols]
+
+
+def _sanitize_error(mol: Chem.Mol) -> str:
+    """RDKit's message for why ``mol`` does not sanitise ("" if it does)."""
+    m = Chem.Mol(mol)
+    try:
+        with quiet_rdkit():
+            Chem.SanitizeMol(m)
+    except Exception as exc:  # RDKit raises several exception types for bad chemistry
+        return str(exc).strip() or type(exc).__name__
+    return ""
+
+
+def invalid_reason(x: MolLike) -> str:
+    """Why :func:`~molgen.chem.convert.to_mol` rejects ``x`` (a SMILES, a Mol or None), in words;
+    "" when it does not. This explains the one validity rule, it is not a second one."""
+    if x is None:
+        return "no molecule"
+    if isinstance(x, str):
+        if not x:
+            return "empty SMILES"
+        if x == INVALID_SMILES:
+            return f"an invalid sample (written as {INVALID_SMILES})"
+        with quiet_rdkit():
+            mol = Chem.MolFromSmiles(x, sanitize=False)
+        if mol is None:
+            return "RDKit cannot parse the SMILES"
+        x = mol
+    error = _sanitize_error(x)
+    return error and f"RDKit rejects it: {error}"
+
+
+def invalid_reason_3d(atomic_numbers: np.ndarray, positions: np.ndarray, order: np.ndarray) -> str:
+    """Which condition of :func:`~molgen.chem.convert.mols_from_3d` (the one 3D-validity rule) a
+    molecule fails, in words; "" when it passes. ``order``: its EDM bond-order matrix."""
+    z = np.asarray(atomic_numbers, dtype=np.int64)
+    if z.size == 0:
+        return "no atoms"
+    outside = sorted(set(z.tolist()) - TABLE_Z)
+    if outside:
+        return f"no bond lengths in EDM's tables for {', '.join(symbol(a) for a in outside)}"
+    if has_clash(np.asarray(positions, dtype=np.float64)):
+        return f"atoms closer than {CLASH_DISTANCE} A"
+    error = _sanitize_error(mol_from_graph(z, order))
+    return error and f"RDKit rejects the bonds from EDM's tables: {error}"
 
 
 def _canonical_or_given(molecules: Sequence[MolLike], canonical: bool) -> list[str | None]:
@@ -139,20 +192,29 @@ def bond_orders_3d(atomic_numbers_list: Sequence[np.ndarray],
     return [bond_orders(np.asarray(z), np.asarray(x)) for z, x in zip(atomic_numbers_list, positions_list)]
 
 
+def molecule_stabilities(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequence[np.ndarray],
+                         orders: Sequence[np.ndarray] | None = None) -> list[Stability]:
+    """EDM's :func:`~molgen.chem.geometry.stability` of each molecule (``.molecule_stable``: all its
+    atoms stable); ``orders`` as in :func:`stability_3d`."""
+    if orders is None:
+        orders = bond_orders_3d(atomic_numbers_list, positions_list)
+    _check_3d(atomic_numbers_list, orders)
+    return [stability(np.asarray(z), o) for z, o in zip(atomic_numbers_list, orders)]
+
+
 def stability_3d(atomic_numbers_list: Sequence[np.ndarray], positions_list: Sequence[np.ndarray],
-                 orders: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+                 orders: Sequence[np.ndarray] | None = None,
+                 results: Sequence[Stability] | None = None) -> dict[str, float]:
     """EDM's atom and molecule stability from coordinates (Angstrom), plus the charge-aware variant.
 
     ``atom_stability`` is pooled over all atoms of all molecules; ``molecule_stability`` is the
     fraction of molecules whose atoms are all stable (formal charges ignored, as in EDM);
     ``molecule_stability_charged`` lets atoms take charged valences (N+ with 4 bonds, O- with 1,
     ...) whose implied charges sum to zero. ``orders`` (from :func:`bond_orders_3d`) skips
-    recomputing the bonds.
+    recomputing the bonds; ``results`` (from :func:`molecule_stabilities`) the stability itself.
     """
-    if orders is None:
-        orders = bond_orders_3d(atomic_numbers_list, positions_list)
-    _check_3d(atomic_numbers_list, orders)
-    results = [stability(np.asarray(z), o) for z, o in zip(atomic_numbers_list, orders)]
+    if results is None:
+        results = molecule_stabilities(atomic_numbers_list, positions_list, orders)
     n_atoms = sum(r.n_atoms for r in results)
     return {"atom_stability": _fraction(sum(r.n_stable for r in results), n_atoms),
             "molecule_stability": _fraction(sum(r.molecule_stable for r in results), len(results)),
@@ -183,7 +245,7 @@ def graph_metrics(mols: Sequence[Chem.Mol | None], smiles: Sequence[str | None],
     n = len(mols)
     valid = [s for s in smiles if s is not None]
     out = {"validity": _fraction(len(valid), n),
-           "validity_connected": _fraction(sum(m is not None and is_connected(m) for m in mols), n),
+           "validity_connected": _fraction(sum(connected(mols)), n),
            "uniqueness": uniqueness(smiles, canonical=True),
            "valid_and_unique": _fraction(len(set(valid)), n)}
     if training is not None:

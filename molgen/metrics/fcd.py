@@ -21,6 +21,7 @@ import torch
 from rdkit import Chem
 
 from molgen.chem.convert import MolLike, to_smiles
+from molgen.metrics._progress import in_chunks
 
 __all__ = ["chemnet_activations", "chemnet_stats", "frechet_distance", "fcd", "fcd_score"]
 
@@ -101,14 +102,17 @@ def chemnet_activations(molecules: Sequence[MolLike], batch_size: int = 128,
     return out
 
 
-def chemnet_stats(molecules: Sequence[MolLike], **kwargs) -> Stats:
+def chemnet_stats(molecules: Sequence[MolLike], progress: bool | None = False, desc: str = "ChemNet",
+                  **kwargs) -> Stats:
     """Mean (512,) and covariance (512, 512) of the ChemNet activations, in float64.
 
-    Keyword arguments go to :func:`chemnet_activations`.
+    Keyword arguments go to :func:`chemnet_activations`; ``progress`` shows a bar labelled ``desc``
+    on stderr for a long list (None: only on a terminal).
     """
     if len(molecules) < 2:
         raise ValueError(f"FCD statistics need at least 2 molecules, got {len(molecules)}")
-    act = chemnet_activations(molecules, **kwargs).astype(np.float64)
+    parts = in_chunks(lambda part: chemnet_activations(part, **kwargs), molecules, desc, progress)
+    act = np.concatenate(parts).astype(np.float64)
     return act.mean(axis=0), np.cov(act, rowvar=False)
 
 

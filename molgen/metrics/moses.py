@@ -32,6 +32,7 @@ from rdkit.Chem import FilterCatalog
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from molgen._cache import cache_dir
+from molgen.metrics._progress import in_chunks
 from molgen.chem.convert import MolLike, to_mol, to_smiles
 from molgen.metrics.fingerprints import (as_fingerprints, max_tanimoto, mean_power_tanimoto, morgan_fingerprints,
                                          tanimoto_matrix, to_mols)
@@ -141,13 +142,25 @@ class MosesReference:
             return cls.from_arrays(data)
 
 
+def _summed(counts: list[Counter[str]]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    return total
 
 
-def moses_reference(reference: Sequence[MolLike]) -> MosesReference:
+def moses_reference(reference: Sequence[MolLike], progress: bool | None = False, desc: str = "") -> MosesReference:
     """SNN / Frag / Scaf statistics of a reference set, computed once (cache them with
-    :meth:`MosesReference.to_arrays`; :mod:`molgen.references` does for the named references)."""
-    mols = to_mols(reference)
-    return MosesReference(morgan_fingerprints(mols), fragment_counts(mols), scaffold_counts(mols))
+    :meth:`MosesReference.to_arrays`; :mod:`molgen.references` does for the named references).
+
+    ``progress`` shows a bar per stage (parsing, fingerprints, fragments, scaffolds) on stderr
+    (None: only on a terminal); ``desc`` prefixes the bars' labels."""
+    head = f"{desc}: " if desc else ""
+    mols = [m for part in in_chunks(to_mols, reference, f"{head}parse", progress) for m in part]
+    fps = np.concatenate(in_chunks(morgan_fingerprints, mols, f"{head}fingerprints", progress))
+    fragments = _summed(in_chunks(fragment_counts, mols, f"{head}fragments", progress))
+    scaffolds = _summed(in_chunks(scaffold_counts, mols, f"{head}scaffolds", progress))
+    return MosesReference(fps, fragments, scaffolds)
 
 
 # --------------------------------------------------------------------------------------------

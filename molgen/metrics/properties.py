@@ -18,6 +18,7 @@ from rdkit.Chem import QED, Crippen, Descriptors
 from scipy.stats import wasserstein_distance
 
 from molgen.chem.convert import MolLike
+from molgen.metrics._progress import in_chunks
 from molgen.metrics.fingerprints import to_mols
 
 __all__ = ["qed", "sa_score", "logp", "mol_weight", "PROPERTIES", "property_table", "property_distances"]
@@ -60,10 +61,20 @@ PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {
 }
 
 
-def property_table(molecules: Iterable[MolLike]) -> dict[str, np.ndarray]:
-    """``{"QED", "SA", "logP", "weight"} -> float64 array`` with one value per molecule."""
+def _table(molecules: Iterable[MolLike]) -> dict[str, np.ndarray]:
     mols = to_mols(molecules)
     return {name: np.array([fn(m) for m in mols], dtype=np.float64) for name, fn in PROPERTIES.items()}
+
+
+def property_table(molecules: Iterable[MolLike], progress: bool | None = False, desc: str = "properties"
+                   ) -> dict[str, np.ndarray]:
+    """``{"QED", "SA", "logP", "weight"} -> float64 array`` with one value per molecule.
+
+    ``progress`` shows a bar labelled ``desc`` on stderr for a long list (None: only on a terminal)."""
+    if progress is False or not isinstance(molecules, Sequence):
+        return _table(molecules)
+    parts = in_chunks(_table, molecules, desc, progress)
+    return {name: np.concatenate([p[name] for p in parts]) for name in PROPERTIES}
 
 
 def property_distances(gen: Sequence[MolLike] | Mapping[str, np.ndarray],

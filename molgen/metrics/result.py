@@ -1,5 +1,5 @@
-"""What :func:`molgen.evaluate` returns: :class:`EvaluationResult`, and :data:`METRICS`, the label of
-every metric key."""
+"""What :func:`molgen.evaluate` returns: :class:`EvaluationResult`, :data:`METRICS`, the label of
+every metric key, and :data:`MOSES_KEYS`, the names MOSES' ``get_all_metrics`` gives them."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from typing import Any
 
 from ..chem.files import write_text
 
-__all__ = ["METRICS", "EvaluationResult"]
+__all__ = ["METRICS", "MOSES_KEYS", "EvaluationResult"]
 
 #: Display label and whether the value is a fraction (shown as a percentage), per metric key.
 #: Labels containing ``{ref}`` name the comparison set.
@@ -32,6 +32,10 @@ METRICS: dict[str, tuple[str, bool]] = {
     "snn": ("SNN/{ref}", False),
     "frag": ("Frag/{ref}", False),
     "scaf": ("Scaf/{ref}", False),
+    "fcd_testsf": ("FCD/TestSF", False),
+    "snn_testsf": ("SNN/TestSF", False),
+    "frag_testsf": ("Frag/TestSF", False),
+    "scaf_testsf": ("Scaf/TestSF", False),
     "intdiv1": ("IntDiv1", False),
     "intdiv2": ("IntDiv2", False),
     "filters": ("Filters (MCF, PAINS)", True),
@@ -47,6 +51,17 @@ METRICS: dict[str, tuple[str, bool]] = {
     "weight_w1": ("weight W1 distance/{ref} (g/mol)", False),
 }
 
+#: MOSES' ``get_all_metrics`` key -> molgen's metric key, in MOSES' order. MOSES' logP, SA, QED
+#: and weight are Wasserstein-1 distances to the test set's property distributions, as here.
+MOSES_KEYS: dict[str, str] = {
+    "valid": "validity", "unique@1000": "unique@1000", "unique@10000": "unique@10000",
+    "FCD/Test": "fcd", "SNN/Test": "snn", "Frag/Test": "frag", "Scaf/Test": "scaf",
+    "FCD/TestSF": "fcd_testsf", "SNN/TestSF": "snn_testsf", "Frag/TestSF": "frag_testsf",
+    "Scaf/TestSF": "scaf_testsf",
+    "IntDiv": "intdiv1", "IntDiv2": "intdiv2", "Filters": "filters",
+    "logP": "logp_w1", "SA": "sa_w1", "QED": "qed_w1", "weight": "weight_w1", "Novelty": "novelty",
+}
+
 
 @dataclass
 class EvaluationResult:
@@ -60,6 +75,8 @@ class EvaluationResult:
     n_unreadable: int = 0                # file entries that could not be read at all
     source: str | None = None            # the file evaluated, if any
     notes: list[str] = field(default_factory=list)
+    #: With ``evaluate(..., per_molecule=True)``: a pandas DataFrame, one row per input molecule.
+    per_molecule: Any = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, key: str) -> float:
         return self.metrics[key]
@@ -75,6 +92,22 @@ class EvaluationResult:
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`as_dict` as JSON (atomically, creating parent folders)."""
         return write_text(path, json.dumps(self.as_dict(), indent=2) + "\n")
+
+    def moses_table(self) -> dict[str, float]:
+        """The metrics under MOSES' own names (``get_all_metrics``: ``valid``, ``unique@1000``,
+        ``FCD/Test``, ..., ``FCD/TestSF``, ..., ``IntDiv``, ``Filters``, ``logP``, ``SA``, ``QED``,
+        ``weight``, ``Novelty``), in MOSES' order; NaN for one not computed (FCD with
+        ``fcd=False``, unique@10000 below 10,000 valid molecules, TestSF for a reference other than
+        ``"moses"``; :attr:`notes` says why). ``Test`` is the reference's comparison set."""
+        return {name: float(self.metrics.get(key, math.nan)) for name, key in MOSES_KEYS.items()}
+
+    def per_molecule_csv(self, path: str | os.PathLike) -> Path:
+        """Write :attr:`per_molecule` as CSV (atomically, creating parent folders), numbers to 6
+        significant digits as ``molgen score`` writes them; empty cells where a value does not apply
+        (no SMILES, stability of 2D input, novelty without a training set)."""
+        if self.per_molecule is None:
+            raise ValueError("no per-molecule table: evaluate with per_molecule=True")
+        return write_text(path, self.per_molecule.to_csv(index=False, float_format="%.6g", na_rep=""))
 
     def table(self) -> str:
         """The metrics as an aligned two-column text table, with notes below it."""
