@@ -13,6 +13,7 @@ are taken in their order while the model adds other atoms in between:
 - valence that the scaffold's pending bonds need is reserved on the atoms already placed;
 - STOP waits until the scaffold is complete, and free actions are refused when the scaffold's
   remaining actions would no longer fit within the model's atom and action limits;
+- no new bond joins two scaffold atoms (free ring closures would bridge the scaffold itself);
 - atoms without an attachment point (when the scaffold marks some with ``*``) take no new bonds,
   and each ``*`` must be filled: STOP waits for it, and the breadth-first front may not pass an atom
   whose ``*`` is still open (a substituent bond, or a ring bond from a new atom, fills it).
@@ -81,9 +82,11 @@ class ScaffoldConstraint:
         self.m = torch.full((batch, self.S), -1, dtype=torch.long, device=device)  # molecule index of scaffold atoms
         self.ok = torch.ones(batch, self.max_atoms, dtype=torch.bool, device=device)  # may take new bonds
         self.need = torch.zeros(batch, self.max_atoms, dtype=torch.long, device=device)  # open '*' bonds
+        self.scaf = torch.zeros(batch, self.max_atoms, dtype=torch.bool, device=device)  # scaffold atoms
 
     def select(self, idx: torch.Tensor) -> None:
-        self.q, self.m, self.ok, self.need = self.q[idx], self.m[idx], self.ok[idx], self.need[idx]
+        for name in ("q", "m", "ok", "need", "scaf"):
+            setattr(self, name, getattr(self, name)[idx])
 
     def _next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         q = self.q.clamp(max=self.Q - 1)
@@ -119,7 +122,8 @@ class ScaffoldConstraint:
                        & torch.where(pend_atom[:, None], ar <= mp[:, None], True))
         forced = pend_atom & (mp <= lim)
         parent = free_parent | (forced[:, None] & (ar == mp[:, None]))
-        ring_free = ring_m & ok & ok.gather(1, last[:, None]) & room[:, None]
+        scaf = self.scaf[:, :N]  # no new bond joins two scaffold atoms (no bridges across the scaffold)
+        ring_free = ring_m & ok & ok.gather(1, last[:, None]) & room[:, None] & ~(scaf & scaf.gather(1, last[:, None]))
         ring = torch.where(pend_ring[:, None], ar == mp[:, None], ring_free)
         atom_k = torch.where(pend_ring, False, forced | (kind_m[:, 0] & free_parent.any(1)))
         ring_k = pend_ring | (kind_m[:, 1] & ring_free.any(1))
@@ -161,6 +165,7 @@ class ScaffoldConstraint:
             self.m[rows, s[rows]] = u
             self.ok[rows, u] = self.attach[s[rows]]
             self.need[rows, u] = self.stars[s[rows]]
+            self.scaf[rows, u] = True
         # a free bond fills the open '*' of the scaffold atoms it touches
         free_atom = live & (kind == ATOM) & ~took_atom & ~first
         free_ring = live & (kind == RING) & ~took_ring
