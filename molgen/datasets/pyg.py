@@ -4,14 +4,14 @@
     from torch_geometric.loader import DataLoader
     import torch_geometric.transforms as T
 
-    qm9 = QM9Dataset(split="train", transform=T.RadiusGraph(5.0))   # 100,000 graphs
+    qm9 = QM9Dataset(split="train", transform=T.RadiusGraph(5.0))   # 100,000 graphs (needs torch-cluster)
     moses = MOSESDataset(split="test")                               # 176,074 graphs
     batch = next(iter(DataLoader(qm9, batch_size=64, shuffle=True)))
 
 Both follow PyG's ``InMemoryDataset`` life cycle: the first instantiation builds the split from
 molgen's own data (:mod:`molgen.datasets.qm9`'s processed cache and shipped split; the MOSES SMILES
 files of :mod:`molgen.datasets.moses`), applies ``pre_filter`` / ``pre_transform`` and writes PyG's
-processed file under ``root/processed/<split>[-first<N>]/``; later instantiations load that file.
+processed file under ``root/processed/<split>[-first<N>][-kekule]/``; later instantiations load that file.
 ``root`` defaults to ``molgen._cache.cache_dir("pyg", "qm9" | "moses")``. PyG warns when a
 ``pre_transform`` differs from the one the file was built with; pass ``force_reload=True`` to rebuild.
 ``max_molecules=N`` keeps the first N molecules of the split (for tests and quick looks). Missing data
@@ -76,10 +76,12 @@ class _MolgenDataset(InMemoryDataset):
     def download(self) -> None:
         pass
 
+    def _variant(self) -> str:
+        return self.split if self.max_molecules is None else f"{self.split}-first{self.max_molecules}"
+
     @property
     def processed_dir(self) -> str:
-        part = self.split if self.max_molecules is None else f"{self.split}-first{self.max_molecules}"
-        return os.path.join(self.root, "processed", part)
+        return os.path.join(self.root, "processed", self._variant())
 
     @property
     def processed_file_names(self) -> list[str]:
@@ -123,8 +125,8 @@ class QM9Dataset(_MolgenDataset):
     (100,000), ``"valid"`` (17,748), ``"test"`` (13,083), ``"all"``.
 
     There is no ``edge_index``: molgen's processed QM9 holds no bonds matched to the 3D atoms (its SMILES
-    number atoms differently). Add a graph as a transform, e.g. ``T.RadiusGraph(r)`` or
-    ``T.Compose([T.RadiusGraph(5.0), T.Distance()])``. Needs the ``qm9`` extra.
+    number atoms differently). Add a graph as a transform, e.g. ``T.RadiusGraph(5.0)`` (PyG's radius
+    graph needs the ``torch-cluster`` package), or a cutoff graph of your own. Needs the ``qm9`` extra.
     """
 
     name = "QM9"
@@ -190,9 +192,8 @@ class MOSESDataset(_MolgenDataset):
         self.kekulize = bool(kekulize)
         super().__init__(root, split, **kwargs)
 
-    @property
-    def processed_file_names(self) -> list[str]:
-        return [f"data-v{_FORMAT}{'-kekule' if self.kekulize else ''}.pt"]
+    def _variant(self) -> str:
+        return super()._variant() + ("-kekule" if self.kekulize else "")
 
     def _graphs(self) -> list[Data]:
         from .moses import load_moses
