@@ -142,3 +142,20 @@ def test_moses_graphs_are_from_smiles_with_bond_orders_and_reload(tmp_path, monk
     again = MOSESDataset(tmp_path, split="test", max_molecules=50, pre_transform=AddMass())
     batch = next(iter(DataLoader(again, batch_size=8)))
     assert batch.num_graphs == 8 and batch.edge_attr.shape[1] == 3 and batch.smiles == smiles[:8]
+
+
+@needs_qm9
+def test_a_processed_file_is_rebuilt_when_its_molgen_source_changes(tmp_path, monkeypatch):
+    source = tmp_path / "qm9.npz"
+    source.write_text("first")
+    monkeypatch.setattr(QM9Dataset, "_source", lambda self: source)
+    AddMass.calls = 0
+    QM9Dataset(tmp_path / "pyg", split="test", max_molecules=5, pre_transform=AddMass())
+    QM9Dataset(tmp_path / "pyg", split="test", max_molecules=5, pre_transform=AddMass())
+    assert AddMass.calls == 5  # unchanged source: loaded
+    source.write_text("second, longer")
+    QM9Dataset(tmp_path / "pyg", split="test", max_molecules=5, pre_transform=AddMass())
+    assert AddMass.calls == 10  # changed source: built again
+    source.unlink()  # a source that is gone: the built file is still used
+    assert len(QM9Dataset(tmp_path / "pyg", split="test", max_molecules=5, pre_transform=AddMass())) == 5
+    assert AddMass.calls == 10

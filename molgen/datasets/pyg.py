@@ -14,6 +14,8 @@ files of :mod:`molgen.datasets.moses`), applies ``pre_filter`` / ``pre_transform
 processed file under ``root/processed/<split>[-first<N>][-kekule]/``; later instantiations load that file.
 ``root`` defaults to ``molgen._cache.cache_dir("pyg", "qm9" | "moses")``. PyG warns when a
 ``pre_transform`` differs from the one the file was built with; pass ``force_reload=True`` to rebuild.
+A processed file is rebuilt by itself when the molgen file it came from (QM9's processed ``qm9.npz``,
+the MOSES split's ``.csv.gz``) has changed size or time since (``source.txt`` beside it records them).
 ``max_molecules=N`` keeps the first N molecules of the split (for tests and quick looks). Missing data
 raise molgen's one-line errors (``DataMissingError`` naming the ``qm9`` extra; ``FileNotFoundError``
 naming the MOSES fetch command).
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from .._cache import cache_dir
+from .._cache import cache_dir, file_stamp
 from ..chem.elements import VOCABULARIES, atomic_number
 from .qm9 import PROPERTIES
 
@@ -65,9 +67,24 @@ class _MolgenDataset(InMemoryDataset):
                                           or max_molecules < 1):
             raise ValueError(f"max_molecules must be a positive integer or None, got {max_molecules!r}")
         self.split, self.max_molecules, self.workers = split, max_molecules, workers
-        root = Path(root) if root is not None else cache_dir("pyg", self.name.lower())
-        super().__init__(str(root), transform, pre_transform, pre_filter, log=log, force_reload=force_reload)
+        self.root = str(Path(root) if root is not None else cache_dir("pyg", self.name.lower()))
+        stamp = self._source_stamp()
+        built_from = Path(self.processed_dir) / "source.txt"
+        if stamp is not None and built_from.is_file() and built_from.read_text() != stamp:
+            force_reload = True  # molgen's processed data changed since this file was built
+        super().__init__(self.root, transform, pre_transform, pre_filter, log=log, force_reload=force_reload)
+        if stamp is not None and (force_reload or not built_from.is_file()):
+            built_from.write_text(stamp)
         self.load(self.processed_paths[0])
+
+    def _source(self) -> Path:
+        """The file of molgen's data the graphs are built from."""
+        raise NotImplementedError
+
+    def _source_stamp(self) -> str | None:
+        """Name, size and time of :meth:`_source` (None where it is not there: a built file is still used)."""
+        source = self._source()
+        return file_stamp([source]) if source.is_file() else None
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -104,9 +121,6 @@ class _MolgenDataset(InMemoryDataset):
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _subset(self, n: int) -> int:
-        return n if self.max_molecules is None else min(n, self.max_molecules)
-
     def _show_progress(self) -> bool:
         return self.log and "PYTEST_CURRENT_TEST" not in os.environ
 
@@ -136,11 +150,14 @@ class QM9Dataset(_MolgenDataset):
     #: The columns of ``y``: property name -> unit (D, bohr^3, Ha, bohr^2, cal/(mol K), GHz).
     PROPERTIES: dict[str, str] = dict(PROPERTIES)
 
+    def _source(self) -> Path:
+        return cache_dir("qm9") / "qm9.npz"  # load_qm9_arrays' processed file
+
     def _graphs(self) -> list[Data]:
         from .qm9 import indices, load_qm9_arrays
 
         arrays = load_qm9_arrays()
-        rows = indices(self.split)[:self._subset(len(indices(self.split)))]
+        rows = indices(self.split)[:self.max_molecules]
         lookup = torch.full((120,), -1, dtype=torch.long)
         for k, s in enumerate(self.ATOM_TYPES):
             lookup[atomic_number(s)] = k
@@ -195,11 +212,16 @@ class MOSESDataset(_MolgenDataset):
     def _variant(self) -> str:
         return super()._variant() + ("-kekule" if self.kekulize else "")
 
+    def _source(self) -> Path:
+        from .moses import moses_dir
+
+        return moses_dir() / f"{self.split}.csv.gz"
+
     def _graphs(self) -> list[Data]:
         from .moses import load_moses
 
         smiles = load_moses(self.split)
-        smiles = smiles[:self._subset(len(smiles))]
+        smiles = smiles[:self.max_molecules]
         chunks = [(a, smiles[a:a + _CHUNK], self.kekulize) for a in range(0, len(smiles), _CHUNK)]
         workers = min(self.workers or os.cpu_count() or 1, len(chunks))
         graphs: list[Data] = []
