@@ -134,6 +134,8 @@ def test_moses_graphs_are_from_smiles_with_bond_orders_and_reload(tmp_path, monk
     assert g.x.shape == (mol.GetNumAtoms(), 9) and g.x[:, 0].tolist() == [a.GetAtomicNum() for a in mol.GetAtoms()]
     assert g.edge_index.shape == (2, 2 * mol.GetNumBonds()) and g.n_heavy == mol.GetNumAtoms()
     assert set(g.edge_attr[:, 0].tolist()) <= {1, 2, 3, 12}  # single, double, triple, aromatic
+    # workers send back numpy arrays: each tensor from a worker would hold a file descriptor open
+    assert all(type(a).__module__ == "numpy" for a in pyg._moses_chunk((["CCO"], False))[0])
     monkeypatch.setattr(pyg, "_CHUNK", 20)  # three chunks, built in two worker processes
     kekule = MOSESDataset(tmp_path, split="test", max_molecules=50, kekulize=True, workers=2)
     assert [int(k.idx) for k in kekule] == list(range(50)) and [k.smiles for k in kekule] == smiles

@@ -174,17 +174,15 @@ class QM9Dataset(_MolgenDataset):
         return graphs
 
 
-def _moses_chunk(args: tuple[int, Sequence[str], bool]) -> list[Data]:
-    """Graphs of one chunk of SMILES (a top-level function, so that worker processes can run it)."""
+def _moses_chunk(args: tuple[Sequence[str], bool]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``x``, ``edge_index`` and ``edge_attr`` of each SMILES of one chunk, as numpy arrays (a top-level
+    function, so that worker processes can run it; tensors sent back from workers would each hold a
+    shared-memory file open, and a large split runs out of file descriptors)."""
     from torch_geometric.utils import from_smiles
 
-    start, smiles, kekulize = args
-    graphs = []
-    for k, s in enumerate(smiles):
-        g = from_smiles(s, kekulize=kekulize)
-        g.idx = start + k
-        graphs.append(g)
-    return graphs
+    smiles, kekulize = args
+    graphs = [from_smiles(s, kekulize=kekulize) for s in smiles]
+    return [(g.x.numpy(), g.edge_index.numpy(), g.edge_attr.numpy()) for g in graphs]
 
 
 class MOSESDataset(_MolgenDataset):
@@ -222,7 +220,7 @@ class MOSESDataset(_MolgenDataset):
 
         smiles = load_moses(self.split)
         smiles = smiles[:self.max_molecules]
-        chunks = [(a, smiles[a:a + _CHUNK], self.kekulize) for a in range(0, len(smiles), _CHUNK)]
+        chunks = [(smiles[a:a + _CHUNK], self.kekulize) for a in range(0, len(smiles), _CHUNK)]
         workers = min(self.workers or os.cpu_count() or 1, len(chunks))
         graphs: list[Data] = []
         with ExitStack() as stack:
@@ -232,6 +230,9 @@ class MOSESDataset(_MolgenDataset):
             else:
                 results = map(_moses_chunk, chunks)
             for part in results:
-                graphs += part
+                for x, edges, bonds in part:
+                    i = len(graphs)
+                    graphs.append(Data(x=torch.from_numpy(x), edge_index=torch.from_numpy(edges),
+                                       edge_attr=torch.from_numpy(bonds), smiles=smiles[i], idx=i))
                 bar.update(len(part))
         return graphs
