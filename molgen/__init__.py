@@ -9,6 +9,9 @@
     print(molgen.evaluate(out, reference="qm9").table())
     model.log_likelihood(out)              # nats per molecule: exact (ar), ELBO (vae), variational bound (edm)
 
+PyTorch Geometric users get molgen's data as ``molgen.QM9Dataset`` (3D, DFT properties) and
+``molgen.MOSESDataset`` (graphs), PyG ``InMemoryDataset``s with molgen's splits.
+
 Install: ``pip install molgen-models`` (the import name is ``molgen``); ``molgen-models[qm9]`` adds
 the QM9 data (qm9pack) that training and QM9 references need. Command line: ``molgen --help``
 (also ``python -m molgen --help``; see :mod:`molgen.cli`).
@@ -90,4 +93,8 @@ def __getattr__(name: str) -> Any:
         from .samples import SampleSet
 
         return SampleSet
+    if name in ("QM9Dataset", "MOSESDataset"):  # PyG datasets over molgen's data (molgen.datasets.pyg)
+        from . import datasets
+
+        return getattr(datasets, name)
     raise AttributeError(f"module 'molgen' has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """benchmarks/studies: single-purpose scripts that share one timing helper, run as modules, and write
-model cards only through molgen.models.card (static checks of their source; nothing is run)."""
+model cards only through molgen.models.card (static checks of their source; the score_reference
+cases at the end run its near-miss code on tiny inputs)."""
 from __future__ import annotations
 
 import ast
@@ -47,3 +48,59 @@ def test_a_study_uses_the_shared_timer_patches_no_path_and_writes_cards_through_
     assert not re.search(r"def (timed|_time|_timer|_machine)\(", text)
     private = _private_names(ast.parse(text))
     assert private <= PENDING_PRIVATE.get(path.name, set()), private
+
+
+# --- score_reference: near misses and the --near-miss-only run (these run code, on tiny inputs) ---
+
+def test_near_misses_are_seeded_valid_one_edit_molecules_outside_the_draw():
+    from rdkit import Chem
+
+    from benchmarks.studies.score_reference import EDITS, heavy_elements, near_misses
+    from molgen.chem.convert import canonicalize
+
+    draw = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(Cl)cc1", "CC#N", "OCC(F)CN", "C1CCNC1"]
+    misses, kinds = near_misses(draw, 40, heavy_elements("moses"), seed=3)
+    assert (misses, kinds) == near_misses(draw, 40, heavy_elements("moses"), seed=3)
+    assert len(misses) == 40 and len(set(misses)) == 40 and set(kinds) <= set(EDITS) and len(set(kinds)) >= 3
+    assert not set(misses) & {canonicalize(s) for s in draw}
+    largest = max(Chem.MolFromSmiles(s).GetNumHeavyAtoms() for s in draw)
+    for s in misses:
+        mol = Chem.MolFromSmiles(s)
+        assert mol is not None and len(Chem.GetMolFrags(mol)) == 1 and mol.GetNumHeavyAtoms() <= largest
+        assert {a.GetSymbol() for a in mol.GetAtoms()} <= set(heavy_elements("moses"))
+    assert heavy_elements("qm9") == ("C", "N", "O", "F")
+
+
+def test_auroc_is_one_for_separated_scores_and_one_half_for_ties():
+    import numpy as np
+
+    from benchmarks.studies.score_reference import auroc
+
+    assert auroc(np.array([1.0, 2.0]), np.array([3.0, 4.0])) == 1.0
+    assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 0.0
+    assert auroc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
+
+
+def test_near_miss_only_writes_its_own_file_and_no_model_card(tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks.studies import score_reference as study
+    from molgen.datasets import qm9
+
+    try:
+        qm9.load_qm9_arrays()
+    except qm9.DataMissingError:
+        pytest.skip("QM9 needs the qm9 extra")
+    import molgen.datasets
+
+    monkeypatch.setattr(molgen.datasets, "dataset_smiles",  # a tiny QM9 test draw, no MOSES files needed
+                        lambda ds, split: qm9.qm9_smiles(split)[:30] if ds == "qm9" else ["CCO", "CCN", "CCC"])
+    monkeypatch.setattr(study, "RESULTS", tmp_path / "score_reference.txt")
+    monkeypatch.setattr(study, "NEAR_MISS_RESULTS", tmp_path / "near_miss.txt")
+    monkeypatch.setattr("molgen.models.card.update_card", lambda *a, **k: pytest.fail("a model card was written"))
+    monkeypatch.setattr(sys, "argv", ["score_reference", "--near-miss-only", "-n", "20", "--models", "ar-qm9"])
+    study.main()
+    text = (tmp_path / "near_miss.txt").read_text()
+    assert not (tmp_path / "score_reference.txt").exists()
+    assert text.startswith("# ") and "qm9 near misses: 20 from the 20-molecule test draw" in text
+    assert "ar-qm9 (exact" in text and "raw NLL" in text and "better: " in text

@@ -1,7 +1,9 @@
-"""Datasets: QM9 (3D, from qm9pack) and MOSES (SMILES, from the molsets wheel)."""
+"""Datasets: QM9 (3D, from qm9pack) and MOSES (SMILES, from the molsets wheel); for PyTorch Geometric
+users, :class:`QM9Dataset` and :class:`MOSESDataset` (:mod:`molgen.datasets.pyg`, imported on first use)."""
 from __future__ import annotations
 
 DATASETS = ("qm9", "moses")
+__all__ = ["DATASETS", "dataset_smiles", "QM9Dataset", "MOSESDataset"]
 
 
 def dataset_smiles(dataset: str, split: str) -> list[str]:
@@ -16,3 +18,11 @@ def dataset_smiles(dataset: str, split: str) -> list[str]:
 
         return load_moses(split)
     raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+
+
+def __getattr__(name: str):
+    if name in ("QM9Dataset", "MOSESDataset"):  # lazily: importing torch_geometric takes a second
+        from . import pyg
+
+        return getattr(pyg, name)
+    raise AttributeError(f"module 'molgen.datasets' has no attribute {name!r}")
