@@ -282,12 +282,14 @@ def test_the_old_module_commands_and_molgen_command_are_the_same(tmp_path):
     assert new.returncode == old.returncode == 2 and new.stderr == old.stderr
 
 
-def test_device_auto_is_accepted_by_the_sample_and_train_commands():
-    from molgen.cli import sample, train
+def test_every_command_defaults_to_the_same_device_auto():
+    from molgen.cli import denoise, interpolate, sample, score, train
     from molgen.cli.common import check_device
 
-    assert sample.build_parser().parse_args(["--device", "auto"]).device == "auto"
-    assert train.build_parser().parse_args(["--model", "edm"]).device == "auto"  # train's default
+    assert sample.build_parser().parse_args(["--device", "cpu"]).device == "cpu"
+    assert train.build_parser().parse_args(["--model", "edm"]).device == "auto"
+    for cmd, argv in ((sample, []), (denoise, ["x.sdf", "-o", "y.sdf"]), (score, ["x.smi", "--model", "ar"]), (interpolate, ["C", "O"])):
+        assert cmd.build_parser().parse_args(argv).device == "auto", cmd.__name__
     assert check_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -47,3 +47,43 @@ def test_edm_scores_3d_records_with_reasons():
     table = model.score([water, (np.array([54]), np.zeros((1, 3)))], n_t=1)
     assert table["bound"][0] == "vlb" and np.isfinite(table["nll"][0]) and table["nll_per_atom"][0] == pytest.approx(table["nll"][0] / 3)
     assert "elements outside" in table["reason"][1]
+
+
+def test_graph_models_score_a_3d_sample_set_by_its_molecules():
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from molgen.samples import SampleSet
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(mol, randomSeed=0)
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    three_d = SampleSet.from_3d([z], [mol.GetConformer().GetPositions()])
+    for name in ("ar-qm9", "vae-qm9"):
+        table = molgen.load(name).score(three_d)
+        assert table["smiles"][0] == "CCO" and np.isfinite(table["nll"][0]), name
+
+
+def test_score_cli_keeps_a_row_for_an_unreadable_entry(tmp_path):
+    from rdkit import Chem
+
+    good = Chem.MolToMolBlock(Chem.MolFromSmiles("c1ccccc1"))
+    src = tmp_path / "m.sdf"
+    src.write_text(good + "$$$$\nbroken\n  no atoms here\n\nM  END\n$$$$\n" + good + "$$$$\n")
+    out = tmp_path / "s.csv"
+    proc = subprocess.run([sys.executable, "-m", "molgen", "score", str(src), "--model", "ar", "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_text().splitlines()[1:]
+    assert len(lines) == 3 and lines[0].startswith("c1ccccc1,") and lines[2].startswith("c1ccccc1,")
+    assert "unreadable" in lines[1] and "1 of them unreadable" in proc.stderr
+
+
+def test_seed_none_draws_fresh_and_records_the_seed():
+    model = molgen.load("ar-qm9")
+    a, b = model.sample(8, seed=None), model.sample(8, seed=None)
+    assert a.info["seed"] != b.info["seed"] and a.smiles != b.smiles
+    assert model.sample(8, seed=a.info["seed"]).smiles == a.smiles
+    vae = molgen.load("vae-qm9")
+    c = vae.sample(8, seed=None)
+    assert vae.sample(8, seed=c.info["seed"]).smiles == c.smiles

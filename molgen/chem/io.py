@@ -68,6 +68,8 @@ class ReadResult:
     records: list[MoleculeRecord]
     n_failed: int = 0
     failures: list[str] = field(default_factory=list)
+    #: every unreadable entry as (its position among all entries of the file, the reason)
+    unreadable: list[tuple[int, str]] = field(default_factory=list)
     path: Path | None = None
     format: str = ""
 
@@ -99,6 +101,7 @@ class ReadResult:
         return [r.source for r in self.records]
 
     def _fail(self, reason: str) -> None:
+        self.unreadable.append((len(self.records) + self.n_failed, reason))
         self.n_failed += 1
         if len(self.failures) < _MAX_REASONS:
             self.failures.append(reason)

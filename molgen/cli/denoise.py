@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     p.add_argument("--steps", type=int, default=None, help="reverse steps (default: the checkpoint's, scaled by the strength)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, CUDA when available, as molgen train)")
     return p
 
 
@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append((i, f"{len(r.atomic_numbers)} atoms, more than the model's {model.max_atoms}"))
         else:
             rows.append((i, (r.atomic_numbers, r.positions)))
-    for i, reason in skipped:
-        print(f"molecule {i}: skipped ({reason})", file=sys.stderr)
     if not rows:
         raise ValueError(f"no molecule in {args.input} can be refined" + (f" ({skipped[0][1]})" if skipped else ""))
+    for i, reason in skipped:
+        print(f"molecule {i}: skipped ({reason})", file=sys.stderr)
     out = model.refine([rec for _, rec in rows], strength=args.strength, seed=args.seed, steps=args.steps)
     out.info["input_index"] = [i for i, _ in rows]
     out.save(args.output)

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="which shipped checkpoint: qm9 or moses (default: qm9)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     p.add_argument("--spherical", action="store_true", help="spherical instead of linear interpolation")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when available; default: cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, CUDA when available, as molgen train)")
     return p
 
 

@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edm with --fix: RePaint passes per step (default: 1)")
     p.add_argument("--scaffold", default=None, metavar="SMILES",
                    help="ar, vae: every sample contains this scaffold; '*' marks where it grows")
+    p.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
+                   help="ar checkpoints trained with conditions: sample p(x | y), e.g. --condition logp=2.5 "
+                        "--condition qed=0.8 (see --list-conditions)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="with --condition: classifier-free guidance scale (default 1: plain conditional)")
+    p.add_argument("--list-conditions", action="store_true",
+                   help="list each checkpoint's conditions with their training ranges, and exit")
     p.add_argument("--output", "-o", default=None,
                    help="write .sdf, .xyz or .smi, one record per sample, invalid ones marked (default: SMILES on stdout)")
     p.add_argument("--add-hydrogens", action="store_true",
@@ -55,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ar/vae, .sdf output: K seeded ETKDG conformers per molecule as K records, 0 to 50; "
                         "0 writes 2D depictions (default: 1)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when available; default: cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, CUDA when available, as molgen train)")
     p.add_argument("--batch-size", type=int, default=None, help="molecules per batch (default: model's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -65,6 +72,7 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
     """The options given, each checked and accepted by this model's ``sample``."""
     from ..chem.geometry import MAX_ATOMS_3D
     from ..chem.scaffold import parse_scaffold
+    from ..models.conditioning import parse_condition_args
     from .common import MAX_SAMPLES, check_count, check_float, check_seed
 
     if args.num <= 0:
@@ -79,12 +87,17 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
     check_float(args.temperature, "--temperature")
     check_float(args.top_p, "--top-p", 0.0, 1.0)
     check_count(args.resamplings, "--resamplings", 1, 100)
+    check_float(args.guidance, "--guidance", 0.0, 20.0)
+    if args.guidance is not None and not args.condition:
+        raise ValueError("--guidance applies with --condition only")
     if args.resamplings is not None and args.fix is None:
         raise ValueError("--resamplings applies with --fix only")
     wanted = {"steps": args.steps, "temperature": args.temperature, "top_k": args.top_k,
               "top_p": args.top_p, "n_atoms": args.atoms, "batch_size": args.batch_size,
               "fixed": _fixed_fragment(args.fix) if args.fix else None, "resamplings": args.resamplings,
-              "scaffold": parse_scaffold(args.scaffold) if args.scaffold is not None else None}
+              "scaffold": parse_scaffold(args.scaffold) if args.scaffold is not None else None,
+              "condition": parse_condition_args(args.condition) if args.condition else None,
+              "guidance": args.guidance}
     accepted = inspect.signature(cls.sample).parameters
     opts = {}
     for key, value in wanted.items():
@@ -108,8 +121,28 @@ def _fixed_fragment(path: str) -> tuple:
     return records[0].atomic_numbers, records[0].positions
 
 
+def _list_conditions(checkpoint: str | None) -> str:
+    """One line per checkpoint: its conditions with their training ranges (1st to 99th percentile)."""
+    from pathlib import Path
+
+    from ..models.base import PRETRAINED_DIR
+    from ..models.checkpoint import read_config
+
+    folders = [Path(checkpoint)] if checkpoint else sorted(p for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+    lines = []
+    for folder in folders:
+        cfg = read_config(folder)["config"]
+        names, stats = cfg.get("conditions") or [], cfg.get("condition_stats") or {}
+        ranges = ", ".join(f"{k} {stats[k]['p01']:.3g} to {stats[k]['p99']:.3g}" if k in stats else k for k in names)
+        lines.append(f"{folder.name}: {ranges or 'no conditions (unconditional)'}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_conditions:
+        print(_list_conditions(args.checkpoint))
+        return 0
     from pathlib import Path
 
     from .. import models

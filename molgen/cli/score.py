@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="which shipped checkpoint: qm9 or moses (default: qm9)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     p.add_argument("--output", "-o", default=None, help="CSV file to write (default: stdout)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, CUDA when available, as molgen train)")
     return p
 
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .. import models
     from ..chem.files import write_text
+    from ..chem.convert import to_mol, to_smiles
     from ..chem.io import read_molecules
     from .common import check_checkpoint, check_device, check_output_file
 
@@ -48,7 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         items = [r.mol if r.mol is not None else r.source for r in result]
     table = model.score(items)
     if model.likelihood_kind == "vlb":
-        table["smiles"] = [r.mol and _smiles(r.mol) for r in result]
+        table["smiles"] = [r.mol and to_smiles(to_mol(r.mol)) for r in result]
+    if result.unreadable:  # every entry of the file is a row: the unreadable ones with the reader's reason
+        import pandas as pd
+
+        rows = table.to_dict("records")
+        for pos, why in result.unreadable:
+            rows.insert(pos, {"smiles": None, "nll": np.nan, "nll_per_atom": np.nan, "percentile": np.nan,
+                              "bound": model.likelihood_kind, "reason": f"unreadable: {why}"})
+        table = pd.DataFrame(rows, columns=table.columns)
     text = table.to_csv(index=False, float_format="%.6g", na_rep="")
     if args.output:
         write_text(args.output, text)
@@ -57,12 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     scored = int(np.isfinite(table["nll"]).sum())
     ref = "" if table["percentile"].notna().any() else "; no test-split reference in this checkpoint's card (percentile empty)"
     print(f"scored {scored} of {len(table)} molecules ({model.likelihood_kind})" + (
-        f", {result.n_failed} unreadable entries skipped by the reader" if result.n_failed else "") + ref
+        f", {result.n_failed} of them unreadable (rows with the reason)" if result.n_failed else "") + ref
         + (f"; wrote {args.output}" if args.output else ""), file=sys.stderr)
     return 0
-
-
-def _smiles(mol) -> str | None:
-    from ..chem.convert import to_mol, to_smiles
-
-    return to_smiles(to_mol(mol))  # an SDF record's Mol is unsanitised: its SMILES where RDKit accepts it

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size buckets in atoms, e.g. 12,16,20,24,29: batches of similar molecules padded to "
                         "their bucket (edm)")
     p.add_argument("--seed", type=int, default=None, help="seed of the initial weights and data order (0..2**63-1)")
+    p.add_argument("--conditions", default=None, metavar="NAMES",
+                   help="ar: train p(x | y) on these RDKit properties, comma-separated (logp, qed, sa, mw, tpsa), "
+                        "with condition dropout so the weights also sample unconditionally")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="a new run starts from these weights (a shipped name such as ar-qm9, or a folder); "
+                        "parameters the checkpoint lacks (a new condition embedding) keep their initial values")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto, CUDA when available)")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -103,6 +109,26 @@ def _read_config_file(path: str) -> tuple[dict, dict]:
     return dict(data.get("model", {})), dict(data.get("train", {}))
 
 
+def _init_from(model: Any, source: str) -> None:
+    """Copy a checkpoint's weights into a new run's model (same architecture; new parameters, such as
+    a condition embedding, keep their initial values). One error line where they do not fit."""
+    from ..models import load
+
+    src = load(source)
+    if src.name != model.name:
+        raise ValueError(f"--init-from {source} is a {src.name} checkpoint, not {model.name}")
+    arch = {k: v for k, v in src.config.items() if k not in ("conditions", "condition_stats")}
+    differ = sorted(k for k, v in arch.items() if model.config.get(k) != v and
+                    not (isinstance(v, (list, tuple)) and list(model.config.get(k) or []) == list(v)))
+    if differ:
+        raise ValueError(f"--init-from {source} does not fit this run's model: {', '.join(differ)} differ")
+    missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+    new = [k for k in missing if not k.startswith("cond_encoder.")]
+    if new or unexpected:
+        raise ValueError(f"--init-from {source} does not fit this run's model: "
+                         f"{', '.join((new + list(unexpected))[:3])} ...")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
@@ -132,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     train_cfg: dict = {}
     if args.config:
         model_cfg, train_cfg = _read_config_file(args.config)
+    if args.conditions is not None:
+        from ..training.conditions import check_names
+
+        model_cfg["conditions"] = list(check_names([c.strip() for c in args.conditions.split(",") if c.strip()]))
+    if args.init_from is not None and resuming:
+        raise ValueError(f"--init-from starts a new run, but {out} already has one to resume")
     budget = {k: train_cfg[k] for k in _BUDGET if k in train_cfg}
     budget.update({k: getattr(args, k) for k in _BUDGET if getattr(args, k) is not None})
     saved_step = 0
@@ -175,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     torch.manual_seed(int(train_cfg.get("seed", TrainConfig.seed)))  # reproducible initial weights
     setup = training_setup(cls.name, args.dataset, model_cfg, train_cfg)
+    if args.init_from is not None:
+        _init_from(setup.model, args.init_from)
     trainer = Trainer(setup.model, setup.data, TrainConfig(**{**setup.train_defaults, **train_cfg}), out,
                       device=device, evaluate=setup.evaluate, extra_metrics=setup.metrics)
     try:

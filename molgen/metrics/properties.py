@@ -21,7 +21,7 @@ from molgen.chem.convert import MolLike
 from molgen.metrics._progress import in_chunks
 from molgen.metrics.fingerprints import to_mols
 
-__all__ = ["qed", "sa_score", "logp", "mol_weight", "PROPERTIES", "property_table", "property_distances"]
+__all__ = ["qed", "sa_score", "logp", "mol_weight", "tpsa", "PROPERTIES", "CONDITIONS", "property_table", "property_distances"]
 
 
 @lru_cache(maxsize=1)
@@ -56,9 +56,20 @@ def mol_weight(mol: Chem.Mol) -> float:
     return float(Descriptors.MolWt(mol))
 
 
+def tpsa(mol: Chem.Mol) -> float:
+    """Topological polar surface area in A^2 (Ertl et al. 2000, RDKit ``Descriptors.TPSA``)."""
+    return float(Descriptors.TPSA(mol))
+
+
 PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {
     "QED": qed, "SA": sa_score, "logP": logp, "weight": mol_weight,
 }
+
+#: The properties a conditional model can be asked for (``condition={"logp": 3.5}``), RDKit-exact.
+CONDITIONS: dict[str, Callable[[Chem.Mol], float]] = {
+    "logp": logp, "qed": qed, "sa": sa_score, "mw": mol_weight, "tpsa": tpsa,
+}
+CONDITION_UNITS = {"logp": "", "qed": "", "sa": "", "mw": "g/mol", "tpsa": "A^2"}
 
 
 def _table(molecules: Iterable[MolLike]) -> dict[str, np.ndarray]:

@@ -44,6 +44,15 @@ def probability(name: str, value: Any) -> float:
     return float(value)
 
 
+def seed_or_fresh(value: Any, name: str = "seed") -> int:
+    """``value`` checked as :func:`seed`; None draws a fresh seed from the OS (record it to reproduce the draw)."""
+    if value is None:
+        import secrets
+
+        return secrets.randbits(63)
+    return seed(value, name)
+
+
 def seed(value: Any, name: str = "seed") -> int:
     """``value`` as an int in [0, 2**64)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < SEED_LIMIT:

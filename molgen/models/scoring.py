@@ -20,13 +20,11 @@ COLUMNS = ("smiles", "nll", "nll_per_atom", "percentile", "bound", "reason")
 def _atoms(item: Any) -> tuple[str | None, int | None]:
     """(canonical SMILES, atom count) of one input, as far as RDKit can tell: heavy atoms for a graph,
     all atoms (hydrogens included) for a 3D record."""
-    from rdkit import Chem
-
-    from ..chem.convert import to_smiles
+    from ..chem.convert import to_mol, to_smiles
 
     if isinstance(item, tuple) and len(item) == 2:  # (atomic numbers, positions)
         return None, len(item[0])
-    mol = item if isinstance(item, Chem.Mol) else (Chem.MolFromSmiles(item) if isinstance(item, str) else None)
+    mol = to_mol(item) if item is not None else None  # a file's Mol is unsanitised: RDKit's form of it
     if mol is None:
         return (item if isinstance(item, str) else None), None
     with_h = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
@@ -50,7 +48,8 @@ def score_table(model: Any, molecules: Any, quantiles: np.ndarray | None = None,
     import pandas as pd
 
     items = list(molecules) if not isinstance(molecules, (str, tuple)) else [molecules]
-    if hasattr(molecules, "mols") and getattr(molecules, "positions", None) is not None:  # a 3D SampleSet
+    three_d = getattr(molecules, "positions", None) is not None and model.likelihood_kind == "vlb"
+    if hasattr(molecules, "mols") and three_d:  # a 3D SampleSet, for a 3D model
         items = list(zip(molecules.atomic_numbers, molecules.positions))
     elif hasattr(molecules, "mols"):
         items = list(molecules.mols)

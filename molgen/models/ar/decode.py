@@ -24,11 +24,15 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mask: bool = True,
            temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           forced: dict[str, torch.Tensor] | None = None, constraint: "ScaffoldConstraint | None" = None
-           ) -> dict[str, torch.Tensor]:
+           forced: dict[str, torch.Tensor] | None = None, constraint: "ScaffoldConstraint | None" = None,
+           cond: torch.Tensor | None = None, guidance: float = 1.0) -> dict[str, torch.Tensor]:
     """Run ``model``'s incremental (KV-cached) decoder for ``batch`` molecules, sampling each action or
     following ``forced`` (padded action tensors as made by ``ActionDataset.batch``); with
     ``constraint`` every molecule contains its scaffold (:mod:`molgen.models.ar.scaffold`).
+
+    ``cond`` (d,) is the condition embedding added to every token (:mod:`molgen.models.conditioning`);
+    with ``guidance`` w != 1 the network also runs without it (a second half of the rows) and every
+    choice uses the logits ``uncond + w * (cond - uncond)`` (classifier-free guidance).
 
     Returns the actions (B, T), the per-step log-probabilities (B, T) in nats under the model with
     the chosen masks (temperature and filtering change what is drawn, not the reported values),
@@ -39,8 +43,15 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
     st = GraphState(batch, min(16, model.max_atoms), dev, sparse=True)
     heads = model.blocks[0].heads if len(model.blocks) else 1
     cap = 16
-    caches = [[torch.zeros(batch, heads, cap, d // heads, device=dev) for _ in range(2)] for _ in model.blocks]
-    proj = torch.zeros(batch, st.N, 4 * d, device=dev)
+    two = cond is not None and guidance != 1.0  # network rows: conditional, then unconditional
+    dup = (lambda z: torch.cat([z, z])) if two else (lambda z: z)  # noqa: E731
+    mix = ((lambda z: z[st.B:] + guidance * (z[:st.B] - z[st.B:])) if two else (lambda z: z))  # noqa: E731
+    R = 2 * batch if two else batch
+    cvec = None if cond is None else dup(cond.to(dev).expand(batch, d))
+    if two:
+        cvec[batch:] = 0
+    caches = [[torch.zeros(R, heads, cap, d // heads, device=dev) for _ in range(2)] for _ in model.blocks]
+    proj = torch.zeros(R, st.N, 4 * d, device=dev)
     owners = torch.full((batch, T), -1, dtype=torch.long, device=dev)
     out = {k: torch.full((batch, T), -1 if k == "kind" else 0, dtype=torch.long, device=dev)
            for k in ("kind", "typ", "ptr", "bond")}
@@ -48,7 +59,7 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
     final_types = torch.zeros(batch, model.max_atoms, dtype=torch.long, device=dev)
     final_n = torch.zeros(batch, dtype=torch.long, device=dev)
     ids = torch.arange(batch, device=dev)  # batch row of each molecule still being built
-    x = model._bos(batch)[:, None]
+    x = model._bos(R)[:, None] if cvec is None else (model._bos(R) + cvec)[:, None]
     created = torch.zeros(batch, dtype=torch.bool, device=dev)
     g = lambda logp, i: logp.gather(1, i[:, None]).squeeze(1)  # noqa: E731
     con = constraint
@@ -78,12 +89,14 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
         rows = st.rows
         if t > 0:
             owners[:, t] = st.last
-        rel = st.relation(owners[:, :t + 1], model.max_distance)
+        rel = dup(st.relation(owners[:, :t + 1], model.max_distance))
         for blk, kv in zip(model.blocks, caches):
             x = blk.step(x, rel, kv, t)
         h = model.ln_f(x[:, 0])
+        prow = torch.arange(h.shape[0], device=dev)
         if t > 0:  # the token just embedded created atom `last` if its action was ATOM
-            proj[rows, st.last] = torch.where(created[:, None], model.atom_proj(h), proj[rows, st.last])
+            plast = dup(st.last)
+            proj[prow, plast] = torch.where(dup(created)[:, None], model.atom_proj(h), proj[prow, plast])
         key_p, key_r, ctx_p, ctx_r = proj.split(d, -1)
         rem, dist = st.rem, st.row(st.dist, st.last)
         mrem = rem if con is None else con.free_rem(rem)  # valence the masks may use
@@ -93,28 +106,29 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
                                                  st.last, st.done)
         rem_last = rem[rows, st.last]
         # kind
-        lk = masked_log_softmax(model.kind_head(h), kind_m)
+        lk = masked_log_softmax(mix(model.kind_head(h)), kind_m)
         kind = draw(lk, None, torch.where(forced_at("kind") < 0, STOP, forced_at("kind"))
                     if forced is not None else None)
         kind = torch.where(st.done, STOP, kind)
         # ATOM: parent, then (type, bond); the first atom: type only
         if t == 0:
-            lfirst = (torch.log_softmax(model.first_head(h).float(), -1) if con is None else
-                      masked_log_softmax(model.first_head(h), con.first_mask(st.B, model.V, dev)))
+            lfirst = (torch.log_softmax(mix(model.first_head(h)).float(), -1) if con is None else
+                      masked_log_softmax(mix(model.first_head(h)), con.first_mask(st.B, model.V, dev)))
             typ = draw(lfirst, "typ")
             par = torch.zeros_like(typ)
             a_bond = torch.zeros_like(typ)
             tb = torch.zeros_like(typ)
             lp_atom = g(lfirst, typ)
         else:
-            lpar = masked_log_softmax(model._pointer(h, key_p, model.q_parent, model.f_parent, rem, dist),
-                                       parent_m)
+            lpar = masked_log_softmax(mix(model._pointer(h, key_p, model.q_parent, model.f_parent, dup(rem),
+                                                         dup(dist))), parent_m)
             par = draw(lpar, "ptr")
             rem_p = rem[rows, par]
             tb_m = model._atom_mask(mrem[rows, par], mask)
             if con is not None:
                 tb_m = con.atom_mask(par, tb_m)
-            ltb = masked_log_softmax(model._atom_logits(h, ctx_p[rows, par], rem_p, dist[rows, par]), tb_m)
+            ltb = masked_log_softmax(mix(model._atom_logits(h, ctx_p[prow, dup(par)], dup(rem_p),
+                                                            dup(dist[rows, par]))), tb_m)
             tb = draw(ltb, None, forced_at("typ") * 3 + (forced_at("bond") - 1).clamp(min=0)
                       if forced is not None else None)
             typ, a_bond = tb // 3, tb % 3 + 1
@@ -123,14 +137,15 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
         is_ring = kind == RING
         tgt, rb, lp_ring = torch.zeros_like(kind), torch.zeros_like(kind), torch.zeros_like(lp_atom)
         if bool(is_ring.any()):
-            lring = masked_log_softmax(model._pointer(h, key_r, model.q_ring, model.f_ring, rem, dist), ring_m)
+            lring = masked_log_softmax(mix(model._pointer(h, key_r, model.q_ring, model.f_ring, dup(rem),
+                                                          dup(dist))), ring_m)
             tgt = draw(lring, "ptr")
             rem_t = rem[rows, tgt]
             bond_m = model._bond_mask(mrem[rows, tgt], mrem[rows, st.last], mask)
             if con is not None:
                 bond_m = con.bond_mask(bond_m)
-            lbond = masked_log_softmax(model._bond_logits(h, ctx_r[rows, tgt], rem_t, rem_last, dist[rows, tgt]),
-                                        bond_m)
+            lbond = masked_log_softmax(mix(model._bond_logits(h, ctx_r[prow, dup(tgt)], dup(rem_t), dup(rem_last),
+                                                              dup(dist[rows, tgt]))), bond_m)
             rb = draw(lbond, None, (forced_at("bond") - 1).clamp(min=0) if forced is not None else None)
             lp_ring = g(lring, tgt) + g(lbond, rb)
         # assemble the action and its log-probability
@@ -152,13 +167,17 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
             finish(st.rows)
             T = t + 1
             break
-        x = model._embed(feats)[:, None]
+        x = dup(model._embed(feats))
+        x = (x if cvec is None else x + cvec)[:, None]
         if n_done >= max(st.B // 4, 1):  # drop finished molecules from the batch
             keep = torch.nonzero(~st.done).squeeze(1)
+            knet = torch.cat([keep, keep + st.B]) if two else keep
             finish(torch.nonzero(st.done).squeeze(1))
             st.select(keep)
-            ids, x, created, owners, proj = ids[keep], x[keep], created[keep], owners[keep], proj[keep]
-            caches = [[c[keep] for c in kv] for kv in caches]
+            ids, created, owners = ids[keep], created[keep], owners[keep]
+            x, proj = x[knet], proj[knet]
+            cvec = None if cvec is None else cvec[knet]
+            caches = [[c[knet] for c in kv] for kv in caches]
             if con is not None:
                 con.select(keep)
     return {**{k: v[:, :T] for k, v in out.items()}, "logp": logps[:, :T], "types": final_types,

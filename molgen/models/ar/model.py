@@ -51,6 +51,7 @@ from ...nn.transformer import BiasedBlock
 from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
+from ..conditioning import ConditionEncoder, condition_tensors
 from .decode import decode
 from .encoding import ATOM, RING, ActionDataset, code_to_token, delinearize, encode
 from .graph_state import teacher_states
@@ -106,7 +107,8 @@ class ARModel(GenerativeModel):
 
     def __init__(self, atom_types: Sequence[str] = ("C", "N", "O", "F"), max_atoms: int = 38,
                  d_model: int = 128, n_layers: int = 4, n_heads: int = 4, d_ff: int = 512,
-                 max_distance: int = 12, dropout: float = 0.0, valence_mask_in_loss: bool = False) -> None:
+                 max_distance: int = 12, dropout: float = 0.0, valence_mask_in_loss: bool = False,
+                 conditions: Sequence[str] = (), condition_stats: dict | None = None) -> None:
         super().__init__()
         self.atom_types = tuple(atom_types)
         self.max_atoms = int(max_atoms)
@@ -141,6 +143,10 @@ class ARModel(GenerativeModel):
         self.atom_head = _Head(d, 3 * V)
         self.bond_head = _Head(d, 3)
         self.apply(self._init)
+        # conditions p(x | y): an embedding added to every token (zero at initialisation)
+        self.conditions = tuple(conditions)
+        self.condition_stats = dict(condition_stats or {})
+        self.cond_encoder = ConditionEncoder(self.conditions, self.condition_stats, d) if self.conditions else None
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -214,6 +220,8 @@ class ARModel(GenerativeModel):
         x = self._bos(B)[:, None]
         if L > 1:
             x = torch.cat([x, self._embed(S["feats"])], 1)
+        if self.cond_encoder is not None and "cond" in batch:
+            x = x + self.cond_encoder(batch["cond"].to(dev), batch["cond_mask"].to(dev))[:, None]
         causal = torch.full((L, L), float("-inf"), device=dev).triu(1)
         for blk in self.blocks:
             x = blk(x, S["rel"], causal)
@@ -265,20 +273,39 @@ class ARModel(GenerativeModel):
 
     def _decode(self, batch: int, gen: torch.Generator | None = None, mask: bool = True, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None,
-                forced: dict[str, torch.Tensor] | None = None, constraint: ScaffoldConstraint | None = None
-                ) -> dict[str, torch.Tensor]:
+                forced: dict[str, torch.Tensor] | None = None, constraint: ScaffoldConstraint | None = None,
+                cond: torch.Tensor | None = None, guidance: float = 1.0) -> dict[str, torch.Tensor]:
         """The KV-cached sampler (:func:`molgen.models.ar.decode.decode`) for ``batch`` molecules."""
         with torch.no_grad():
-            return decode(self, batch, gen, mask, temperature, top_k, top_p, forced, constraint)
+            return decode(self, batch, gen, mask, temperature, top_k, top_p, forced, constraint, cond, guidance)
 
-    def sample(self, n: int, seed: int = 0, progress: bool = False, temperature: float = 1.0,
+    def condition_vector(self, condition: "dict[str, float] | None") -> torch.Tensor | None:
+        """The embedding (d,) of a request such as ``{"logp": 2.5}`` (checked; see
+        :func:`molgen.models.conditioning.condition_tensors`), or None for an unconditional draw."""
+        req = condition_tensors(condition, self.conditions, self.condition_stats, "ar")
+        if req is None or self.cond_encoder is None:
+            return None
+        values, present = (x[None].to(self.device) for x in req)
+        with torch.no_grad():
+            return self.cond_encoder(values, present)[0]
+
+    def sample(self, n: int, seed: int | None = 0, progress: bool = False, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, batch_size: int = 1000,
-               mask: bool = True, scaffold: "str | Scaffold | None" = None) -> SampleSet:
+               mask: bool = True, scaffold: "str | Scaffold | None" = None,
+               condition: "dict[str, float] | None" = None, guidance: float = 1.0) -> SampleSet:
         """Sample ``n`` molecules in batches of ``batch_size``.
+
+        With ``condition`` (a checkpoint trained with conditions: ``{"logp": 2.5, "qed": 0.8}``, any
+        subset of ``self.conditions``) the samples come from p(x | y); ``guidance`` w > 1 sharpens it
+        with classifier-free guidance (logits ``uncond + w * (cond - uncond)``; 1: plain conditional).
 
         With ``scaffold`` (a SMILES; ``*`` marks the only atoms that may grow) every sample contains
         it: its actions are interleaved with the model's (:mod:`molgen.models.ar.scaffold`), and
         ``info["log_prob"]`` is then the constrained sampler's log-probability.
+
+        ``seed=None`` draws a fresh seed (recorded in ``info["seed"]``). The first k samples of a
+        seed depend on ``n`` and ``batch_size`` (molecules of a batch share the generator's stream):
+        draw once and slice.
 
         ``temperature`` divides every log-probability, ``top_k`` / ``top_p`` keep the k most likely /
         the smallest set with probability >= p of each choice. With ``mask=False`` the valence masks
@@ -286,13 +313,15 @@ class ARModel(GenerativeModel):
         holds each sample's action-sequence log-probability in nats (masks as chosen, no temperature).
         """
         n = check.positive_int("n", n)
-        seed = check.seed(seed)
+        seed = check.seed_or_fresh(seed)
         temperature = check.positive_float("temperature", temperature)
         top_k = check.optional_positive_int("top_k", top_k)
         top_p = None if top_p is None else check.probability("top_p", top_p)
         batch_size = check.positive_int("batch_size", batch_size)
+        guidance = check.nonnegative_float("guidance", guidance)
         constraint = (None if scaffold is None else
                       ScaffoldConstraint(scaffold, self.atom_types, self.max_atoms, self.max_actions))
+        cond = self.condition_vector(condition)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
 
         def draw(count: int) -> tuple[list[Chem.Mol], np.ndarray]:
@@ -300,7 +329,8 @@ class ARModel(GenerativeModel):
             logp: list[np.ndarray] = []
             for start in range(0, count, batch_size):
                 m = min(batch_size, count - start)
-                res = self._decode(m, gen, mask, temperature, top_k, top_p, constraint=constraint)
+                res = self._decode(m, gen, mask, temperature, top_k, top_p, constraint=constraint, cond=cond,
+                                   guidance=guidance)
                 mols.extend(self._to_mols(res))
                 logp.append(res["logp"].sum(1).cpu().numpy())
                 bar.update(m)
@@ -312,8 +342,10 @@ class ARModel(GenerativeModel):
                 extra: dict[str, object] = {}
             else:
                 mols, log_prob, extra = keep_scaffold(n, draw, constraint.scaffold)
-        return SampleSet.from_mols(mols, log_prob=log_prob, mask=mask, temperature=temperature,
-                                   top_k=top_k, top_p=top_p, **extra)
+        if cond is not None:
+            extra.update(condition=dict(condition or {}), guidance=guidance)
+        return SampleSet.from_mols(mols, model="ar", seed=seed, log_prob=log_prob, mask=mask,
+                                   temperature=temperature, top_k=top_k, top_p=top_p, **extra)
 
     # --- likelihood ------------------------------------------------------------------------------------
     def encode_molecules(self, molecules: "Sequence[str | Chem.Mol] | SampleSet"

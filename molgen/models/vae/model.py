@@ -250,7 +250,7 @@ class GraphVAE(GenerativeModel):
         return self.decode(z + scale * eps).smiles
 
     # --- sampling and likelihood --------------------------------------------------------------------
-    def sample(self, n: int, seed: int = 0, progress: bool = False, temperature: float = 1.0,
+    def sample(self, n: int, seed: int | None = 0, progress: bool = False, temperature: float = 1.0,
                batch_size: int | None = None, constrained: bool = True, greedy: bool = False,
                prior_scale: float = 1.0, scaffold: "str | Scaffold | None" = None) -> SampleSet:
         """``n`` molecules from z ~ N(0, prior_scale^2 I), decoded by sampling at ``temperature`` (or greedily).
@@ -259,10 +259,12 @@ class GraphVAE(GenerativeModel):
         than 1 draws z from a narrower or wider Gaussian than the prior (more typical or more unusual
         molecules). The SampleSet's ``info`` records the settings. With ``scaffold`` (a SMILES; ``*``
         marks the only atoms that may grow) every sample contains it: the decoder starts from the
-        scaffold's graph (:mod:`molgen.models.vae.scaffold`).
+        scaffold's graph (:mod:`molgen.models.vae.scaffold`). ``seed=None`` draws a fresh seed
+        (recorded in ``info["seed"]``). The first k samples of a seed depend on ``n`` and the batch
+        size: draw once and slice.
         """
         n = check.positive_int("n", n)
-        seed = check.seed(seed)
+        seed = check.seed_or_fresh(seed)
         temperature = check.positive_float("temperature", temperature)
         prior_scale = check.positive_float("prior_scale", prior_scale)
         size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
