@@ -159,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
                           {"checkpoint folder": Path(args.checkpoint) if args.checkpoint else None,
                            "folder of shipped checkpoints": PRETRAINED_DIR})
     device = check_device(args.device)
-    model = models.load(args.model, dataset=args.dataset, checkpoint=args.checkpoint, device=device)
+    checkpoint = args.checkpoint
+    if opts.get("condition") and checkpoint is None:  # the shipped conditional checkpoint, where there is one
+        conditional = models.pretrained_path(args.model, args.dataset)
+        conditional = conditional.with_name(conditional.name + "-cond")
+        checkpoint = conditional if (conditional / "config.json").is_file() else None
+    model = models.load(args.model, dataset=args.dataset, checkpoint=checkpoint, device=device)
     t0 = time.perf_counter()
     result = model.sample(args.num, seed=args.seed, progress=not args.no_progress, **opts)
     seconds = time.perf_counter() - t0

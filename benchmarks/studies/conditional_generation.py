@@ -1,0 +1,113 @@
+"""How well a conditional checkpoint hits requested properties (issue 14's protocol).
+
+    python -m benchmarks.studies.conditional_generation --checkpoint ar-qm9-cond [-n 1000] [--guidance 1 2]
+
+For each of the checkpoint's conditions, targets at the test split's 10th, 50th and 90th percentiles;
+at each target ``n`` samples, reporting the MAE between the target and RDKit's value of the valid
+samples, validity, uniqueness and novelty (against the training split). Baselines at the same targets:
+the checkpoint's own unconditional samples (condition dropped) and the test molecules themselves (the
+MAE a model that ignores the condition but matches the data would get). A two-property row asks for
+every condition at its median at once. Writes benchmarks/results/conditional_<checkpoint>.txt and the
+card's ``other_evaluations/conditional`` section (for a shipped checkpoint).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.timing import command_line, machine
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def _values(smiles: list[str | None], names: tuple[str, ...]) -> np.ndarray:
+    from molgen.chem.convert import to_mol
+    from molgen.metrics.properties import CONDITIONS
+
+    out = np.full((len(smiles), len(names)), np.nan)
+    for i, s in enumerate(smiles):
+        mol = to_mol(s) if s else None
+        if mol is not None:
+            out[i] = [CONDITIONS[k](mol) for k in names]
+    return out
+
+
+def row(smiles: list[str | None], names: tuple[str, ...], target: dict[str, float], train: frozenset[str],
+        vals: np.ndarray | None = None) -> dict:
+    """Validity, uniqueness, novelty and the MAE per requested property (``vals``: the valid
+    molecules' property values, if already computed)."""
+    valid = [s for s in smiles if s]
+    vals = _values(valid, names) if vals is None else vals
+    uniq = set(valid)
+    out = {"validity": len(valid) / max(len(smiles), 1), "uniqueness": len(uniq) / max(len(valid), 1),
+           "novelty": len(uniq - train) / max(len(uniq), 1)}
+    for k, name in enumerate(names):
+        if name in target:
+            out[f"mae_{name}"] = float(np.nanmean(np.abs(vals[:, k] - target[name])))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint", default="ar-qm9-cond")
+    p.add_argument("-n", type=int, default=1000)
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-card", action="store_true", help="do not write the card's section")
+    args = p.parse_args()
+
+    import molgen
+    from molgen.datasets import dataset_smiles
+    from molgen.models.base import PRETRAINED_DIR
+    from molgen.models.card import read_card, update_card
+    from molgen.references import training_smiles
+
+    model = molgen.load(args.checkpoint)
+    names = tuple(model.conditions)
+    folder = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else PRETRAINED_DIR / args.checkpoint
+    dataset = read_card(folder).get("dataset", "qm9")
+    test = [s for s in dataset_smiles(dataset, "test") if s]
+    test_vals = _values(test, names)
+    train = training_smiles(dataset)
+    lines = [f"# {command_line()}", f"# {machine()}", f"# {args.checkpoint}: conditions {', '.join(names)}; "
+             f"{args.n} samples per target; MAE of RDKit's value of the valid samples against the target", ""]
+    header = f"{'target':28s} {'sampler':18s} {'valid':>6s} {'unique':>6s} {'novel':>6s} " + " ".join(
+        f"{'MAE ' + k:>9s}" for k in names)
+    lines.append(header)
+    results: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    uncond = model.sample(args.n, seed=args.seed + 999).smiles
+    uncond_vals = _values([s for s in uncond if s], names)
+    targets = [{k: float(np.nanpercentile(test_vals[:, j], q))} for j, k in enumerate(names) for q in (10, 50, 90)]
+    if len(names) > 1:
+        targets.append({k: float(np.nanpercentile(test_vals[:, j], 50)) for j, k in enumerate(names)})
+    for target in targets:
+        label = ", ".join(f"{k}={v:.3g}" for k, v in target.items())
+        rows = {"unconditional": row(uncond, names, target, train, uncond_vals),
+                "test molecules": row(test, names, target, train, test_vals)}
+        for g in args.guidance:
+            smiles = model.sample(args.n, seed=args.seed, condition=target, guidance=g).smiles
+            rows[f"guidance {g:g}"] = row(smiles, names, target, train)
+        for sampler, r in rows.items():
+            lines.append(f"{label:28s} {sampler:18s} {r['validity']:6.3f} {r['uniqueness']:6.3f} {r['novelty']:6.3f} "
+                         + " ".join(f"{r[f'mae_{k}']:9.3f}" if f"mae_{k}" in r else f"{'':9s}" for k in names))
+            print(lines[-1], flush=True)
+        results[label] = rows
+    seconds = time.perf_counter() - t0
+    lines += ["", f"# {seconds:.0f} s in all"]
+    name = Path(args.checkpoint).name
+    out = RESULTS / f"conditional_{name}.txt"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if not args.no_card and (folder / "metrics.json").is_file() and folder.parent == PRETRAINED_DIR:
+        update_card(folder, "other_evaluations/conditional",
+                    {"command": command_line(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                     "n_samples": args.n, "results": results})
+
+
+if __name__ == "__main__":
+    main()
