@@ -85,3 +85,6 @@ def test_scaffold_generation_study_counts_presence_redraws_and_the_fcd_floor(tmp
     assert rows["c1ccccc1"][6:8] == ["75.00%", "66.67%"]  # 3 distinct of 4 valid; 2 of them not in train
     assert rows["c1ccccc1"][9:11] == ["3", "1"]  # the draw's redraw counts
     assert float(rows["c1ccccc1"][8]) >= 0
+    # a '*' filled by an aromatic bond (an AR sample that bridges the para positions) is still as marked
+    assert study.holder_test("*c1ccc(*)cc1")(to_mol("c1cc2ccc1[nH]c1nn(C)nc1s2"))
+    assert not study.holder_test("*c1ccc(*)cc1")(to_mol("Cc1ccc(C)c(C)c1"))

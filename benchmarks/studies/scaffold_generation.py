@@ -17,7 +17,8 @@ the sample shrinks), so a model's FCD reads against that floor, not against 0.
 
 A scaffold with ``*`` points also gets the "as marked" column: the fraction of samples in which the
 scaffold occurs with substituents exactly where the ``*`` are (every other scaffold atom keeps the
-degree it has in the scaffold); its test molecules are those that hold it in that sense.
+degree it has in the scaffold; a ``*`` is any atom bonded by any bond); its test molecules are those
+that hold it in that sense.
 """
 from __future__ import annotations
 
@@ -45,7 +46,11 @@ def marked_query(text: str) -> Chem.Mol | None:
     params.makeDummiesQueries = True
     params.adjustDegree = True
     params.adjustDegreeFlags = Chem.ADJUST_IGNOREDUMMIES
-    return Chem.AdjustQueryProperties(Chem.MolFromSmiles(text), params)
+    query = Chem.RWMol(Chem.AdjustQueryProperties(Chem.MolFromSmiles(text), params))
+    for bond in list(query.GetBonds()):  # a '*' may be filled by any bond (in a ring it can be aromatic)
+        if 0 in (bond.GetBeginAtom().GetAtomicNum(), bond.GetEndAtom().GetAtomicNum()):
+            query.ReplaceBond(bond.GetIdx(), Chem.BondFromSmarts("~"))
+    return query.GetMol()
 
 
 def holder_test(text: str) -> Callable[[Chem.Mol | None], bool]:
