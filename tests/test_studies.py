@@ -104,3 +104,44 @@ def test_near_miss_only_writes_its_own_file_and_no_model_card(tmp_path, monkeypa
     assert not (tmp_path / "score_reference.txt").exists()
     assert text.startswith("# ") and "qm9 near misses: 20 from the 20-molecule test draw" in text
     assert "ar-qm9 (exact" in text and "raw NLL" in text and "better: " in text
+
+
+def test_scaffold_generation_study_counts_presence_redraws_and_the_fcd_floor(tmp_path, monkeypatch):
+    """The scaffold study end to end on a stand-in model and a 12-molecule 'MOSES test' (seconds)."""
+    import molgen
+    import molgen.references as references
+    from benchmarks.studies import scaffold_generation as study
+    from molgen.chem.convert import to_mol
+    from molgen.samples import SampleSet
+
+    test = ["Cc1ccc(C)cc1", "Oc1ccc(N)cc1", "Cc1ccccc1", "c1ccc2ccccc2c1", "CCc1ccc(CC)cc1", "Nc1ccc(O)cc1C",
+            "c1ccncc1", "Cc1ccncc1", "CCN", "CCO", "C1CCNCC1", "OCc1ccc(CO)cc1"]
+    drawn = ["Cc1ccc(C)cc1", "Cc1ccc(O)cc1", "Cc1ccc(O)cc1", None, "CCCC"]
+
+    class Stand_in:
+        def sample(self, n, seed=0, scaffold=None):
+            mols = [to_mol(s) if s else None for s in drawn[:n]]
+            return SampleSet.from_mols(mols, scaffold=scaffold, scaffold_redrawn=3, scaffold_missing=1)
+
+    monkeypatch.setattr(references, "resolve", lambda name: type("Ref", (), {"comparison": test})())
+    monkeypatch.setattr(references, "training_smiles", lambda name: frozenset({"Cc1ccc(C)cc1"}))
+    monkeypatch.setattr(molgen, "load", lambda name: Stand_in())
+    out = tmp_path / "table.txt"
+    study.main(["-n", "5", "--models", "ar", "--scaffolds", "c1ccccc1", "*c1ccc(*)cc1", "--out", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# python") and "torch" in lines[1]
+    ref = {line.split()[0]: line.split() for line in lines if line.startswith(("c1ccccc1 ", "*c1ccc(*)cc1 "))}
+    # benzene: 7 test molecules hold it (naphthalene too); '*c1ccc(*)cc1' as marked: the four
+    # para-disubstituted benzenes without a third substituent (not Nc1ccc(O)cc1C, not toluene)
+    assert ref["c1ccccc1"][1:3] == ["7", "58.33%"] and ref["*c1ccc(*)cc1"][1:3] == ["4", "33.33%"]
+    assert ref["*c1ccc(*)cc1"][3:5] == ["2", "2"]  # half drawn for the floor, the rest the FCD reference
+    rows = {line.split()[1]: line.split() for line in lines if line.startswith("ar-moses")}
+    # 5 samples: 4 valid, 3 hold benzene, 3 as marked
+    assert rows["c1ccccc1"][2:6] == ["5", "80.00%", "60.00%", "-"]
+    assert rows["*c1ccc(*)cc1"][5] == "60.00%"
+    assert rows["c1ccccc1"][6:8] == ["75.00%", "66.67%"]  # 3 distinct of 4 valid; 2 of them not in train
+    assert rows["c1ccccc1"][9:11] == ["3", "1"]  # the draw's redraw counts
+    assert float(rows["c1ccccc1"][8]) >= 0
+    # a '*' filled by an aromatic bond (an AR sample that bridges the para positions) is still as marked
+    assert study.holder_test("*c1ccc(*)cc1")(to_mol("c1cc2ccc1[nH]c1nn(C)nc1s2"))
+    assert not study.holder_test("*c1ccc(*)cc1")(to_mol("Cc1ccc(C)c(C)c1"))

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.timing import command_line, machine
+from benchmarks.timing import Stopwatch, command_line, machine
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -79,25 +78,25 @@ def main() -> None:
         f"{'MAE ' + k:>9s}" for k in names)
     lines.append(header)
     results: dict[str, dict] = {}
-    t0 = time.perf_counter()
-    uncond = model.sample(args.n, seed=args.seed + 999).smiles
-    uncond_vals = _values([s for s in uncond if s], names)
-    targets = [{k: float(np.nanpercentile(test_vals[:, j], q))} for j, k in enumerate(names) for q in (10, 50, 90)]
-    if len(names) > 1:
-        targets.append({k: float(np.nanpercentile(test_vals[:, j], 50)) for j, k in enumerate(names)})
-    for target in targets:
-        label = ", ".join(f"{k}={v:.3g}" for k, v in target.items())
-        rows = {"unconditional": row(uncond, names, target, train, uncond_vals),
-                "test molecules": row(test, names, target, train, test_vals)}
-        for g in args.guidance:
-            smiles = model.sample(args.n, seed=args.seed, condition=target, guidance=g).smiles
-            rows[f"guidance {g:g}"] = row(smiles, names, target, train)
-        for sampler, r in rows.items():
-            lines.append(f"{label:28s} {sampler:18s} {r['validity']:6.3f} {r['uniqueness']:6.3f} {r['novelty']:6.3f} "
-                         + " ".join(f"{r[f'mae_{k}']:9.3f}" if f"mae_{k}" in r else f"{'':9s}" for k in names))
-            print(lines[-1], flush=True)
-        results[label] = rows
-    seconds = time.perf_counter() - t0
+    with Stopwatch() as clock:
+        uncond = model.sample(args.n, seed=args.seed + 999).smiles
+        uncond_vals = _values([s for s in uncond if s], names)
+        targets = [{k: float(np.nanpercentile(test_vals[:, j], q))} for j, k in enumerate(names) for q in (10, 50, 90)]
+        if len(names) > 1:
+            targets.append({k: float(np.nanpercentile(test_vals[:, j], 50)) for j, k in enumerate(names)})
+        for target in targets:
+            label = ", ".join(f"{k}={v:.3g}" for k, v in target.items())
+            rows = {"unconditional": row(uncond, names, target, train, uncond_vals),
+                    "test molecules": row(test, names, target, train, test_vals)}
+            for g in args.guidance:
+                smiles = model.sample(args.n, seed=args.seed, condition=target, guidance=g).smiles
+                rows[f"guidance {g:g}"] = row(smiles, names, target, train)
+            for sampler, r in rows.items():
+                lines.append(f"{label:28s} {sampler:18s} {r['validity']:6.3f} {r['uniqueness']:6.3f} {r['novelty']:6.3f} "
+                             + " ".join(f"{r[f'mae_{k}']:9.3f}" if f"mae_{k}" in r else f"{'':9s}" for k in names))
+                print(lines[-1], flush=True)
+            results[label] = rows
+    seconds = clock.seconds
     lines += ["", f"# {seconds:.0f} s in all"]
     name = Path(args.checkpoint).name
     out = RESULTS / f"conditional_{name}.txt"
