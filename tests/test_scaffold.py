@@ -142,3 +142,10 @@ def test_cli_refuses_a_bad_scaffold_before_loading(monkeypatch) -> None:
         main(["--model", "ar", "--scaffold", "c1cc", "-n", "2"])
     with pytest.raises(ValueError, match="--scaffold does not apply to the edm model"):
         main(["--model", "edm", "--scaffold", "c1ccccc1", "-n", "2"])
+
+
+def test_ar_leaves_room_for_the_stars_of_scaffold_atoms_not_placed_yet() -> None:
+    """A '*' on a late scaffold atom: free atoms must not use up the atoms it needs (review repro)."""
+    for size in (12, 16):
+        out = tiny_ar(max_atoms=size).sample(32, seed=0, scaffold="*c1ccc2cc(*)ccc2c1")
+        assert all(grows_only_at_stars(to_mol(m), "*c1ccc2cc(*)ccc2c1") for m in out)

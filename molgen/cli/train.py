@@ -117,6 +117,9 @@ def _init_from(model: Any, source: str) -> None:
     src = load(source)
     if src.name != model.name:
         raise ValueError(f"--init-from {source} is a {src.name} checkpoint, not {model.name}")
+    if src.config.get("conditions") and list(src.config["conditions"]) != list(model.config.get("conditions") or []):
+        raise ValueError(f"--init-from {source} was trained with conditions {', '.join(src.config['conditions'])}; "
+                         "give the same --conditions, in the same order")
     arch = {k: v for k, v in src.config.items() if k not in ("conditions", "condition_stats")}
     differ = sorted(k for k, v in arch.items() if model.config.get(k) != v and
                     not (isinstance(v, (list, tuple)) and list(model.config.get(k) or []) == list(v)))
@@ -160,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         model_cfg, train_cfg = _read_config_file(args.config)
     if args.conditions is not None:
         from ..training.conditions import check_names
+
+        if cls.name != "ar":
+            raise ValueError(f"--conditions applies to --model ar only, not {cls.name}")
 
         model_cfg["conditions"] = list(check_names([c.strip() for c in args.conditions.split(",") if c.strip()]))
     if args.init_from is not None and resuming:

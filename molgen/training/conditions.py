@@ -6,7 +6,7 @@ training set in parallel worker processes and cached by content under ``molgen._
 Each batch gets ``cond`` (B, K) and ``cond_mask`` (B, K): with probability ``drop_all`` a molecule
 is unconditional (all masked), otherwise each property is kept with probability ``keep``, so one
 model learns p(x), p(x | y) and every subset. The masks are drawn from the batch's own indices, so a
-resumed run sees the same ones.
+resumed run sees the same ones (a batch of the same molecules always gets the same masks).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ DROP_ALL, KEEP = 0.2, 0.5
 
 def check_names(names: Sequence[str]) -> tuple[str, ...]:
     """The condition names, checked against :data:`CONDITIONS` (one error line listing the choices)."""
-    names = tuple(names)
+    names = tuple(n.strip() for n in names.split(",")) if isinstance(names, str) else tuple(names)
     bad = [k for k in names if k not in CONDITIONS]
     if bad or not names or len(set(names)) != len(names):
         raise ValueError(f"conditions must be distinct names from {', '.join(CONDITIONS)}; got {', '.join(names) or 'none'}")
@@ -82,7 +82,9 @@ class ConditionedData:
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str):  # the wrapped dataset's attributes (``dropped``, ``index``, ...)
+        if name.startswith("__") or name == "data":
+            raise AttributeError(name)
         return getattr(self.data, name)
 
     def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:

@@ -297,7 +297,8 @@ class ARModel(GenerativeModel):
 
         With ``condition`` (a checkpoint trained with conditions: ``{"logp": 2.5, "qed": 0.8}``, any
         subset of ``self.conditions``) the samples come from p(x | y); ``guidance`` w > 1 sharpens it
-        with classifier-free guidance (logits ``uncond + w * (cond - uncond)``; 1: plain conditional).
+        with classifier-free guidance (logits ``uncond + w * (cond - uncond)``; 1: plain conditional), and
+        ``info["log_prob"]`` is then that of the guided sampler.
 
         With ``scaffold`` (a SMILES; ``*`` marks the only atoms that may grow) every sample contains
         it: its actions are interleaved with the model's (:mod:`molgen.models.ar.scaffold`), and
@@ -319,6 +320,8 @@ class ARModel(GenerativeModel):
         top_p = None if top_p is None else check.probability("top_p", top_p)
         batch_size = check.positive_int("batch_size", batch_size)
         guidance = check.nonnegative_float("guidance", guidance)
+        if guidance != 1.0 and not condition:
+            raise ValueError("guidance applies with a condition only")
         constraint = (None if scaffold is None else
                       ScaffoldConstraint(scaffold, self.atom_types, self.max_atoms, self.max_actions))
         cond = self.condition_vector(condition)

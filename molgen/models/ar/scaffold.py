@@ -64,6 +64,8 @@ class ScaffoldConstraint:
         bfs = canonical_bfs_order(sc.mol)                  # scaffold atom k is sc.mol's atom bfs[k]
         self.attach = torch.as_tensor([sc.attachable[int(a)] for a in bfs])
         self.stars = torch.as_tensor([sc.stars[int(a)] for a in bfs])
+        # stars_after[k]: the '*' bonds of scaffold atoms k.. (not placed yet once k atoms are)
+        self.stars_after = torch.as_tensor(np.append(np.cumsum(self.stars.numpy()[::-1])[::-1], 0).copy())
         # reserved[q, s]: bond orders scaffold atom s still needs once actions < q are done
         reserved = np.zeros((Q + 1, S), np.int64)
         for q in range(Q - 1, -1, -1):
@@ -76,7 +78,7 @@ class ScaffoldConstraint:
 
     # --- per-batch state -------------------------------------------------------------------------
     def start(self, batch: int, device: torch.device) -> None:
-        for name in ("kind", "ptr", "bond", "atom_of", "tb", "attach", "stars", "reserved"):
+        for name in ("kind", "ptr", "bond", "atom_of", "tb", "attach", "stars", "stars_after", "reserved"):
             setattr(self, name, getattr(self, name).to(device))
         self.q = torch.zeros(batch, dtype=torch.long, device=device)
         self.m = torch.full((batch, self.S), -1, dtype=torch.long, device=device)  # molecule index of scaffold atoms
@@ -112,8 +114,10 @@ class ScaffoldConstraint:
         open_ = need > 0
         ar = torch.arange(N, device=n.device)
         lim = torch.where(open_.any(1), open_.long().argmax(1), N)  # the front may not pass an open '*'
-        left = self.Q - self.q + need.sum(1)                       # actions the scaffold still needs
-        atoms_left = self.S - (self.m >= 0).sum(1) + need.sum(1)
+        placed = (self.m >= 0).sum(1)
+        stars = need.sum(1) + self.stars_after[placed]             # '*' bonds still to make, placed or not
+        left = self.Q - self.q + stars                             # actions the scaffold still needs
+        atoms_left = self.S - placed + stars
         room = ~done & ((T - 2 - t) >= left) & (n + 1 + atoms_left <= self.max_atoms)
         fill = ~done & ((T - 1 - t) >= left) & (n + atoms_left <= self.max_atoms)  # an atom that fills a '*'
         ok = self.ok[:, :N]
