@@ -131,3 +131,18 @@ def test_a_conditional_model_learns_to_follow_its_condition() -> None:
         high = model.sample(40, seed=0, condition={"logp": float(logp.max())}).smiles
         low = model.sample(40, seed=0, condition={"logp": float(logp.min())}).smiles
     assert high.count(hydrophobic) > 30 and low.count(polar) > 30
+
+
+def test_the_cli_lists_conditions_and_picks_the_shipped_conditional_checkpoint(capsys) -> None:
+    from molgen.sample import main
+
+    assert main(["--list-conditions"]) == 0
+    listing = capsys.readouterr().out
+    assert "ar-qm9-cond: logp " in listing and "ar-qm9: no conditions" in listing
+    assert main(["--model", "ar", "--dataset", "qm9", "--condition", "logp=1.0", "--guidance", "2", "-n", "4",
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert len(capsys.readouterr().out.split()) == 4
+    with pytest.raises(ValueError, match="unknown condition 'colour'.*choose from logp, qed"):
+        main(["--model", "ar", "--condition", "colour=1", "-n", "2"])
+    with pytest.raises(ValueError, match="--guidance applies with --condition only"):
+        main(["--model", "ar", "--guidance", "2", "-n", "2"])

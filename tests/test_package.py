@@ -19,7 +19,7 @@ from molgen.models import base
 from molgen.samples import SampleSet
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = {"edm-qm9", "ar-qm9", "ar-moses", "vae-qm9", "vae-moses"}
+SHIPPED = {"edm-qm9", "ar-qm9", "ar-qm9-cond", "ar-moses", "vae-qm9", "vae-moses"}
 tomllib = pytest.importorskip("tomllib")
 
 
@@ -107,7 +107,7 @@ def test_list_models_lists_the_shipped_checkpoints_with_their_model_card_numbers
     found = molgen.list_models()
     assert [p.name for p in found] == sorted(SHIPPED)
     for p in found:
-        assert p.name == f"{p.model}-{p.dataset}"
+        assert p.name in (f"{p.model}-{p.dataset}", f"{p.model}-{p.dataset}-cond")  # -cond: p(x | y)
         assert p.path == base.PRETRAINED_DIR / p.name and (p.path / "config.json").is_file()
         assert 0 <= p.metrics["validity"] <= 1 and 0 <= p.metrics["novelty"] <= 1
         assert p.metrics["fcd"] > 0 and p.n_samples == 10_000
@@ -178,7 +178,7 @@ def test_load_accepts_checkpoint_names_model_names_and_paths():
 
 def test_unknown_names_list_the_choices():
     with pytest.raises(ValueError, match=r"unknown model or checkpoint 'edm-moses'; choose from ar, edm, vae, "
-                                         r"ar-moses, ar-qm9, edm-qm9, vae-moses, vae-qm9"):
+                                         r"ar-moses, ar-qm9, ar-qm9-cond, edm-qm9, vae-moses, vae-qm9"):
         molgen.load("edm-moses")
     with pytest.raises(ValueError, match="checkpoint of the ar model, not of vae"):
         base.model_class("vae").from_pretrained("ar-qm9")
