@@ -19,20 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import Stopwatch, command_line, machine
+from molgen.metrics.properties import condition_values
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-
-
-def _values(smiles: list[str | None], names: tuple[str, ...]) -> np.ndarray:
-    from molgen.chem.convert import to_mol
-    from molgen.metrics.properties import CONDITIONS
-
-    out = np.full((len(smiles), len(names)), np.nan)
-    for i, s in enumerate(smiles):
-        mol = to_mol(s) if s else None
-        if mol is not None:
-            out[i] = [CONDITIONS[k](mol) for k in names]
-    return out
 
 
 def row(smiles: list[str | None], names: tuple[str, ...], target: dict[str, float], train: frozenset[str],
@@ -40,7 +29,7 @@ def row(smiles: list[str | None], names: tuple[str, ...], target: dict[str, floa
     """Validity, uniqueness, novelty and the MAE per requested property (``vals``: the valid
     molecules' property values, if already computed)."""
     valid = [s for s in smiles if s]
-    vals = _values(valid, names) if vals is None else vals
+    vals = condition_values(valid, names) if vals is None else vals
     uniq = set(valid)
     out = {"validity": len(valid) / max(len(smiles), 1), "uniqueness": len(uniq) / max(len(valid), 1),
            "novelty": len(uniq - train) / max(len(uniq), 1)}
@@ -70,7 +59,7 @@ def main() -> None:
     folder = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else PRETRAINED_DIR / args.checkpoint
     dataset = read_card(folder).get("dataset", "qm9")
     test = [s for s in dataset_smiles(dataset, "test") if s]
-    test_vals = _values(test, names)
+    test_vals = condition_values(test, names)
     train = training_smiles(dataset)
     lines = [f"# {command_line()}", f"# {machine()}", f"# {args.checkpoint}: conditions {', '.join(names)}; "
              f"{args.n} samples per target; MAE of RDKit's value of the valid samples against the target", ""]
@@ -80,7 +69,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     with Stopwatch() as clock:
         uncond = model.sample(args.n, seed=args.seed + 999).smiles
-        uncond_vals = _values([s for s in uncond if s], names)
+        uncond_vals = condition_values([s for s in uncond if s], names)
         targets = [{k: float(np.nanpercentile(test_vals[:, j], q))} for j, k in enumerate(names) for q in (10, 50, 90)]
         if len(names) > 1:
             targets.append({k: float(np.nanpercentile(test_vals[:, j], 50)) for j, k in enumerate(names)})

@@ -17,7 +17,7 @@ from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen, Descriptors
 from scipy.stats import wasserstein_distance
 
-from molgen.chem.convert import MolLike
+from molgen.chem.convert import MolLike, to_mol
 from molgen.metrics._progress import in_chunks
 from molgen.metrics.fingerprints import to_mols
 
@@ -70,6 +70,16 @@ CONDITIONS: dict[str, Callable[[Chem.Mol], float]] = {
     "logp": logp, "qed": qed, "sa": sa_score, "mw": mol_weight, "tpsa": tpsa,
 }
 CONDITION_UNITS = {"logp": "", "qed": "", "sa": "", "mw": "g/mol", "tpsa": "A^2"}
+
+
+def condition_values(molecules: Sequence[MolLike], names: Sequence[str]) -> np.ndarray:
+    """(N, K) float64 values of the :data:`CONDITIONS` ``names`` per molecule (NaN where RDKit rejects one)."""
+    out = np.full((len(molecules), len(names)), np.nan)
+    for i, x in enumerate(molecules):
+        mol = to_mol(x)
+        if mol is not None:
+            out[i] = [CONDITIONS[k](mol) for k in names]
+    return out
 
 
 def _table(molecules: Iterable[MolLike]) -> dict[str, np.ndarray]:

@@ -49,5 +49,6 @@ def keep_scaffold(n: int, draw: Draw, scaffold: Scaffold, rounds: int = 20
             mols[i] = new[k]
             if logp is not None and new_logp is not None:
                 logp[i] = new_logp[k]
-        bad = [i for k, i in enumerate(bad) if k in set(_missing(new, scaffold))]
+        still = set(_missing(new, scaffold))
+        bad = [i for k, i in enumerate(bad) if k in still]
     return mols, logp, {"scaffold": scaffold.text, "scaffold_redrawn": redrawn, "scaffold_missing": len(bad)}

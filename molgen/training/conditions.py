@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from .._cache import cache_dir, cached_npz, digest_strings
-from ..chem.convert import to_mol
-from ..metrics.properties import CONDITIONS
+from ..metrics.properties import CONDITIONS, condition_values
 
 DROP_ALL, KEEP = 0.2, 0.5
 
@@ -34,13 +33,7 @@ def check_names(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def _values(job: tuple[list[str], tuple[str, ...]]) -> np.ndarray:
-    smiles, names = job
-    out = np.full((len(smiles), len(names)), np.nan)
-    for i, s in enumerate(smiles):
-        mol = to_mol(s)
-        if mol is not None:
-            out[i] = [CONDITIONS[k](mol) for k in names]
-    return out
+    return condition_values(*job)
 
 
 def property_values(name: str, smiles: Sequence[str], names: Sequence[str], workers: int = 2,

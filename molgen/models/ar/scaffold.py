@@ -90,10 +90,13 @@ class ScaffoldConstraint:
         for name in ("q", "m", "ok", "need", "scaf"):
             setattr(self, name, getattr(self, name)[idx])
 
-    def _next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The scaffold's next action per molecule: its index, whether it is a pending atom or ring
+        closure, and the molecule index of its scaffold parent / ring target (placed already)."""
         q = self.q.clamp(max=self.Q - 1)
         pending = self.q < self.Q
-        return q, pending & (self.kind[q] == ATOM), pending & (self.kind[q] == RING)
+        mp = self.m.gather(1, self.ptr[q][:, None]).squeeze(1)
+        return q, pending & (self.kind[q] == ATOM), pending & (self.kind[q] == RING), mp
 
     # --- masks -----------------------------------------------------------------------------------
     def free_rem(self, rem: torch.Tensor) -> torch.Tensor:
@@ -109,7 +112,7 @@ class ScaffoldConstraint:
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The model's masks (computed with :meth:`free_rem`) restricted to what keeps the scaffold."""
         N = parent_m.shape[1]
-        q, pend_atom, pend_ring = self._next()
+        q, pend_atom, pend_ring, mp = self._next()
         need = self.need[:, :N]
         open_ = need > 0
         ar = torch.arange(N, device=n.device)
@@ -121,7 +124,6 @@ class ScaffoldConstraint:
         room = ~done & ((T - 2 - t) >= left) & (n + 1 + atoms_left <= self.max_atoms)
         fill = ~done & ((T - 1 - t) >= left) & (n + atoms_left <= self.max_atoms)  # an atom that fills a '*'
         ok = self.ok[:, :N]
-        mp = self.m.gather(1, self.ptr[q][:, None]).squeeze(1)    # scaffold parent / ring target, placed
         free_parent = (parent_m & ok & torch.where(open_, fill[:, None], room[:, None]) & (ar <= lim[:, None])
                        & torch.where(pend_atom[:, None], ar <= mp[:, None], True))
         forced = pend_atom & (mp <= lim)
@@ -136,14 +138,13 @@ class ScaffoldConstraint:
 
     def atom_mask(self, par: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """(type, bond) mask (B, 3V): the scaffold atom's own when ``par`` is its scaffold parent."""
-        q, pend_atom, _ = self._next()
-        mp = self.m.gather(1, self.ptr[q][:, None]).squeeze(1)
+        q, pend_atom, _, mp = self._next()
         forced = pend_atom & (par == mp)
         one = torch.nn.functional.one_hot(self.tb[q], base.shape[-1]).bool()
         return torch.where(forced[:, None], one, base)
 
     def bond_mask(self, base: torch.Tensor) -> torch.Tensor:
-        q, _, pend_ring = self._next()
+        q, _, pend_ring, _ = self._next()
         one = torch.nn.functional.one_hot((self.bond[q] - 1).clamp(min=0), 3).bool()
         return torch.where(pend_ring[:, None], one, base)
 
@@ -157,8 +158,7 @@ class ScaffoldConstraint:
                 n: torch.Tensor, live: torch.Tensor) -> None:
         """Record the action just chosen (before it is applied: ``par`` the parent or ring target,
         ``bond`` its order, ``n`` the new atom's index)."""
-        q, pend_atom, pend_ring = self._next()
-        mp = self.m.gather(1, self.ptr[q][:, None]).squeeze(1)
+        q, pend_atom, pend_ring, mp = self._next()
         first = n == 0
         took_atom = live & (kind == ATOM) & pend_atom & (first | ((par == mp) & (tb == self.tb[q])))
         took_ring = live & (kind == RING) & pend_ring
