@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--buckets", default=None,
                    help="size buckets in atoms, e.g. 12,16,20,24,29: batches of similar molecules padded to "
                         "their bucket (edm)")
+    p.add_argument("--max-molecules", type=int, default=None,
+                   help="ar: train on a fixed random subset (seed 0) of this many training molecules (>= 1)")
     p.add_argument("--seed", type=int, default=None, help="seed of the initial weights and data order (0..2**63-1)")
     p.add_argument("--conditions", default=None, metavar="NAMES",
                    help="ar: train p(x | y) on these RDKit properties, comma-separated (logp, qed, sa, mw, tpsa), "
@@ -65,7 +67,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
     for flag, value, low in (("--max-steps", args.max_steps, 1), ("--batch-size", args.batch_size, 1),
                              ("--eval-every", args.eval_every, 1), ("--checkpoint-every", args.checkpoint_every, 1),
-                             ("--warmup-steps", args.warmup_steps, 0), ("--eval-samples", args.eval_samples, 1)):
+                             ("--warmup-steps", args.warmup_steps, 0), ("--eval-samples", args.eval_samples, 1),
+                             ("--max-molecules", args.max_molecules, 1)):
         if value is not None:
             need(value >= low, flag, f"an integer >= {low}", value)
     if args.max_minutes is not None:
@@ -109,17 +112,25 @@ def _read_config_file(path: str) -> tuple[dict, dict]:
     return dict(data.get("model", {})), dict(data.get("train", {}))
 
 
-def _init_from(model: Any, source: str) -> None:
-    """Copy a checkpoint's weights into a new run's model (same architecture; new parameters, such as
-    a condition embedding, keep their initial values). One error line where they do not fit."""
+def _init_source(source: str, cls: Any, model_cfg: dict) -> tuple[Any, dict]:
+    """The checkpoint a new run starts from, and the run's model settings with its architecture (the
+    vocabulary and ``max_atoms`` included, so a run on a subset keeps them). One error line where the
+    checkpoint does not fit."""
     from ..models import load
 
     src = load(source)
-    if src.name != model.name:
-        raise ValueError(f"--init-from {source} is a {src.name} checkpoint, not {model.name}")
-    if src.config.get("conditions") and list(src.config["conditions"]) != list(model.config.get("conditions") or []):
+    if src.name != cls.name:
+        raise ValueError(f"--init-from {source} is a {src.name} checkpoint, not {cls.name}")
+    if src.config.get("conditions") and list(src.config["conditions"]) != list(model_cfg.get("conditions") or []):
         raise ValueError(f"--init-from {source} was trained with conditions {', '.join(src.config['conditions'])}; "
                          "give the same --conditions, in the same order")
+    arch = {k: v for k, v in src.config.items() if k not in ("conditions", "condition_stats")}
+    return src, {**arch, **model_cfg}
+
+
+def _init_from(model: Any, src: Any, source: str) -> None:
+    """Copy the checkpoint's weights into the new run's model (same architecture; new parameters, such
+    as a condition embedding, keep their initial values). One error line where they do not fit."""
     arch = {k: v for k, v in src.config.items() if k not in ("conditions", "condition_stats")}
     differ = sorted(k for k, v in arch.items() if model.config.get(k) != v and
                     not (isinstance(v, (list, tuple)) and list(model.config.get(k) or []) == list(v)))
@@ -189,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         train_cfg.update(budget)
     for key in ("batch_size", "lr", "warmup_steps", "eval_every", "checkpoint_every", "seed", "eval_samples",
-                "buckets"):
+                "buckets", "max_molecules"):
         value = getattr(args, key)
         if value is not None:
             train_cfg[key] = value
@@ -201,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(train_cfg) - known
     if unknown:
         raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
+    if train_cfg.get("max_molecules") and cls.name != "ar":
+        raise ValueError(f"--max-molecules applies to --model ar only, not {cls.name}")
     TrainConfig(**train_cfg)  # every setting checked before the dataset loads
     steps, minutes = train_cfg.get("max_steps"), train_cfg.get("max_minutes")
     if steps is None and minutes is None:
@@ -212,9 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     torch.manual_seed(int(train_cfg.get("seed", TrainConfig.seed)))  # reproducible initial weights
-    setup = training_setup(cls.name, args.dataset, model_cfg, train_cfg)
+    src = None
     if args.init_from is not None:
-        _init_from(setup.model, args.init_from)
+        src, model_cfg = _init_source(args.init_from, cls, model_cfg)
+    setup = training_setup(cls.name, args.dataset, model_cfg, train_cfg)
+    if src is not None:
+        _init_from(setup.model, src, args.init_from)
     trainer = Trainer(setup.model, setup.data, TrainConfig(**{**setup.train_defaults, **train_cfg}), out,
                       device=device, evaluate=setup.evaluate, extra_metrics=setup.metrics)
     try:

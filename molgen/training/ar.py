@@ -16,6 +16,7 @@ from ..datasets import dataset_smiles
 from ..models.ar import ARModel
 from ..models.ar.encoding import ActionDataset, encode_cached, vocabulary
 from ..models.base import GenerativeModel
+from .data_order import fixed_subset
 from .conditions import ConditionedData, check_names, condition_stats, property_values
 from .setup import TrainingSetup
 from .setups import default_config
@@ -29,7 +30,9 @@ def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str,
     """
     defaults = default_config("ar", dataset)
     t0 = time.perf_counter()
-    smiles = dataset_smiles(dataset, "train")
+    split = smiles = dataset_smiles(dataset, "train")
+    if train_cfg.get("max_molecules"):  # a fixed subset (the conditional fine-tune on a CPU labels fewer)
+        smiles = [split[k] for k in fixed_subset(len(split), train_cfg["max_molecules"])]
     enc = encode_cached(f"{dataset}-train", smiles)
     seconds = time.perf_counter() - t0
     tokens, counts = vocabulary(enc)
@@ -50,12 +53,13 @@ def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str,
     def evaluate(m: GenerativeModel) -> dict[str, float]:
         assert isinstance(m, ARModel)
         if "train" not in state:  # reference set for novelty, built on first use
-            state["train"] = (set(filter(None, map(canonicalize, smiles))) if dataset == "qm9"
-                              else set(smiles))  # MOSES ships RDKit-canonical SMILES
+            state["train"] = (set(filter(None, map(canonicalize, split))) if dataset == "qm9"
+                              else set(split))  # MOSES ships RDKit-canonical SMILES
             state["held"] = m.encode_molecules(held)[0]
         return sample_metrics(m, state["train"], state["held"])
 
-    metrics = {"dataset": dataset, "train_split": "train", "train_molecules": len(data),
+    metrics = {"dataset": dataset, "train_split": "train" if not train_cfg.get("max_molecules") else
+               f"train, a fixed random subset (seed 0) of {len(smiles)} molecules", "train_molecules": len(data),
                "train_dropped": {**data.dropped, "not_linearisable": len(enc.failed)},
                "atom_type_counts": counts, "linearise_seconds": round(seconds, 1),
                "heldout_for_curve": f"1000 random {dataset} {held_split} molecules (seed 0)"}

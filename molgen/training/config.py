@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every_minutes: float | None = None  # also evaluate every M minutes of wall-clock time
     eval_samples: int | None = None  # molecules the evaluator samples (None: the model's default)
     buckets: list[int] | None = None  # size buckets (atoms) for models whose data can plan by size
+    max_molecules: int | None = None  # ar: train on a fixed random subset (seed 0) of this many training molecules
 
     def __post_init__(self) -> None:
         """Check every setting; a bad one is a ValueError naming it and its allowed range."""
@@ -86,5 +87,7 @@ class TrainConfig:
         need(self.buckets is None or (isinstance(self.buckets, (list, tuple)) and len(self.buckets) > 0
                                       and all(is_int(b) and b >= 1 for b in self.buckets)),
              "buckets", "a list of atom counts >= 1 (or None)")
+        need(self.max_molecules is None or (is_int(self.max_molecules) and self.max_molecules >= 1),
+             "max_molecules", "an integer >= 1 (or None: the whole training split)")
         for name in ("clip_quantile", "bf16", "compile", "progress"):
             need(isinstance(getattr(self, name), bool), name, "true or false")

@@ -72,3 +72,11 @@ class DataOrder:
         batch = plan[index]
         self.position = (epoch, index + 1, len(batch))
         return batch[self.rank::self.world]
+
+
+def fixed_subset(n_total: int, n: int | None) -> np.ndarray:
+    """Indices of a fixed random subset of ``n`` of ``n_total`` items (seed 0, in their original order),
+    the same in every run and on resume; all of them when ``n`` is None or not smaller."""
+    if n is None or n >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(0).choice(n_total, n, replace=False))
