@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ar: train on a fixed random subset (seed 0) of this many training molecules (>= 1)")
     p.add_argument("--seed", type=int, default=None, help="seed of the initial weights and data order (0..2**63-1)")
     p.add_argument("--conditions", default=None, metavar="NAMES",
-                   help="ar: train p(x | y) on these RDKit properties, comma-separated (logp, qed, sa, mw, tpsa), "
-                        "with condition dropout so the weights also sample unconditionally")
+                   help="train p(x | y) on these RDKit properties, comma-separated (logp, qed, sa, mw, tpsa), "
+                        "with condition dropout so the weights also sample unconditionally (ar, vae)")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="a new run starts from these weights (a shipped name such as ar-qm9, or a folder); "
                         "parameters the checkpoint lacks (a new condition embedding) keep their initial values")
@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.conditions is not None:
         from ..training.conditions import check_names
 
-        if cls.name != "ar":
-            raise ValueError(f"--conditions applies to --model ar only, not {cls.name}")
+        if cls.name not in ("ar", "vae"):
+            raise ValueError(f"--conditions applies to --model ar or vae, not {cls.name}")
 
         model_cfg["conditions"] = list(check_names([c.strip() for c in args.conditions.split(",") if c.strip()]))
     if args.init_from is not None and resuming:

@@ -76,6 +76,19 @@ def condition_tensors(condition: "Mapping[str, Any] | None", names: Sequence[str
     return values, present
 
 
+def condition_embedding(encoder: "ConditionEncoder | None", condition: "Mapping[str, Any] | None",
+                        names: Sequence[str], stats: Mapping[str, Mapping[str, float]] | None, model: str,
+                        device: "torch.device | str") -> torch.Tensor | None:
+    """A model's embedding (d,) of a request such as ``{"logp": 2.5}`` (checked by
+    :func:`condition_tensors`), or None for an unconditional draw."""
+    req = condition_tensors(condition, names, stats, model)
+    if req is None or encoder is None:
+        return None
+    values, present = (x[None].to(device) for x in req)
+    with torch.no_grad():
+        return encoder(values, present)[0]
+
+
 def parse_condition_args(items: Sequence[str]) -> dict[str, float]:
     """``["logp=3.5", "qed=0.8"]`` (the CLI's ``--condition``) as a dict; one error line for a bad item."""
     out: dict[str, float] = {}

@@ -82,6 +82,8 @@ class ConditionedData:
 
     def batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
+        if hasattr(self.data, "accepted"):  # a table that leaves out rows it cannot featurise
+            idx = self.data.accepted(idx)
         out = self.data.batch(idx)
         rng = np.random.default_rng(zlib.crc32(idx.tobytes()))
         vals = self.values[idx]

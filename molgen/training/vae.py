@@ -22,6 +22,7 @@ from ..models.base import GenerativeModel
 from ..models.vae import GraphVAE
 from ..models.vae.featurization import cached_scan, canonical_hash
 from ..models.vae.table import GraphTable
+from .conditions import ConditionedData, check_names, condition_stats, property_values
 from .setup import TrainingSetup
 from .setups import default_config
 
@@ -57,15 +58,20 @@ def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str,
     if "atom_types" not in cfg:
         cfg["atom_types"] = atom_vocabulary(counts)
     cfg.setdefault("max_atoms", largest)
+    names = check_names(cfg["conditions"]) if cfg.get("conditions") else ()
+    values = property_values(f"{dataset}-train", train, names) if names else None
+    if names and not cfg.get("condition_stats"):
+        cfg = {**cfg, "conditions": list(names), "condition_stats": condition_stats(values, names)}
     model = GraphVAE(**cfg)
     table = GraphTable.cached(f"{dataset}-train", train, model.atom_types, model.max_atoms, digest=digest)
+    data = ConditionedData(table, values) if names else table  # p(x | y) with condition dropout
     setup_seconds = time.perf_counter() - t0
     left_out = {t: c for t, c in counts.items() if t not in model.atom_types}
     metrics = {"dataset": dataset, "train_split": "train", "train_molecules": len(train),
                "train_not_representable": len(table.reasons),
                "atom_token_counts": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
                "tokens_left_out": left_out, "setup_seconds": round(setup_seconds, 1)}
-    return TrainingSetup(model=model, data=table, train_defaults=defaults["train"],
+    return TrainingSetup(model=model, data=data, train_defaults=defaults["train"],
                          evaluate=CurveEvaluator(table, holdout), metrics=metrics)
 
 

@@ -51,7 +51,7 @@ from ...nn.transformer import BiasedBlock
 from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
-from ..conditioning import ConditionEncoder, condition_tensors
+from ..conditioning import ConditionEncoder, condition_embedding
 from .decode import decode
 from .encoding import ATOM, RING, ActionDataset, code_to_token, delinearize, encode
 from .graph_state import teacher_states
@@ -282,12 +282,8 @@ class ARModel(GenerativeModel):
     def condition_vector(self, condition: "dict[str, float] | None") -> torch.Tensor | None:
         """The embedding (d,) of a request such as ``{"logp": 2.5}`` (checked; see
         :func:`molgen.models.conditioning.condition_tensors`), or None for an unconditional draw."""
-        req = condition_tensors(condition, self.conditions, self.condition_stats, "ar")
-        if req is None or self.cond_encoder is None:
-            return None
-        values, present = (x[None].to(self.device) for x in req)
-        with torch.no_grad():
-            return self.cond_encoder(values, present)[0]
+        return condition_embedding(self.cond_encoder, condition, self.conditions, self.condition_stats, "ar",
+                                   self.device)
 
     def sample(self, n: int, seed: int | None = 0, progress: bool = False, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, batch_size: int = 1000,

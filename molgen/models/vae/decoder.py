@@ -4,6 +4,11 @@ earlier atoms, from a causal transformer conditioned on z (see :mod:`molgen.mode
 Teacher forcing (:meth:`SequentialGraphDecoder.nll`) scores every decision in one pass; generation
 (:meth:`SequentialGraphDecoder.generate`) adds one position at a time against cached keys and values
 and gives the same states. Both apply the same valence and connectivity masks.
+
+A conditional model adds a condition embedding ``cond`` (B, dim) to the projected latent, so every
+position sees it (:mod:`molgen.models.conditioning`). ``generate`` with ``guidance`` w != 1 runs two
+rows per molecule, with and without the condition, that take the same decisions from the mixed
+logits ``uncond + w * (cond - uncond)`` (classifier-free guidance).
 """
 from __future__ import annotations
 
@@ -61,11 +66,13 @@ class SequentialGraphDecoder(nn.Module):
     def end(self) -> int:
         return self.n_types
 
-    def states(self, z: torch.Tensor, atoms: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, P + 1, dim): position 0 is the start (it sees only z), position t + 1
-        follows atom t. ``atoms`` (B, P) with -1 padding; ``bonds`` (B, P, P) symmetric orders."""
+    def states(self, z: torch.Tensor, atoms: torch.Tensor, bonds: torch.Tensor,
+               cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (B, P + 1, dim): position 0 is the start (it sees only z and the condition),
+        position t + 1 follows atom t. ``atoms`` (B, P) with -1 padding; ``bonds`` (B, P, P) symmetric
+        orders; ``cond`` (B, dim) a condition embedding or None."""
         b, p = atoms.shape
-        zc = self.z_in(z)
+        zc = self.z_in(z) if cond is None else self.z_in(z) + cond
         back = torch.tril(bonds, -1).sum(-1).clamp(max=VALENCE_BINS - 1)
         nodes = (self.atom_emb(atoms.clamp(min=0)) + self.pos_emb.weight[:p] + self.back_emb(back)
                  + zc[:, None])
@@ -105,7 +112,7 @@ class SequentialGraphDecoder(nn.Module):
         return self.edge_mlp(u)
 
     def nll(self, z: torch.Tensor, atoms: torch.Tensor, bonds: torch.Tensor, n_atoms: torch.Tensor,
-            valence_masks: bool) -> torch.Tensor:
+            valence_masks: bool, cond: torch.Tensor | None = None) -> torch.Tensor:
         """-log p(G | z) per molecule (nats) under teacher forcing; all decisions in one pass.
 
         With ``valence_masks`` the logits are masked as in constrained decoding (the likelihood of
@@ -113,7 +120,7 @@ class SequentialGraphDecoder(nn.Module):
         """
         b, big_n = atoms.shape
         dev = z.device
-        h = self.states(z, atoms, bonds)                                   # (B, N + 1, dim)
+        h = self.states(z, atoms, bonds, cond)                             # (B, N + 1, dim)
         ar = torch.arange(big_n + 1, device=dev)
         exists = ar[None, :big_n] < n_atoms[:, None]                       # (B, N)
         caps = torch.where(exists, self.caps[atoms.clamp(min=0)], 0)       # (B, N)
@@ -164,21 +171,37 @@ class SequentialGraphDecoder(nn.Module):
     @torch.no_grad()
     def generate(self, z: torch.Tensor, temperature: float = 1.0, greedy: bool = False,
                  constrained: bool = True, generator: torch.Generator | None = None,
-                 prefix: "ScaffoldPrefix | None" = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                 prefix: "ScaffoldPrefix | None" = None, cond: torch.Tensor | None = None,
+                 guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode a batch of latents: ``(atoms (B, A) with -1 padding, bonds (B, A, A), n_atoms (B,),
         log p(G | z) (B,) in nats of the decisions taken, under the masks used)``. With ``prefix``
-        the scaffold's atoms and bonds come first (:mod:`molgen.models.vae.scaffold`).
+        the scaffold's atoms and bonds come first (:mod:`molgen.models.vae.scaffold`). ``cond`` (B, dim):
+        a condition embedding; ``guidance`` w != 1 mixes conditional and unconditional logits.
 
         The transformer runs incrementally: each step adds one position and attends to cached keys
         and values (exactly what :meth:`states` computes, without recomputing the prefix).
         """
         b, big_a, dev = z.shape[0], self.max_atoms, z.device
         zc = self.z_in(z)
-        dim = zc.shape[-1]
-        cache = [(zc.new_zeros(b, self.heads, big_a + 1, dim // self.heads),
-                  zc.new_zeros(b, self.heads, big_a + 1, dim // self.heads)) for _ in self.blocks]
-        hs = zc.new_zeros(b, big_a + 1, dim)
+        cfg = cond is not None and guidance != 1.0
+        if cfg:  # rows 0..B-1 conditional, B..2B-1 unconditional; both follow the same decisions
+            zc = torch.cat([zc + cond, zc])
+        elif cond is not None:
+            zc = zc + cond
+
+        def rows(t: torch.Tensor) -> torch.Tensor:  # per-molecule state, for every network row
+            return torch.cat([t, t]) if cfg else t
+
+        def mix(logits: torch.Tensor) -> torch.Tensor:
+            if not cfg:
+                return logits
+            lc, lu = logits.chunk(2)
+            return lu + guidance * (lc - lu)
+
+        r, dim = zc.shape
+        cache = [(zc.new_zeros(r, self.heads, big_a + 1, dim // self.heads),
+                  zc.new_zeros(r, self.heads, big_a + 1, dim // self.heads)) for _ in self.blocks]
+        hs = zc.new_zeros(r, big_a + 1, dim)
         atoms = torch.full((b, big_a), -1, dtype=torch.long, device=dev)
         bonds = torch.zeros((b, big_a, big_a), dtype=torch.long, device=dev)
         rem = torch.zeros((b, big_a), dtype=torch.long, device=dev)
@@ -192,7 +215,7 @@ class SequentialGraphDecoder(nn.Module):
             ok[:, :n_fixed] = prefix.ok.to(dev)
             need[:, :n_fixed] = prefix.stars.to(dev)
         for p in range(big_a + 1):
-            hs[:, p] = self._next_state(zc, p, atoms, bonds, cache)
+            hs[:, p] = self._next_state(zc, p, rows(atoms), rows(bonds), cache)
             allowed = torch.ones(b, self.n_types + 1, dtype=torch.bool, device=dev)
             if p < n_fixed:
                 allowed[:] = False
@@ -205,7 +228,7 @@ class SequentialGraphDecoder(nn.Module):
                 allowed[:, :self.end] = ((rem[:, :p] >= 1) & ok[:, :p]).any(-1)[:, None]
             if n_fixed and n_fixed <= p < big_a:
                 allowed[:, self.end] &= need.sum(1) == 0
-            a, lp = masked_choice(self.atom_head(hs[:, p]), allowed, temperature, greedy, generator)
+            a, lp = masked_choice(mix(self.atom_head(hs[:, p])), allowed, temperature, greedy, generator)
             logp = logp + torch.where(done, 0.0, lp)
             new = ~done & (a != self.end)
             done |= a == self.end
@@ -226,12 +249,13 @@ class SequentialGraphDecoder(nn.Module):
             urgent = (big_a - p) <= need.sum(1)
             first_star = torch.where(open_star.any(1) & urgent, open_star.long().argmax(1), -1)
             used = torch.zeros(b, dtype=torch.long, device=dev)
-            q = self.q_proj(hs[:, p]) + self.q_atom(a)
-            k = self.k_proj(hs[:, 1:p + 1]) + self.k_atom(atoms[:, :p].clamp(min=0))
+            q = self.q_proj(hs[:, p]) + self.q_atom(rows(a))
+            k = self.k_proj(hs[:, 1:p + 1]) + self.k_atom(rows(atoms[:, :p].clamp(min=0)))
             # everything but the running used-valence term is fixed for this atom: precompute it
-            base = (q[:, None] + k + self.rem_emb(rem[:, :p].clamp(0, VALENCE_BINS - 1)) + self.off_emb(offsets))
+            base = (q[:, None] + k + self.rem_emb(rows(rem[:, :p].clamp(0, VALENCE_BINS - 1)))
+                    + self.off_emb(rows(offsets)))
             for j in range(p):
-                logits = self.edge_mlp(base[:, j] + self.used_emb(used.clamp(0, VALENCE_BINS - 1)))
+                logits = mix(self.edge_mlp(base[:, j] + self.used_emb(rows(used.clamp(0, VALENCE_BINS - 1)))))
                 has = used > 0
                 if constrained:
                     cap = torch.minimum(rem[:, j], cap_p - used)
