@@ -1,6 +1,6 @@
 """Pictures for the benchmark report: a grid of sampled molecules per model (RDKit drawing) and
-histograms of QED, SA score, logP, molecular weight and heavy-atom count, generated against data
-(matplotlib, Agg backend). PNGs are kept small (a few tens of KB; :data:`MAX_BYTES` is checked)."""
+histograms of QED, SA score, logP, molecular weight and heavy-atom count, generated against data, and
+requested-against-achieved property plots of conditional samples (matplotlib, Agg backend). PNGs are kept small (a few tens of KB; :data:`MAX_BYTES` is checked)."""
 from __future__ import annotations
 
 import io
@@ -12,7 +12,7 @@ from rdkit import Chem
 
 from molgen.samples import SampleSet
 
-__all__ = ["molecule_grid", "property_histograms", "MAX_BYTES"]
+__all__ = ["molecule_grid", "property_histograms", "requested_achieved", "MAX_BYTES"]
 
 MAX_BYTES = 300_000
 #: Molecules per set used for the histograms (a seeded subset of larger sets).
@@ -106,6 +106,49 @@ def property_histograms(generated: Mapping[str, SampleSet], data: Mapping[str, S
         ax.set_xlabel(label)
         ax.set_yticks([])
     axes[0].legend(fontsize=7, loc="upper left", frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return _write_png(buffer.getvalue(), Path(path))
+
+
+def requested_achieved(achieved: Mapping[str, Mapping[str, Mapping[float, np.ndarray]]], path: str | Path,
+                       title: str = "") -> Path | None:
+    """One panel per property: box plots of the achieved values (RDKit's, of the valid samples) at each
+    requested value, one box per sampler (``achieved[property][sampler][target] -> values``), and the
+    line achieved = requested. None if there is nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    props = [k for k, by in achieved.items() if any(len(v) for t in by.values() for v in t.values())]
+    if not props:
+        return None
+    fig, axes = plt.subplots(1, len(props), figsize=(4.2 * len(props), 3.4), dpi=72, squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, prop in zip(axes[0], props):
+        samplers = list(achieved[prop])
+        targets = sorted({t for by in achieved[prop].values() for t in by})
+        width = 0.8 / max(len(samplers), 1)
+        for k, sampler in enumerate(samplers):
+            data = [np.asarray(achieved[prop][sampler].get(t, []), dtype=float) for t in targets]
+            data = [d[np.isfinite(d)] for d in data]
+            pos = [i - 0.4 + width * (k + 0.5) for i in range(len(targets))]
+            box = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False)
+            for patch in box["boxes"]:
+                patch.set_facecolor(colors[k % len(colors)])
+                patch.set_alpha(0.6)
+            ax.plot([], [], color=colors[k % len(colors)], linewidth=6, alpha=0.6, label=sampler)
+        ax.scatter(range(len(targets)), targets, marker="_", s=400, color="k", zorder=5, label="requested")
+        ax.set_xticks(range(len(targets)))
+        ax.set_xticklabels([f"{t:.3g}" for t in targets])
+        ax.set_xlabel(f"requested {prop}")
+        ax.set_ylabel(f"achieved {prop}")
+    axes[0][0].legend(fontsize=7, loc="upper left", frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -257,3 +257,21 @@ def test_report_only_over_a_broken_json_gives_one_line(tmp_path, capsys):
     assert run.main(["--report-only", "--out", str(tmp_path)]) == 2
     assert "not a readable run JSON" in capsys.readouterr().err
     assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_the_report_has_a_conditional_section_from_the_shipped_cards(tmp_path) -> None:
+    import json
+    import shutil
+
+    from benchmarks.report import render_conditional
+    from molgen.models.base import PRETRAINED_DIR
+
+    assert render_conditional(tmp_path) == []
+    shutil.copy(PRETRAINED_DIR / "ar-qm9-cond" / "metrics.json", tmp_path / "metrics.json")
+    (tmp_path / "x-cond").mkdir()
+    card = json.loads((tmp_path / "metrics.json").read_text())
+    card["other_evaluations"]["conditional"]["figure"] = "benchmarks/results/conditional_x.png"
+    (tmp_path / "x-cond" / "metrics.json").write_text(json.dumps(card))
+    text = "\n".join(render_conditional(tmp_path))
+    assert "## Conditional generation" in text and "### `x-cond`" in text
+    assert "| logp=0.282, qed=0.473 |" in text and "(results/conditional_x.png)" in text
