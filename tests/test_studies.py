@@ -119,7 +119,7 @@ def test_scaffold_generation_study_counts_presence_redraws_and_the_fcd_floor(tmp
     drawn = ["Cc1ccc(C)cc1", "Cc1ccc(O)cc1", "Cc1ccc(O)cc1", None, "CCCC"]
 
     class Stand_in:
-        def sample(self, n, seed=0, scaffold=None):
+        def sample(self, n, seed=0, scaffold=None, scaffold_method="auto"):
             mols = [to_mol(s) if s else None for s in drawn[:n]]
             return SampleSet.from_mols(mols, scaffold=scaffold, scaffold_redrawn=3, scaffold_missing=1)
 

@@ -7,6 +7,10 @@ substructure match of the scaffold Mol (:func:`contains`): elements, charges, bo
 must match, hydrogen counts need not (an N-substituted indole contains ``c1ccc2[nH]ccc2c1``; use ``*`` to
 keep a hydrogen where it is).
 
+:func:`holds` is the one rule for "a molecule holds the scaffold" that the samplers and the
+benchmarks use: :func:`contains` for a scaffold without ``*``, and for one with ``*`` the marked rule
+(some match where substituents sit exactly at the ``*``).
+
 Malformed input raises ``ValueError`` with one line that names the scaffold and what is wrong.
 """
 from __future__ import annotations
@@ -98,3 +102,27 @@ def contains(molecule: MolLike, scaffold: "str | Scaffold") -> bool:
     if mol is None:
         return False
     return mol.HasSubstructMatch(parse_scaffold(scaffold).mol)
+
+
+def holds(molecule: MolLike, scaffold: "str | Scaffold") -> bool:
+    """Whether ``molecule`` (a Mol or SMILES; one RDKit rejects holds nothing) holds the scaffold.
+
+    Without ``*`` this is :func:`contains`. With ``*`` it is the marked rule: some substructure
+    match in which every unmarked scaffold atom has no bond outside the match (no substituent, no
+    fused or bridging ring), and every marked atom with k ``*`` has exactly k hydrogens fewer than
+    in the scaffold, i.e. its bonds outside the match fill exactly its ``*``: a bond of order k fills
+    k of them, an aromatic bond (a ring fused through the ``*`` positions) one, and hydrogens written
+    on a marked atom stay (``*C1CCNCC1`` takes one substituent at that carbon, not two).
+    """
+    sc = parse_scaffold(scaffold)
+    mol = to_mol(molecule) if isinstance(molecule, str) else molecule
+    if mol is None or not mol.HasSubstructMatch(sc.mol):
+        return False
+    if not sc.marked:
+        return True
+    want = [(a.GetDegree(), a.GetTotalNumHs() - k) for a, k in zip(sc.mol.GetAtoms(), sc.stars)]
+    for match in mol.GetSubstructMatches(sc.mol, uniquify=False, maxMatches=100_000):
+        if all(mol.GetAtomWithIdx(i).GetTotalNumHs() == h if k else mol.GetAtomWithIdx(i).GetDegree() == d
+               for i, (d, h), k in zip(match, want, sc.stars)):
+            return True
+    return False

@@ -11,9 +11,11 @@ coordinates, in the file's own frame, and generates the rest of each molecule ar
 the unconditional EDM; ``--resamplings U`` repeats each step U times for a better fit). The fixed atoms
 are the first atoms of every sample; ``--atoms`` is then the total size.
 
-``--scaffold SMILES`` (ar, vae) builds every sample on the scaffold's graph; ``*`` marks the atoms
-that may grow, each ``*`` a substituent the model must add. A sample whose fused rings change the
-scaffold's aromaticity (so RDKit no longer finds it) is redrawn; the summary line counts them.
+``--scaffold SMILES`` (ar, vae): every sample holds the scaffold; ``*`` marks the atoms that may grow,
+each ``*`` a substituent the model must add. ``--scaffold-method auto`` (default) keeps the model's
+unconstrained samples that hold it and, past a draw budget, builds the rest on the scaffold's graph;
+``filter`` only keeps (an error when the budget runs out), ``decode`` only builds. The summary line
+counts the samples of each stage.
 """
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edm with --fix: RePaint passes per step (default: 1)")
     p.add_argument("--scaffold", default=None, metavar="SMILES",
                    help="ar, vae: every sample contains this scaffold; '*' marks where it grows")
+    p.add_argument("--scaffold-method", default=None, metavar="METHOD",
+                   help="with --scaffold: auto (filter unconstrained samples, decode the rest; default), "
+                        "filter or decode only")
     p.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
                    help="ar checkpoints trained with conditions: sample p(x | y), e.g. --condition logp=2.5 "
                         "--condition qed=0.8 (see --list-conditions)")
@@ -73,6 +78,7 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
     from ..chem.geometry import MAX_ATOMS_3D
     from ..chem.scaffold import parse_scaffold
     from ..models.conditioning import parse_condition_args
+    from ..models.scaffold_sampling import check_method
     from .common import MAX_SAMPLES, check_count, check_float, check_seed
 
     if args.num <= 0:
@@ -90,12 +96,17 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
     check_float(args.guidance, "--guidance", 0.0, 20.0)
     if args.guidance is not None and not args.condition:
         raise ValueError("--guidance applies with --condition only")
+    if args.scaffold_method is not None:
+        if args.scaffold is None:
+            raise ValueError("--scaffold-method applies with --scaffold only")
+        check_method(args.scaffold_method)
     if args.resamplings is not None and args.fix is None:
         raise ValueError("--resamplings applies with --fix only")
     wanted = {"steps": args.steps, "temperature": args.temperature, "top_k": args.top_k,
               "top_p": args.top_p, "n_atoms": args.atoms, "batch_size": args.batch_size,
               "fixed": _fixed_fragment(args.fix) if args.fix else None, "resamplings": args.resamplings,
               "scaffold": parse_scaffold(args.scaffold) if args.scaffold is not None else None,
+              "scaffold_method": args.scaffold_method,
               "condition": parse_condition_args(args.condition) if args.condition else None,
               "guidance": args.guidance}
     accepted = inspect.signature(cls.sample).parameters
@@ -229,8 +240,10 @@ def _summary(result, seconds: float, output: str | None) -> str:
     if stab is not None:
         line += f", stable {100 * stab:.1f} %"
     if "scaffold" in result.info:
-        line += (f", scaffold {result.info['scaffold']} in every sample "
-                 f"({result.info['scaffold_redrawn']} redrawn, {result.info['scaffold_missing']} still without it)")
+        info = result.info
+        line += (f", scaffold {info['scaffold']} ({info['scaffold_method']}): {info['scaffold_filtered']} filtered"
+                 f" from {info['scaffold_drawn']} unconstrained draws, {info['scaffold_decoded']} decoded"
+                 f" ({info['scaffold_redrawn']} redrawn, {info['scaffold_missing']} still without it)")
     if output:
         line += f"; wrote {output}"
     return line

@@ -55,7 +55,7 @@ from ..conditioning import ConditionEncoder, condition_embedding
 from .decode import decode
 from .encoding import ATOM, RING, ActionDataset, code_to_token, delinearize, encode
 from .graph_state import teacher_states
-from ..scaffold_sampling import keep_scaffold
+from ..scaffold_sampling import check_method, sample_with_scaffold
 from .scaffold import Scaffold, ScaffoldConstraint
 
 
@@ -287,7 +287,7 @@ class ARModel(GenerativeModel):
 
     def sample(self, n: int, seed: int | None = 0, progress: bool = False, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, batch_size: int = 1000,
-               mask: bool = True, scaffold: "str | Scaffold | None" = None,
+               mask: bool = True, scaffold: "str | Scaffold | None" = None, scaffold_method: str = "auto",
                condition: "dict[str, float] | None" = None, guidance: float = 1.0) -> SampleSet:
         """Sample ``n`` molecules in batches of ``batch_size``.
 
@@ -296,9 +296,11 @@ class ARModel(GenerativeModel):
         with classifier-free guidance (logits ``uncond + w * (cond - uncond)``; 1: plain conditional), and
         ``info["log_prob"]`` is then that of the guided sampler.
 
-        With ``scaffold`` (a SMILES; ``*`` marks the only atoms that may grow) every sample contains
-        it: its actions are interleaved with the model's (:mod:`molgen.models.ar.scaffold`), and
-        ``info["log_prob"]`` is then the constrained sampler's log-probability.
+        With ``scaffold`` (a SMILES; ``*`` marks the only atoms that may grow) every sample holds it
+        (:mod:`molgen.models.scaffold_sampling`): ``scaffold_method="auto"`` keeps unconstrained samples
+        that hold it (exact draws of p(x | scaffold), exact log p(x)) and past ``FILTER_BUDGET`` draws per
+        sample decodes the rest with the scaffold's actions interleaved (:mod:`molgen.models.ar.scaffold`,
+        that sampler's log-probability); "filter" / "decode": one stage only (filtered samples first).
 
         ``seed=None`` draws a fresh seed (recorded in ``info["seed"]``). The first k samples of a
         seed depend on ``n`` and ``batch_size`` (molecules of a batch share the generator's stream):
@@ -318,12 +320,13 @@ class ARModel(GenerativeModel):
         guidance = check.nonnegative_float("guidance", guidance)
         if guidance != 1.0 and not condition:
             raise ValueError("guidance applies with a condition only")
+        scaffold_method = check_method(scaffold_method, scaffold)
         constraint = (None if scaffold is None else
                       ScaffoldConstraint(scaffold, self.atom_types, self.max_atoms, self.max_actions))
         cond = self.condition_vector(condition)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
 
-        def draw(count: int) -> tuple[list[Chem.Mol], np.ndarray]:
+        def draw(count: int, constraint: ScaffoldConstraint | None = None) -> tuple[list[Chem.Mol], np.ndarray]:
             mols: list[Chem.Mol] = []
             logp: list[np.ndarray] = []
             for start in range(0, count, batch_size):
@@ -336,11 +339,8 @@ class ARModel(GenerativeModel):
             return mols, np.concatenate(logp)
 
         with evaluating(self), tqdm(total=n, disable=not progress, desc="sample ar", unit="mol") as bar:
-            if constraint is None:
-                mols, log_prob = draw(n)
-                extra: dict[str, object] = {}
-            else:
-                mols, log_prob, extra = keep_scaffold(n, draw, constraint.scaffold)
+            mols, log_prob, extra = (draw(n) + ({},) if constraint is None else sample_with_scaffold(
+                n, constraint.scaffold, scaffold_method, draw, lambda k: draw(k, constraint)))
         if cond is not None:
             extra.update(condition=dict(condition or {}), guidance=guidance)
         return SampleSet.from_mols(mols, model="ar", seed=seed, log_prob=log_prob, mask=mask,

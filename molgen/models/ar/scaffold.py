@@ -16,7 +16,9 @@ are taken in their order while the model adds other atoms in between:
 - no new bond joins two scaffold atoms (free ring closures would bridge the scaffold itself);
 - atoms without an attachment point (when the scaffold marks some with ``*``) take no new bonds,
   and each ``*`` must be filled: STOP waits for it, and the breadth-first front may not pass an atom
-  whose ``*`` is still open (a substituent bond, or a ring bond from a new atom, fills it).
+  whose ``*`` is still open (a substituent bond, or a ring bond from a new atom, fills it); a marked
+  atom takes new bonds of total order at most its open ``*`` (a bond of order k fills k), so every
+  sample holds the scaffold by :func:`molgen.chem.scaffold.holds`' marked rule.
 
 Every sequence this allows is one the model's state machine allows, so the samples sanitise under
 the valence masks like unconstrained ones. The reported log-probability is that of the constrained
@@ -100,12 +102,16 @@ class ScaffoldConstraint:
 
     # --- masks -----------------------------------------------------------------------------------
     def free_rem(self, rem: torch.Tensor) -> torch.Tensor:
-        """Remaining valence (B, N) less what the scaffold's pending bonds need."""
+        """Remaining valence (B, N) less what the scaffold's pending bonds need; on the atoms of a
+        scaffold with ``*``, at most their open ``*`` (the hydrogens written on a marked atom stay)."""
         B, N = rem.shape
         res = torch.zeros(B, N + 1, dtype=rem.dtype, device=rem.device)
         cols = torch.where(self.m >= 0, self.m, N).clamp(max=N)
         res.scatter_(1, cols, self.reserved[self.q])
-        return rem - res[:, :N]
+        free = rem - res[:, :N]
+        if self.scaffold.marked:
+            free = torch.where(self.scaf[:, :N], torch.minimum(free, self.need[:, :N]), free)
+        return free
 
     def masks(self, n: torch.Tensor, t: int, T: int, kind_m: torch.Tensor, parent_m: torch.Tensor,
               ring_m: torch.Tensor, last: torch.Tensor, done: torch.Tensor

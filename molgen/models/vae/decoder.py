@@ -211,9 +211,15 @@ class SequentialGraphDecoder(nn.Module):
         n_fixed = 0 if prefix is None else len(prefix)
         ok = torch.ones(b, big_a, dtype=torch.bool, device=dev)     # may take new bonds
         need = torch.zeros(b, big_a, dtype=torch.long, device=dev)  # open '*' bonds of scaffold atoms
+        marked = torch.zeros(big_a, dtype=torch.bool, device=dev)  # atoms of a scaffold with '*'
         if prefix is not None:
             ok[:, :n_fixed] = prefix.ok.to(dev)
             need[:, :n_fixed] = prefix.stars.to(dev)
+            marked[:n_fixed] = prefix.scaffold.marked
+
+        def free(upto: int) -> torch.Tensor:  # valence atoms 0..upto-1 may still give new bonds
+            # a marked scaffold atom at most its open '*' (the hydrogens written on it stay)
+            return torch.where(marked[:upto], torch.minimum(rem[:, :upto], need[:, :upto]), rem[:, :upto])
         for p in range(big_a + 1):
             hs[:, p] = self._next_state(zc, p, rows(atoms), rows(bonds), cache)
             allowed = torch.ones(b, self.n_types + 1, dtype=torch.bool, device=dev)
@@ -225,7 +231,7 @@ class SequentialGraphDecoder(nn.Module):
             elif p == big_a:
                 allowed[:, :self.end] = False
             elif constrained:
-                allowed[:, :self.end] = ((rem[:, :p] >= 1) & ok[:, :p]).any(-1)[:, None]
+                allowed[:, :self.end] = ((free(p) >= 1) & ok[:, :p]).any(-1)[:, None]
             if n_fixed and n_fixed <= p < big_a:
                 allowed[:, self.end] &= need.sum(1) == 0
             a, lp = masked_choice(mix(self.atom_head(hs[:, p])), allowed, temperature, greedy, generator)
@@ -242,7 +248,8 @@ class SequentialGraphDecoder(nn.Module):
                 n_atoms[new] = 1
                 continue
             offsets = (p - 1 - torch.arange(p, device=dev))[None].expand(b, -1)
-            open_ = (rem[:, :p] >= 1) & ok[:, :p]
+            free_p = free(p)
+            open_ = (free_p >= 1) & ok[:, :p]
             later = _reverse_later(open_)
             # the atoms left must suffice for the open '*': else this one bonds to the first of them
             open_star = need[:, :p] > 0
@@ -258,7 +265,7 @@ class SequentialGraphDecoder(nn.Module):
                 logits = mix(self.edge_mlp(base[:, j] + self.used_emb(rows(used.clamp(0, VALENCE_BINS - 1)))))
                 has = used > 0
                 if constrained:
-                    cap = torch.minimum(rem[:, j], cap_p - used)
+                    cap = torch.minimum(free_p[:, j], cap_p - used)
                     first_ok = has | later[:, j]
                 else:
                     cap = torch.full_like(used, 3)

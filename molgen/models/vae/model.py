@@ -59,7 +59,7 @@ from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
 from ..conditioning import ConditionEncoder, condition_embedding
-from ..scaffold_sampling import keep_scaffold
+from ..scaffold_sampling import check_method, sample_with_scaffold
 from .decoder import SequentialGraphDecoder
 from .featurization import MAX_HS
 from .scaffold import ScaffoldPrefix
@@ -273,19 +273,24 @@ class GraphVAE(GenerativeModel):
     def sample(self, n: int, seed: int | None = 0, progress: bool = False, temperature: float = 1.0,
                batch_size: int | None = None, constrained: bool = True, greedy: bool = False,
                prior_scale: float = 1.0, scaffold: "str | Scaffold | None" = None,
-               condition: "dict[str, float] | None" = None, guidance: float = 1.0) -> SampleSet:
+               scaffold_method: str = "auto", condition: "dict[str, float] | None" = None,
+               guidance: float = 1.0) -> SampleSet:
         """``n`` molecules from z ~ N(0, prior_scale^2 I), decoded by sampling at ``temperature`` (or greedily).
 
         With ``constrained`` (default) the valence masks make every sample valid; ``prior_scale`` other
         than 1 draws z from a narrower or wider Gaussian than the prior (more typical or more unusual
-        molecules). The SampleSet's ``info`` records the settings. With ``scaffold`` (a SMILES; ``*``
-        marks the only atoms that may grow) every sample contains it: the decoder starts from the
-        scaffold's graph (:mod:`molgen.models.vae.scaffold`). With ``condition`` (a conditional
+        molecules). The SampleSet's ``info`` records the settings. With ``condition`` (a conditional
         checkpoint: ``{"logp": 2.5, "qed": 0.8}``, any subset of ``self.conditions``) the decoder samples
         p(G | z, y); ``guidance`` w > 1 sharpens it with classifier-free guidance (logits
         ``uncond + w * (cond - uncond)``; 1: plain conditional). ``seed=None`` draws a fresh seed
         (recorded in ``info["seed"]``). The first k samples of a seed depend on ``n`` and the batch
         size: draw once and slice.
+
+        With ``scaffold`` (a SMILES; ``*`` marks the only atoms that may grow) every sample holds it
+        (:mod:`molgen.models.scaffold_sampling`): ``scaffold_method="auto"`` keeps the unconstrained
+        samples that hold it (exact draws of the model's distribution given the scaffold) and past
+        ``FILTER_BUDGET`` draws per sample decodes the rest starting from the scaffold's graph
+        (:mod:`molgen.models.vae.scaffold`); "filter" / "decode": one stage only (filtered samples first).
         """
         n = check.positive_int("n", n)
         seed = check.seed_or_fresh(seed)
@@ -296,11 +301,12 @@ class GraphVAE(GenerativeModel):
             raise ValueError("guidance applies with a condition only")
         cond = self.condition_vector(condition)
         size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
+        scaffold_method = check_method(scaffold_method, scaffold)
         prefix = None if scaffold is None else ScaffoldPrefix.build(scaffold, self.atom_types, self.max_atoms)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         from tqdm import tqdm
 
-        def draw(count: int, base: int) -> list[Chem.Mol]:
+        def draw(count: int, base: int, prefix: ScaffoldPrefix | None = None) -> list[Chem.Mol]:
             z = prior_scale * torch.randn((count, self.latent_dim), generator=gen, device=self.device)
             mols: list[Chem.Mol] = []
             for s in range(0, count, size):
@@ -315,13 +321,14 @@ class GraphVAE(GenerativeModel):
             if prefix is None:
                 mols = draw(n, seed)
             else:
-                bases = [seed]  # the first draw decodes as without a scaffold; each redraw with a fresh seed
+                bases = [seed]  # the first draw decodes as without a scaffold; each later one with a fresh seed
 
-                def draw_round(count: int) -> tuple[list[Chem.Mol], None]:
+                def draw_round(count: int, prefix: ScaffoldPrefix | None = None) -> tuple[list[Chem.Mol], None]:
                     base = bases.pop() if bases else int(torch.randint(0, 2 ** 62, (1,), generator=gen))
-                    return draw(count, base), None
+                    return draw(count, base, prefix), None
 
-                mols, _, extra = keep_scaffold(n, draw_round, prefix.scaffold)
+                mols, _, extra = sample_with_scaffold(n, prefix.scaffold, scaffold_method, draw_round,
+                                                      lambda k: draw_round(k, prefix))
         if cond is not None:
             extra.update(condition=dict(condition or {}), guidance=guidance)
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
