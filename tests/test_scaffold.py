@@ -302,7 +302,7 @@ def test_cli_refuses_a_bad_scaffold_before_loading(monkeypatch) -> None:
         main(["--model", "edm", "--scaffold", "c1ccccc1", "-n", "2"])
     with pytest.raises(ValueError, match="--scaffold-method applies with --scaffold only"):
         main(["--model", "ar", "--scaffold-method", "filter", "-n", "2"])
-    with pytest.raises(ValueError, match="scaffold_method must be one of"):
+    with pytest.raises(ValueError, match="--scaffold-method must be one of"):
         main(["--model", "ar", "--scaffold", "c1ccccc1", "--scaffold-method", "exact", "-n", "2"])
 
 

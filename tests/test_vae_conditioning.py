@@ -138,3 +138,16 @@ def test_training_options_that_do_not_apply_get_one_line(tmp_path, argv, message
     with pytest.raises(ValueError, match=message) as info:
         main([*argv, "--max-steps", "1", "--out", str(tmp_path / "run")])
     assert "\n" not in str(info.value)
+
+
+def test_the_cli_picks_the_shipped_conditional_vae(capsys) -> None:
+    from molgen.sample import main
+
+    assert main(["--list-conditions"]) == 0
+    listing = capsys.readouterr().out
+    assert "vae-qm9-cond: logp " in listing and "ar-moses-cond: logp " in listing
+    assert main(["--model", "vae", "--dataset", "qm9", "--condition", "qed=0.5", "--guidance", "2", "-n", "4",
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert len(capsys.readouterr().out.split()) == 4
+    with pytest.raises(ValueError, match="unknown condition 'mw' for this vae checkpoint; choose from logp, qed"):
+        main(["--model", "vae", "--condition", "mw=300", "-n", "2"])

@@ -99,7 +99,10 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
     if args.scaffold_method is not None:
         if args.scaffold is None:
             raise ValueError("--scaffold-method applies with --scaffold only")
-        check_method(args.scaffold_method)
+        try:
+            check_method(args.scaffold_method)
+        except ValueError as exc:  # the flag's name, not the Python argument's
+            raise ValueError(str(exc).replace("scaffold_method", "--scaffold-method")) from None
     if args.resamplings is not None and args.fix is None:
         raise ValueError("--resamplings applies with --fix only")
     wanted = {"steps": args.steps, "temperature": args.temperature, "top_k": args.top_k,
