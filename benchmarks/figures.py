@@ -27,6 +27,19 @@ def _write_png(data: bytes, path: Path) -> Path:
     return path
 
 
+def _save(fig, path: str | Path, title: str = "") -> Path:
+    """Write a matplotlib figure as a PNG (size-checked) and close it."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return _write_png(buffer.getvalue(), Path(path))
+
+
 def _drawable(mol: Chem.Mol) -> Chem.Mol:
     """Hydrogens removed and 2D coordinates, so 3D samples draw like graphs."""
     from rdkit.Chem import AllChem
@@ -106,13 +119,7 @@ def property_histograms(generated: Mapping[str, SampleSet], data: Mapping[str, S
         ax.set_xlabel(label)
         ax.set_yticks([])
     axes[0].legend(fontsize=7, loc="upper left", frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return _write_png(buffer.getvalue(), Path(path))
+    return _save(fig, path, title)
 
 
 def requested_achieved(achieved: Mapping[str, Mapping[str, Mapping[float, np.ndarray]]], path: str | Path,
@@ -149,10 +156,4 @@ def requested_achieved(achieved: Mapping[str, Mapping[str, Mapping[float, np.nda
         ax.set_xlabel(f"requested {prop}")
         ax.set_ylabel(f"achieved {prop}")
     axes[0][0].legend(fontsize=7, loc="upper left", frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return _write_png(buffer.getvalue(), Path(path))
+    return _save(fig, path, title)

@@ -275,3 +275,17 @@ def test_the_report_has_a_conditional_section_from_the_shipped_cards(tmp_path) -
     text = "\n".join(render_conditional(tmp_path))
     assert "## Conditional generation" in text and "### `x-cond`" in text
     assert "| logp=0.282, qed=0.473 |" in text and "(results/conditional_x.png)" in text
+
+
+def test_requested_against_achieved_plot(tmp_path) -> None:
+    import numpy as np
+
+    from benchmarks.figures import MAX_BYTES, requested_achieved
+
+    rng = np.random.default_rng(0)
+    data = {"logp": {"unconditional": {t: rng.normal(0.3, 1, 200) for t in (-0.9, 0.3, 1.6)},
+                     "guidance 2": {t: rng.normal(t, 0.3, 200) for t in (-0.9, 0.3, 1.6)}},
+            "qed": {"unconditional": {0.47: rng.normal(0.47, 0.07, 200)}}}
+    path = requested_achieved(data, tmp_path / "c.png", title="t")
+    assert path is not None and 1_000 < path.stat().st_size < MAX_BYTES
+    assert requested_achieved({"logp": {"guidance 2": {1.0: np.array([])}}}, tmp_path / "e.png") is None
