@@ -140,14 +140,14 @@ def test_training_options_that_do_not_apply_get_one_line(tmp_path, argv, message
     assert "\n" not in str(info.value)
 
 
-def test_the_cli_picks_the_shipped_conditional_vae(capsys) -> None:
+def test_the_cli_says_when_no_vae_checkpoint_takes_conditions(capsys) -> None:
+    """No conditional VAE ships (the CPU fine-tune did not learn to use its condition; see the README), so the
+    CLI falls back to the unconditional checkpoint, which says it has no conditions."""
     from molgen.sample import main
 
     assert main(["--list-conditions"]) == 0
     listing = capsys.readouterr().out
-    assert "vae-qm9-cond: logp " in listing and "ar-moses-cond: logp " in listing
-    assert main(["--model", "vae", "--dataset", "qm9", "--condition", "qed=0.5", "--guidance", "2", "-n", "4",
-                 "--no-progress", "--device", "cpu"]) == 0
-    assert len(capsys.readouterr().out.split()) == 4
-    with pytest.raises(ValueError, match="unknown condition 'mw' for this vae checkpoint; choose from logp, qed"):
-        main(["--model", "vae", "--condition", "mw=300", "-n", "2"])
+    assert "vae-qm9: no conditions" in listing and "ar-moses-cond: logp " in listing
+    with pytest.raises(ValueError, match="this vae checkpoint was trained without conditions") as info:
+        main(["--model", "vae", "--dataset", "qm9", "--condition", "qed=0.5", "-n", "2", "--device", "cpu"])
+    assert "\n" not in str(info.value)
