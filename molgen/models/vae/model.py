@@ -33,9 +33,10 @@ of the masked model's ELBO.
 Conditional checkpoints (``conditions``) model p(G | z, y): a condition embedding
 (:class:`~molgen.models.conditioning.ConditionEncoder`) is added to the decoder's projected latent,
 and training drops conditions at random, so the same weights decode p(G | z) and, with a guidance
-scale, classifier-free guidance. z still comes from the N(0, I) prior. A conditional decoder was
-chosen over a conditional prior p(z | y): the shipped VAEs' posteriors are broad (QM9: mean posterior
-std 0.78 against 0.31 for the spread of the means), so a latent carries little of a property.
+scale, classifier-free guidance. z still comes from the N(0, I) prior. Measured on QM9 (README): a
+decoder fine-tuned this way from ``vae-qm9`` learns to ignore y, since z from an informative posterior
+already determines the molecule, so no conditional VAE ships; a conditional prior p(z | y) steered
+weakly too.
 
 ``log_likelihood`` returns per-molecule ELBO estimates in nats (a lower bound on log p(G), with the
 atom order fixed to the canonical one), or an importance-weighted bound (Burda et al., 2016).
