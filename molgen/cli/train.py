@@ -112,6 +112,11 @@ def _read_config_file(path: str) -> tuple[dict, dict]:
     return dict(data.get("model", {})), dict(data.get("train", {}))
 
 
+def _architecture(src: Any) -> dict:
+    """A checkpoint's model settings less its conditions (what a run initialised from it must share)."""
+    return {k: v for k, v in src.config.items() if k not in ("conditions", "condition_stats")}
+
+
 def _init_source(source: str, cls: Any, model_cfg: dict) -> tuple[Any, dict]:
     """The checkpoint a new run starts from, and the run's model settings with its architecture (the
     vocabulary and ``max_atoms`` included, so a run on a subset keeps them). One error line where the
@@ -124,14 +129,13 @@ def _init_source(source: str, cls: Any, model_cfg: dict) -> tuple[Any, dict]:
     if src.config.get("conditions") and list(src.config["conditions"]) != list(model_cfg.get("conditions") or []):
         raise ValueError(f"--init-from {source} was trained with conditions {', '.join(src.config['conditions'])}; "
                          "give the same --conditions, in the same order")
-    arch = {k: v for k, v in src.config.items() if k not in ("conditions", "condition_stats")}
-    return src, {**arch, **model_cfg}
+    return src, {**_architecture(src), **model_cfg}
 
 
 def _init_from(model: Any, src: Any, source: str) -> None:
     """Copy the checkpoint's weights into the new run's model (same architecture; new parameters, such
     as a condition embedding, keep their initial values). One error line where they do not fit."""
-    arch = {k: v for k, v in src.config.items() if k not in ("conditions", "condition_stats")}
+    arch = _architecture(src)
     differ = sorted(k for k, v in arch.items() if model.config.get(k) != v and
                     not (isinstance(v, (list, tuple)) and list(model.config.get(k) or []) == list(v)))
     if differ:

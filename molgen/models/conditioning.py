@@ -76,6 +76,17 @@ def condition_tensors(condition: "Mapping[str, Any] | None", names: Sequence[str
     return values, present
 
 
+def check_guidance(guidance: Any, condition: "Mapping[str, Any] | None") -> float:
+    """The guidance scale as a float (finite, >= 0); ValueError if it is not, or if it is other than 1
+    without a condition."""
+    if isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not math.isfinite(guidance) \
+            or guidance < 0:
+        raise ValueError(f"guidance must be a finite number >= 0, got {guidance!r}")
+    if guidance != 1.0 and not condition:
+        raise ValueError("guidance applies with a condition only")
+    return float(guidance)
+
+
 def condition_embedding(encoder: "ConditionEncoder | None", condition: "Mapping[str, Any] | None",
                         names: Sequence[str], stats: Mapping[str, Mapping[str, float]] | None, model: str,
                         device: "torch.device | str") -> torch.Tensor | None:

@@ -58,20 +58,24 @@ def check_method(method: object, scaffold: object = True) -> str:
     return method
 
 
-def _holding(mols: Sequence[Chem.Mol | None], scaffold: Scaffold) -> list[bool]:
-    """Per sample, whether it sanitises and holds the scaffold."""
-    out = []
+def _status(mols: Sequence[Chem.Mol | None], scaffold: Scaffold) -> list[bool | None]:
+    """Per sample, whether it holds the scaffold; None where it does not sanitise."""
+    out: list[bool | None] = []
     for m in mols:
         mol = None if m is None else to_mol(m)
-        out.append(mol is not None and holds(mol, scaffold))
+        out.append(None if mol is None else holds(mol, scaffold))
     return out
+
+
+def _holding(mols: Sequence[Chem.Mol | None], scaffold: Scaffold) -> list[bool]:
+    """Per sample, whether it sanitises and holds the scaffold."""
+    return [s is True for s in _status(mols, scaffold)]
 
 
 def _missing(mols: Sequence[Chem.Mol | None], scaffold: Scaffold) -> list[int]:
     """Indices of the samples that sanitise but do not hold the scaffold (invalid ones are the
     sampler's own result, e.g. without valence masks, and are not redrawn)."""
-    return [i for i, (m, ok) in enumerate(zip(mols, _holding(mols, scaffold)))
-            if not ok and m is not None and to_mol(m) is not None]
+    return [i for i, s in enumerate(_status(mols, scaffold)) if s is False]
 
 
 def keep_scaffold(n: int, draw: Draw, scaffold: Scaffold, rounds: int = 20

@@ -17,7 +17,7 @@ from ..models.ar import ARModel
 from ..models.ar.encoding import ActionDataset, encode_cached, vocabulary
 from ..models.base import GenerativeModel
 from .data_order import fixed_subset
-from .conditions import ConditionedData, check_names, condition_stats, property_values
+from .conditions import ConditionedData, conditioned_config
 from .setup import TrainingSetup
 from .setups import default_config
 
@@ -37,10 +37,7 @@ def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str,
     seconds = time.perf_counter() - t0
     tokens, counts = vocabulary(enc)
     largest = int(np.diff(enc.atom_ptr).max())  # the data's largest molecule bounds the support
-    names = check_names(model_cfg["conditions"]) if model_cfg.get("conditions") else ()
-    values = property_values(f"{dataset}-train", smiles, names) if names else None
-    if names and not model_cfg.get("condition_stats"):
-        model_cfg = {**model_cfg, "conditions": list(names), "condition_stats": condition_stats(values, names)}
+    model_cfg, names, values = conditioned_config(f"{dataset}-train", smiles, model_cfg)
     model = ARModel(**{**defaults["model"], "atom_types": tokens, "max_atoms": largest, **model_cfg})
     data = ActionDataset(enc, model.atom_types, model.max_atoms, model.max_actions)
     if names:  # p(x | y): each molecule's properties, dropped at random (classifier-free guidance)

@@ -53,6 +53,19 @@ def property_values(name: str, smiles: Sequence[str], names: Sequence[str], work
     return cached_npz(cache_dir("conditions") / f"{name}-{'-'.join(names)}.npz", digest, compute)["values"]
 
 
+def conditioned_config(name: str, smiles: Sequence[str], cfg: dict) -> tuple[dict, tuple[str, ...], np.ndarray | None]:
+    """A training setup's conditions: the model settings with ``conditions`` checked and, unless given
+    (a resumed run keeps its own), their ``condition_stats``; the names; and the (N, K) property values of
+    ``smiles`` (cached as ``name``), or None for an unconditional model."""
+    names = check_names(cfg["conditions"]) if cfg.get("conditions") else ()
+    if not names:
+        return cfg, names, None
+    values = property_values(name, smiles, names)
+    if not cfg.get("condition_stats"):
+        cfg = {**cfg, "conditions": list(names), "condition_stats": condition_stats(values, names)}
+    return cfg, names, values
+
+
 def condition_stats(values: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per property: mean, std and the 1st / 99th percentiles (the range the model was trained on)."""
     out = {}

@@ -22,7 +22,7 @@ from ..models.base import GenerativeModel
 from ..models.vae import GraphVAE
 from ..models.vae.featurization import cached_scan, canonical_hash
 from ..models.vae.table import GraphTable
-from .conditions import ConditionedData, check_names, condition_stats, property_values
+from .conditions import ConditionedData, conditioned_config
 from .setup import TrainingSetup
 from .setups import default_config
 
@@ -58,10 +58,7 @@ def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str,
     if "atom_types" not in cfg:
         cfg["atom_types"] = atom_vocabulary(counts)
     cfg.setdefault("max_atoms", largest)
-    names = check_names(cfg["conditions"]) if cfg.get("conditions") else ()
-    values = property_values(f"{dataset}-train", train, names) if names else None
-    if names and not cfg.get("condition_stats"):
-        cfg = {**cfg, "conditions": list(names), "condition_stats": condition_stats(values, names)}
+    cfg, names, values = conditioned_config(f"{dataset}-train", train, cfg)
     model = GraphVAE(**cfg)
     table = GraphTable.cached(f"{dataset}-train", train, model.atom_types, model.max_atoms, digest=digest)
     data = ConditionedData(table, values) if names else table  # p(x | y) with condition dropout

@@ -51,7 +51,7 @@ from ...nn.transformer import BiasedBlock
 from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
-from ..conditioning import ConditionEncoder, condition_embedding
+from ..conditioning import ConditionEncoder, check_guidance, condition_embedding
 from .decode import decode
 from .encoding import ATOM, RING, ActionDataset, code_to_token, delinearize, encode
 from .graph_state import teacher_states
@@ -317,9 +317,7 @@ class ARModel(GenerativeModel):
         top_k = check.optional_positive_int("top_k", top_k)
         top_p = None if top_p is None else check.probability("top_p", top_p)
         batch_size = check.positive_int("batch_size", batch_size)
-        guidance = check.nonnegative_float("guidance", guidance)
-        if guidance != 1.0 and not condition:
-            raise ValueError("guidance applies with a condition only")
+        guidance = check_guidance(guidance, condition)
         scaffold_method = check_method(scaffold_method, scaffold)
         constraint = (None if scaffold is None else
                       ScaffoldConstraint(scaffold, self.atom_types, self.max_atoms, self.max_actions))

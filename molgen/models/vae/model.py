@@ -59,7 +59,7 @@ from ...nn.graph_encoder import GraphEncoder
 from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
-from ..conditioning import ConditionEncoder, condition_embedding
+from ..conditioning import ConditionEncoder, check_guidance, condition_embedding
 from ..scaffold_sampling import check_method, sample_with_scaffold
 from .decoder import SequentialGraphDecoder
 from .featurization import MAX_HS
@@ -297,9 +297,7 @@ class GraphVAE(GenerativeModel):
         seed = check.seed_or_fresh(seed)
         temperature = check.positive_float("temperature", temperature)
         prior_scale = check.positive_float("prior_scale", prior_scale)
-        guidance = check.nonnegative_float("guidance", guidance)
-        if guidance != 1.0 and not condition:
-            raise ValueError("guidance applies with a condition only")
+        guidance = check_guidance(guidance, condition)
         cond = self.condition_vector(condition)
         size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
         scaffold_method = check_method(scaffold_method, scaffold)
