@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a new run starts from these weights (a shipped name such as ar-qm9, or a folder); "
                         "parameters the checkpoint lacks (a new condition embedding) keep their initial values")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto, CUDA when available)")
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="on a CPU, autocast to bfloat16 (about 2x per EDM training step on CPUs with AVX512-BF16 "
+                        "or AMX; refused on others, where it is slower)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -212,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         train_cfg["eval_every_minutes"] = args.eval_minutes
     if args.no_progress:
         train_cfg["progress"] = False
+    if args.cpu_bf16:
+        from .._cpu import native_bf16
+
+        if not native_bf16():
+            raise ValueError("--cpu-bf16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); this one has none")
+        train_cfg["cpu_bf16"] = True
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(train_cfg) - known
     if unknown:

@@ -44,7 +44,8 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int | None = None
     seed: int = 0
-    bf16: bool = True                # autocast to bfloat16 on CUDA (ignored on CPU)
+    bf16: bool = True                # autocast to bfloat16 on CUDA
+    cpu_bf16: bool = False           # autocast to bfloat16 on a CPU too (native bf16 only: AVX512-BF16 or AMX)
     compile: bool = False            # torch.compile the loss on CUDA (falls back to eager on failure)
     progress: bool = True
     warmup_steps: int = 0            # learning rate rises linearly from 0 to lr over the first N steps
@@ -89,5 +90,5 @@ class TrainConfig:
              "buckets", "a list of atom counts >= 1 (or None)")
         need(self.max_molecules is None or (is_int(self.max_molecules) and self.max_molecules >= 1),
              "max_molecules", "an integer >= 1 (or None: the whole training split)")
-        for name in ("clip_quantile", "bf16", "compile", "progress"):
+        for name in ("clip_quantile", "bf16", "cpu_bf16", "compile", "progress"):
             need(isinstance(getattr(self, name), bool), name, "true or false")

@@ -222,7 +222,7 @@ class Trainer:
         batch_ids = self._next_indices()
         batch = self.dataset.batch(batch_ids)
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        use_bf16 = self.cfg.bf16 and self.device.type == "cuda"
+        use_bf16 = self.cfg.bf16 if self.device.type == "cuda" else self.cfg.cpu_bf16
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             try:
                 loss, logs = self._loss_fn(batch)
