@@ -125,6 +125,31 @@ def test_the_shipped_edm_train_state_is_sharded_and_resumable() -> None:
     assert weights.keys() == ema.keys() and all(torch.equal(weights[k], ema[k]) for k in weights)
 
 
+def test_the_ema_is_stored_once_as_the_weights_and_comes_back_on_resume(tmp_path: Path) -> None:
+    trainer = _train(tmp_path / "run", 7)
+    files = [p for p in (tmp_path / "run").glob("train_state-*.safetensors")]
+    stored = {k for f in files for k in load_file(str(f))}
+    assert stored and not any(k.startswith("/ema/module") for k in stored)  # not a second copy of the model
+    state, _ = read_train_state(tmp_path / "run")
+    _same(trainer.ema.state_dict(), state["ema"])
+
+
+def test_a_weights_file_replaced_after_training_is_refused_on_resume(tmp_path: Path) -> None:
+    _train(tmp_path / "run", 7)
+    weights = load_file(str(tmp_path / "run" / "weights.safetensors"))
+    from molgen.models.checkpoint import checkpoint_files, write_checkpoint
+    from molgen.models.train_state import encode_train_state as encode
+
+    state, step = read_train_state(tmp_path / "run")
+    state["ema"] = {"n_averaged": state["ema"]["n_averaged"]}
+    files = encode(state)
+    files.update(checkpoint_files("toy", {}, {k: v.half() for k, v in weights.items()}))  # shipped as float16
+    write_checkpoint(tmp_path / "run", files, step)
+    with pytest.raises(CheckpointError, match="is not the EMA of its train state") as exc:
+        read_train_state(tmp_path / "run")
+    assert len(str(exc.value).splitlines()) == 1
+
+
 @pytest.mark.parametrize("name", ["ar-qm9", "ar-moses", "vae-qm9", "vae-moses", "edm-qm9"])
 def test_shipped_configs_carry_the_checksum_of_their_weights(name: str) -> None:
     info = read_config(PRETRAINED / name)

@@ -14,7 +14,9 @@
 # them here into runs/gpu-burst/<run>/ and scores the saved samples with RDKit.
 #
 # Needs .devcarry/qm9_travel.npz (python -m benchmarks.gpu_burst.qm9_travel pack .devcarry/qm9_travel.npz)
-# carried with the call (carry: [".devcarry"]).
+# carried with the call (carry: [".devcarry"]). Before the call, check that it all fits the 64 MiB a call
+# may send: python -m benchmarks.gpu_burst.travel_size --carry .devcarry (tests/test_gpu_burst.py keeps
+# room for it in the tracked tree).
 set -uo pipefail
 MINUTES=${MINUTES:-6}
 EVAL_MINUTES=${EVAL_MINUTES:-2}

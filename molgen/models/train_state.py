@@ -115,6 +115,28 @@ def decode_train_state(files: dict[str, bytes], where: str = "train state") -> d
 # --- atomic checkpoints: stage everything, write the manifest, then move into place ---------------
 
 
+#: Train-state key: true when the EMA module's tensors are not in the shards but in weights.safetensors
+#: of the same checkpoint (the usable weights are the EMA; storing them once saves a copy of the model).
+EMA_IN_WEIGHTS = "ema_module_in_weights"
+
+
+def _ema_from_weights(tree: dict[str, Any], blob: bytes | None, folder: Path) -> None:
+    """Fill ``tree["ema"]`` with ``module.<name>`` tensors from the checkpoint's weights file."""
+    if blob is None:
+        raise CheckpointError(f"the train state in {folder} keeps its EMA in weights.safetensors, which the "
+                              f"checkpoint does not list")
+    try:
+        weights = load_safetensors(blob)
+    except (SafetensorError, ValueError) as exc:
+        raise CheckpointError(f"weights.safetensors in {folder} is unreadable ({exc.__class__.__name__})") from None
+    model = tree.get("model") or {}
+    if set(weights) != set(model) or any(weights[k].dtype != model[k].dtype or weights[k].shape != model[k].shape
+                                         for k in weights):
+        raise CheckpointError(f"weights.safetensors in {folder} is not the EMA of its train state (other names, "
+                              f"shapes or dtypes): it was replaced after training")
+    tree["ema"] = {**tree.get("ema", {}), **{f"module.{k}": weights[k] for k in model}}  # the model's order
+
+
 def read_train_state(folder: str | Path, tensors: bool = True) -> tuple[dict[str, Any], int]:
     """The train state of a run folder and its step, after checking every file against the
     manifest (metrics.json excepted: other tools add results to it). With ``tensors=False`` only
@@ -154,14 +176,16 @@ def _read_tree(folder: Path, manifest: dict[str, Any], pending: bool, tensors: b
     if STATE_JSON not in entries:
         raise CheckpointError(f"the {MANIFEST} of {folder} lists no {STATE_JSON}")
     files = {STATE_JSON: _read_checked(folder, STATE_JSON, entries[STATE_JSON], pending)}
-    for name in ("weights.safetensors", "config.json"):  # the usable checkpoint is at the same step
-        if name in entries:
-            _read_checked(folder, name, entries[name], pending)
+    usable = {name: _read_checked(folder, name, entries[name], pending)  # the usable checkpoint, same step
+              for name in ("weights.safetensors", "config.json") if name in entries}
     if tensors:
         for name in entries:
             if _SHARD_RE.match(name):
                 files[name] = _read_checked(folder, name, entries[name], pending)
-        return decode_train_state(files, str(folder))
+        tree = decode_train_state(files, str(folder))
+        if isinstance(tree, dict) and tree.get(EMA_IN_WEIGHTS):
+            _ema_from_weights(tree, usable.get("weights.safetensors"), folder)
+        return tree
     try:
         return _decode_tree(json.loads(files[STATE_JSON])["tree"], None)
     except (KeyError, TypeError, ValueError) as exc:

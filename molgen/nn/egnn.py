@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def _pair_mask(node_mask: torch.Tensor) -> torch.Tensor:
@@ -29,7 +30,23 @@ class _PairLinear(nn.Module):
         self.edge = nn.Linear(edge_dim, out_dim, bias=False)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        return self.src(h)[:, :, None, :] + self.dst(h)[:, None, :, :] + self.edge(e)
+        out = self.edge(e)  # (B, N, N, out): the node terms are added in place, two passes fewer
+        out += self.src(h)[:, :, None, :]
+        out += self.dst(h)[:, None, :, :]
+        return out
+
+
+class _SiLU(nn.Module):
+    """SiLU, in place when no gradient is recorded (sampling), where its inputs are fresh pair tensors."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
+def _pair_sum(m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """sum_j w_ij m_ij: (B, N, N, F) and (B, N, N, 1) -> (B, N, F), as one batched product that reads
+    the pair tensor once (instead of writing m * w, then summing it)."""
+    return torch.matmul(w.transpose(-1, -2), m).squeeze(-2)
 
 
 class GCL(nn.Module):
@@ -38,7 +55,7 @@ class GCL(nn.Module):
     def __init__(self, hidden: int, edge_dim: int, normalization_factor: float, attention: bool) -> None:
         super().__init__()
         self.edge_in = _PairLinear(hidden, edge_dim, hidden)
-        self.edge_mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
+        self.edge_mlp = nn.Sequential(_SiLU(), nn.Linear(hidden, hidden), _SiLU())
         self.att = nn.Sequential(nn.Linear(hidden, 1), nn.Sigmoid()) if attention else None
         self.node_mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.norm = normalization_factor
@@ -46,9 +63,8 @@ class GCL(nn.Module):
     def forward(self, h: torch.Tensor, e: torch.Tensor, node_mask: torch.Tensor,
                 pair_mask: torch.Tensor) -> torch.Tensor:
         m = self.edge_mlp(self.edge_in(h, e))
-        if self.att is not None:
-            m = m * self.att(m)
-        agg = (m * pair_mask).sum(2) / self.norm
+        w = pair_mask if self.att is None else self.att(m) * pair_mask
+        agg = _pair_sum(m, w) / self.norm
         return (h + self.node_mlp(torch.cat([h, agg], dim=-1))) * node_mask
 
 
@@ -61,7 +77,7 @@ class EquivariantUpdate(nn.Module):
         self.inp = _PairLinear(hidden, edge_dim, hidden)
         last = nn.Linear(hidden, 1, bias=False)
         nn.init.xavier_uniform_(last.weight, gain=0.001)
-        self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), last)
+        self.mlp = nn.Sequential(_SiLU(), nn.Linear(hidden, hidden), _SiLU(), last)
         self.tanh, self.range, self.norm = tanh, coords_range, normalization_factor
 
     def forward(self, h: torch.Tensor, x: torch.Tensor, e: torch.Tensor, diff: torch.Tensor,
@@ -69,7 +85,7 @@ class EquivariantUpdate(nn.Module):
         w = self.mlp(self.inp(h, e))
         if self.tanh:
             w = torch.tanh(w) * self.range
-        trans = (diff * w * pair_mask).sum(2) / self.norm
+        trans = _pair_sum(diff, w * pair_mask) / self.norm
         return (x + trans) * node_mask
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..models.base import GenerativeModel
 from ..models.card import upgrade_card, validate_card
 from ..models.checkpoint import MAX_FILE_BYTES, CheckpointError, checkpoint_files, has_train_state, write_checkpoint
-from ..models.train_state import encode_train_state, read_train_state
+from ..models.train_state import EMA_IN_WEIGHTS, encode_train_state, read_train_state
 from .config import BatchDataset, TrainConfig, TrainingDiverged, TrainingInterrupted
 from .data_order import DataOrder
 from .optim import AdaptiveClipper, ema_with_warmup
@@ -148,7 +148,8 @@ class Trainer:
         """Everything needed to resume exactly (tensors and JSON values only)."""
         self.state.grad_norms = self.clipper.saved()
         return {
-            "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+            # the EMA module is written once, as weights.safetensors (save()); read_train_state puts it back
+            "model": self.model.state_dict(), "ema": {"n_averaged": self.ema.n_averaged}, EMA_IN_WEIGHTS: True,
             "optimizer": self.optimizer.state_dict(), "state": asdict(self.state), "curve": self.curve,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
