@@ -37,7 +37,7 @@ def _dataset(mode: str, device: str):
 
 
 def train_throughput(size: tuple[int, int], mode: str, device: str, batch: int, steps: int, warmup: int,
-                     compile_: bool) -> dict[str, float]:
+                     compile_: bool, cpu_bf16: bool = False) -> dict[str, float]:
     """Molecules per second over ``steps`` training steps after ``warmup`` steps (compilation)."""
     from molgen.models.edm import EDM
     from molgen.training import TrainConfig, Trainer
@@ -47,7 +47,8 @@ def train_throughput(size: tuple[int, int], mode: str, device: str, batch: int, 
     model = EDM(hidden=size[0], n_layers=size[1], atom_count_hist=data.atom_count_hist.tolist())
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(batch_size=batch, lr=1e-4, max_steps=warmup, checkpoint_every=10 ** 9,
-                          log_every=10 ** 9, progress=False, compile=compile_, bf16=True)
+                          log_every=10 ** 9, progress=False, compile=compile_, bf16=True,
+                          cpu_bf16=cpu_bf16)
         trainer = Trainer(model, data, cfg, Path(tmp) / "run", device=device)
         trainer.fit()
         seen0 = trainer.state.samples
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed training steps per row")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation)")
     p.add_argument("--compile", action="store_true", help="torch.compile the loss (CUDA)")
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="CPU: also time each training row with bfloat16 autocast (molgen train --cpu-bf16)")
     p.add_argument("--sampling-repeats", type=int, default=3)
     p.add_argument("--cli", default="100,200", help="molecule counts for the CLI rows ('' to skip; CPU)")
     p.add_argument("--cli-steps", default="default,100", help="step counts for the CLI rows")
@@ -126,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 
     emit(f"training through molgen.training.Trainer, batch {args.batch} (bucketed: {args.batch} molecules in the "
          f"29-atom bucket, more in smaller ones, same padded atoms), {args.steps} timed steps after {args.warmup}:")
+    precisions = (False, True) if args.cpu_bf16 and args.device == "cpu" else (False,)
     for size in sizes:
         for mode in modes:
-            r = train_throughput(size, mode, args.device, args.batch, args.steps, args.warmup, args.compile)
-            emit(f"  {size[0]}x{size[1]} ({r['params_M']:.2f}M params) {mode:<9} {r['molecules_per_s']:9.1f} molecules/s "
-                 f"{r['steps_per_s']:7.2f} steps/s")
+            for bf in precisions:
+                r = train_throughput(size, mode, args.device, args.batch, args.steps, args.warmup, args.compile, bf)
+                label = " cpu-bf16" if bf else ""
+                emit(f"  {size[0]}x{size[1]} ({r['params_M']:.2f}M params) {mode:<9}{label} {r['molecules_per_s']:9.1f} "
+                     f"molecules/s {r['steps_per_s']:7.2f} steps/s")
     emit(f"sampling, one denoising step on {args.batch} random training molecules (padded to the largest):")
     for size in sizes:
         emit(f"  {size[0]}x{size[1]}: {sampling_step(size, args.device, args.batch, args.sampling_repeats):.3f} s")
