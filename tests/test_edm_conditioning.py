@@ -267,3 +267,15 @@ def test_benchmark_runs_end_to_end_on_a_tiny_generator_and_predictor(tmp_path, m
     assert all(np.isfinite(v) for v in out["mae"]["naive"].values())
     text = (tmp_path / "results" / "edm_conditional_tiny.txt").read_text()
     assert "| EDM [1] | 2.76 |" in text and "n = 6 each" in text
+
+
+def test_the_published_conditional_rows_are_quoted_with_sources():
+    from benchmarks.published import QM9_CONDITIONAL, PublishedMAE
+
+    rows = {r.model: r for r in QM9_CONDITIONAL}
+    assert rows["EDM"].values == {"alpha": "2.76", "gap": "655", "homo": "356", "lumo": "584", "mu": "1.111",
+                                  "Cv": "1.101"}
+    assert {"GeoLDM", "EEGSDE", "JODO", "#atoms", "naive (shuffled labels)"} <= set(rows)
+    assert all(r.source for r in QM9_CONDITIONAL)
+    with pytest.raises(ValueError, match="unknown property 'logp'"):
+        PublishedMAE("x", {"logp": "1"}, "somewhere")

@@ -23,7 +23,7 @@ the generated molecule (all samples, valid or not, as EDM does). Rows besides it
   second half's molecules;
 - ``predictor``: the predictor on second-half molecules against their own labels (its test error,
   the lower bound; its card's value on all of the second half is shown beside it);
-- the published rows (:mod:`benchmarks.published`, table ``qm9_conditional``), each with its source.
+- the published rows (:data:`benchmarks.published.QM9_CONDITIONAL`), each with its source.
 
 Baseline rows use ``--reference-n`` second-half molecules (seeded). Writes
 benchmarks/results/edm_conditional_<name>.txt and .json (``name``: the generator folder's name).
@@ -41,7 +41,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from benchmarks.published import published_rows
+from benchmarks.published import QM9_CONDITIONAL
 from benchmarks.timing import Stopwatch, command_line, machine
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     measured = [(text, results[key]) for key, text in labels if key in results]
     if card_mae:
         measured.append((f"predictor, its card ({card.get('molecules')} second-half molecules)", card_mae))
-    published = published_rows("qm9_conditional")
+    published = QM9_CONDITIONAL
     sources = list(dict.fromkeys(r.source for r in published))
     quoted = [(f"{r.model} [{sources.index(r.source) + 1}]", {k: float(v) for k, v in r.values.items()})
               for r in published]
