@@ -279,3 +279,15 @@ def test_the_published_conditional_rows_are_quoted_with_sources():
     assert all(r.source for r in QM9_CONDITIONAL)
     with pytest.raises(ValueError, match="unknown property 'logp'"):
         PublishedMAE("x", {"logp": "1"}, "somewhere")
+
+
+def test_a_copy_of_qm9_without_properties_is_refused(monkeypatch):
+    import dataclasses
+
+    from molgen.datasets import qm9
+
+    arr = qm9.load_qm9_arrays()
+    bare = dataclasses.replace(arr, props=np.full_like(arr.props, np.nan))  # what a GPU travel pack holds
+    monkeypatch.setattr(qm9, "load_qm9_arrays", lambda: bare)
+    with pytest.raises(qm9.DataMissingError, match="lacks the properties alpha"):
+        qm9.qm9_properties("train_second_half", ["alpha"])

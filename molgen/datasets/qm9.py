@@ -241,7 +241,11 @@ def qm9_properties(rows: "str | np.ndarray", names: "Sequence[str]" = tuple(QM9_
     arr = load_qm9_arrays()
     cols = list(PROPERTIES)
     idx = indices(rows) if isinstance(rows, str) else np.asarray(rows, dtype=np.int64)
-    return np.stack([arr.props[idx, cols.index(QM9_CONDITIONS[k][0])] * QM9_CONDITIONS[k][1] for k in names], axis=1)
+    out = np.stack([arr.props[idx, cols.index(QM9_CONDITIONS[k][0])] * QM9_CONDITIONS[k][1] for k in names], axis=1)
+    if not np.isfinite(out).all():  # QM9 has every property: a copy without them (a travel pack) is not QM9
+        raise DataMissingError(f"this copy of QM9 lacks the properties {', '.join(names)} (NaN in the processed "
+                               "file); conditional models need a copy that carries them")
+    return out
 
 
 def qm9_smiles(split: str = "train") -> list[str]:
