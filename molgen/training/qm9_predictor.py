@@ -19,11 +19,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..datasets.qm9 import HALVES, QM9_CONDITIONS, check_conditions, qm9_properties
+from ..datasets.qm9 import HALVES, QM9_CONDITIONS, check_conditions, indices, qm9_properties
 from ..datasets.qm9_3d import QM9Padded
 from ..models.card import read_card, write_card
 from ..models.edm.predictor import PropertyPredictor
 from .config import TrainConfig
+from .data_order import fixed_subset
 from .trainer import Trainer
 
 #: EDM's predictor: 7 layers of 128 hidden units with attention; lr 5e-4 to 1e-3 (here 5e-4), batch 96
@@ -56,7 +57,7 @@ class PropertyData:
 
 def property_data(split: str, names: Sequence[str], max_molecules: int | None = None) -> PropertyData:
     """A split (or a fixed subset of it) with its properties in EDM's units."""
-    data = QM9Padded(split, max_molecules=max_molecules)
+    data = QM9Padded(split, subset=fixed_subset(indices(split).size, max_molecules))
     return PropertyData(data, qm9_properties(data.rows, names))
 
 
