@@ -251,8 +251,9 @@ def test_predictor_trains_resumes_and_writes_its_test_mae(tmp_path):
 # --- the benchmark ---------------------------------------------------------------------------------
 def test_benchmark_runs_end_to_end_on_a_tiny_generator_and_predictor(tmp_path, monkeypatch):
     from benchmarks.studies import edm_conditional
+    from molgen.models.edm.predictor import PropertyPredictor
 
-    gen = _model(conditions=["alpha", "mu"], condition_stats={
+    gen = _model(conditions=["mu", "alpha"], condition_stats={  # not the predictor's order
         "alpha": STATS["alpha"], "mu": {"mean": 2.7, "std": 1.5, "p01": 0.0, "p99": 7.0}},
         atom_count_hist=[0] * 29 + [1.0], default_sampling_steps=3)
     gen.save_pretrained(tmp_path / "gen")
@@ -265,8 +266,12 @@ def test_benchmark_runs_end_to_end_on_a_tiny_generator_and_predictor(tmp_path, m
     assert set(out["mae"]) == {"conditional", "joint", "unconditional", "naive", "#atoms", "predictor"}
     assert set(out["mae"]["#atoms"]) == {"alpha", "mu"} and out["n"] == 6 and out["reference_n"] == 40
     assert all(np.isfinite(v) for v in out["mae"]["naive"].values())
+    rows, _, values = edm_conditional.held_out(["mu", "alpha"], 40, 0)
+    pred = PropertyPredictor.load(tmp_path / "pred")
+    y = edm_conditional.predict_rows(pred, rows)
+    assert out["mae"]["predictor"]["alpha"] == pytest.approx(np.mean(np.abs(y[:, 0] - values[:, 1])))
     text = (tmp_path / "results" / "edm_conditional_tiny.txt").read_text()
-    assert "| EDM [1] | 2.76 |" in text and "n = 6 each" in text
+    assert "| EDM [1] | 1.111 | 2.76 |" in text and "n = 6 each" in text
 
 
 def test_the_published_conditional_rows_are_quoted_with_sources():

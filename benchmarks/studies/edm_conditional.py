@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     if bad or not names:
         raise SystemExit(f"error: choose properties from {', '.join(both)} (both the generator and the predictor)")
     watch = Laps()
+    cols = [pred.properties.index(k) for k in names]  # the predictor's outputs in the order of names
     rows, counts, values = held_out(names, args.reference_n, args.seed)
     req_counts, req_values = draw_requests(counts, values, args.n, args.seed)
     results: dict[str, dict] = {}
@@ -185,23 +186,23 @@ def main(argv: list[str] | None = None) -> None:
             with watch.lap(f"sample {name}"):
                 mols, quality[name] = generate(gen, req_counts, names, [name], req_values, args.steps, args.guidance,
                                                args.seed, args.batch_size)
-            y = pred.predict(mols)
+            y = pred.predict(mols)[:, cols]
             j = names.index(name)
             results.setdefault("conditional", {})[name], bad_n = mae(y[:, j], req_values[:, j])
             quality[name]["non_finite"] = bad_n
         with watch.lap("sample unconditional"):
             mols, quality["unconditional"] = generate(gen, req_counts, names, [], None, args.steps, 1.0, args.seed,
                                                       args.batch_size)
-        y = pred.predict(mols)
+        y = pred.predict(mols)[:, cols]
         results["unconditional"] = {k: mae(y[:, j], req_values[:, j])[0] for j, k in enumerate(names)}
         if args.joint:
             with watch.lap("sample joint"):
                 mols, quality["joint"] = generate(gen, req_counts, names, names, req_values, args.steps,
                                                   args.guidance, args.seed, args.batch_size)
-            y = pred.predict(mols)
+            y = pred.predict(mols)[:, cols]
             results["joint"] = {k: mae(y[:, j], req_values[:, j])[0] for j, k in enumerate(names)}
     with watch.lap("baselines"):
-        y_held = predict_rows(pred, rows)
+        y_held = predict_rows(pred, rows)[:, cols]
         perm = np.random.default_rng(args.seed + 2).permutation(len(rows))
         results["naive"] = {k: mae(y_held[:, j], values[perm, j])[0] for j, k in enumerate(names)}
         results["#atoms"] = atom_count_baseline(names, counts, values)
