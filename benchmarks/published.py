@@ -15,13 +15,20 @@ Tables (the keys are the suite's metric names):
   the checks, uniqueness and novelty, in %.
 - ``moses``: MOSES' metrics table (30,000 samples, against the MOSES test set), fractions.
 - ``guacamol``: GuacaMol's distribution-learning scores (ChEMBL 24, 10,000 samples), fractions.
+
+Apart from the suite's tables, :data:`QM9_CONDITIONAL` holds EDM's conditional-generation protocol on
+QM9 (quoted by ``benchmarks.studies.edm_conditional``): the MAE of a property predictor (an EGNN
+trained on the first half of the training split) between the requested and the generated molecules'
+properties, in each property's unit (:data:`QM9_CONDITIONAL_UNITS`), with its baselines ("naive":
+shuffled labels; "#atoms": the atom count only) and the predictor's own test error (second half).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["PublishedRow", "PUBLISHED", "TABLE_UNITS", "published_rows"]
+__all__ = ["PublishedRow", "PUBLISHED", "TABLE_UNITS", "published_rows", "PublishedMAE", "QM9_CONDITIONAL",
+           "QM9_CONDITIONAL_UNITS"]
 
 #: Units of each table's published values.
 TABLE_UNITS: dict[str, str] = {"qm9_edm": "percent", "qm9_2d": "percent", "moses": "fraction",
@@ -128,3 +135,50 @@ def published_rows(table: str) -> list[PublishedRow]:
     if table not in TABLE_UNITS:
         raise ValueError(f"unknown table {table!r}; choose from {', '.join(TABLE_UNITS)}")
     return [row for row in PUBLISHED if row.table == table]
+
+
+# --- QM9 conditional generation, EDM's protocol (not a suite table) -----------------------------------
+#: Units of :data:`QM9_CONDITIONAL`'s MAEs, per property.
+QM9_CONDITIONAL_UNITS = {"alpha": "Bohr^3", "gap": "meV", "homo": "meV", "lumo": "meV", "mu": "D",
+                         "Cv": "cal/(mol K)"}
+
+
+@dataclass(frozen=True)
+class PublishedMAE:
+    """One quoted row of EDM's conditional protocol: MAE per property as printed in ``source``."""
+
+    model: str
+    values: Mapping[str, str]
+    source: str
+    checked: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.source.strip():
+            raise ValueError(f"published row {self.model!r} has no source")
+        for key, value in self.values.items():
+            if key not in QM9_CONDITIONAL_UNITS:
+                raise ValueError(f"unknown property {key!r} in published row {self.model!r}")
+            float(value)
+
+
+def _conditional(model: str, alpha: str, gap: str, homo: str, lumo: str, mu: str, cv: str,
+                 source: str) -> PublishedMAE:
+    return PublishedMAE(model, {"alpha": alpha, "gap": gap, "homo": homo, "lumo": lumo, "mu": mu, "Cv": cv}, source)
+
+
+_EDM_COND = "Hoogeboom et al., Equivariant Diffusion for Molecule Generation in 3D, ICML 2022, conditional generation table"
+
+#: EDM's conditional-generation table and the rows later papers add to it (one model per property in
+#: each paper); all read second-hand so far ("(check)" in the reference notes).
+QM9_CONDITIONAL: tuple[PublishedMAE, ...] = (
+    _conditional("naive (shuffled labels)", "9.01", "1470", "645", "1457", "1.616", "6.857", _EDM_COND),
+    _conditional("#atoms", "3.86", "866", "426", "813", "1.053", "1.971", _EDM_COND),
+    _conditional("EDM", "2.76", "655", "356", "584", "1.111", "1.101", _EDM_COND),
+    _conditional("GeoLDM", "2.37", "587", "340", "522", "1.108", "1.025",
+                 "Xu et al., Geometric Latent Diffusion Models for 3D Molecule Generation, ICML 2023"),
+    _conditional("EEGSDE", "2.50", "487", "302", "447", "0.777", "0.941",
+                 "Bao et al., Equivariant Energy-Guided SDE for Inverse Molecular Design, ICLR 2023"),
+    _conditional("JODO", "1.42", "335", "226", "256", "0.628", "0.581",
+                 "Huang et al., Learning Joint 2D & 3D Diffusion Models for Complete Molecule Generation, 2023"),
+    _conditional("QM9 (predictor's test error)", "0.10", "64", "39", "36", "0.043", "0.040", _EDM_COND),
+)

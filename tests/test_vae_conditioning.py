@@ -129,7 +129,8 @@ def test_a_fixed_subset_is_seeded_sorted_and_whole_when_not_smaller() -> None:
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "vae", "--max-molecules", "5"], "--max-molecules applies to --model ar only, not vae"),
-    (["--model", "edm", "--conditions", "logp"], "--conditions applies to --model ar or vae, not edm"),
+    (["--model", "edm", "--conditions", "logp"], "QM9 conditions must be distinct names from alpha, gap, homo, "
+                                                 "lumo, mu, Cv; got logp"),
     (["--model", "ar", "--max-molecules", "0"], "--max-molecules must be an integer >= 1"),
 ])
 def test_training_options_that_do_not_apply_get_one_line(tmp_path, argv, message) -> None:

@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --scaffold: auto (filter unconstrained samples, decode the rest; default), "
                         "filter or decode only")
     p.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
-                   help="ar checkpoints trained with conditions: sample p(x | y), e.g. --condition logp=2.5 "
-                        "--condition qed=0.8 (see --list-conditions)")
+                   help="checkpoints trained with conditions: sample p(x | y), e.g. --condition logp=2.5 "
+                        "--condition qed=0.8 (ar, vae) or --condition alpha=80 (edm: QM9's alpha Bohr^3, "
+                        "gap/homo/lumo meV, mu D, Cv cal/(mol K)); see --list-conditions")
     p.add_argument("--guidance", type=float, default=None,
                    help="with --condition: classifier-free guidance scale (default 1: plain conditional)")
     p.add_argument("--list-conditions", action="store_true",

@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ar: train on a fixed random subset (seed 0) of this many training molecules (>= 1)")
     p.add_argument("--seed", type=int, default=None, help="seed of the initial weights and data order (0..2**63-1)")
     p.add_argument("--conditions", default=None, metavar="NAMES",
-                   help="train p(x | y) on these RDKit properties, comma-separated (logp, qed, sa, mw, tpsa), "
-                        "with condition dropout so the weights also sample unconditionally (ar, vae)")
+                   help="train p(x | y) on these properties, comma-separated, with condition dropout so the "
+                        "weights also sample unconditionally: RDKit's logp, qed, sa, mw, tpsa (ar, vae) or "
+                        "QM9's alpha, gap, homo, lumo, mu, Cv (edm, on the second half of the training split)")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="a new run starts from these weights (a shipped name such as ar-qm9, or a folder); "
                         "parameters the checkpoint lacks (a new condition embedding) keep their initial values")
@@ -180,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         model_cfg, train_cfg = _read_config_file(args.config)
     if args.conditions is not None:
+        from ..datasets.qm9 import check_conditions
         from ..training.conditions import check_names
 
-        if cls.name not in ("ar", "vae"):
-            raise ValueError(f"--conditions applies to --model ar or vae, not {cls.name}")
-
-        model_cfg["conditions"] = list(check_names([c.strip() for c in args.conditions.split(",") if c.strip()]))
+        if cls.name not in ("ar", "vae", "edm"):
+            raise ValueError(f"--conditions applies to --model ar, vae or edm, not {cls.name}")
+        names = [c.strip() for c in args.conditions.split(",") if c.strip()]
+        model_cfg["conditions"] = list(check_conditions(names) if cls.name == "edm" else check_names(names))
     if args.init_from is not None and resuming:
         raise ValueError(f"--init-from starts a new run, but {out} already has one to resume")
     budget = {k: train_cfg[k] for k in _BUDGET if k in train_cfg}

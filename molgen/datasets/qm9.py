@@ -3,7 +3,10 @@
 The raw CSVs are processed once into a compact ``.npz`` (``molgen._cache.cache_dir("qm9")``) that
 loads in well under two seconds; it records the CSVs' digest and is rebuilt when their content changes. Coordinates are in Angstrom. The train / validation / test split
 (100,000 / 17,748 / 13,083, EDM's sizes) is a seeded permutation shipped inside the package as
-``molgen/data/qm9_split.npz``. Reading QM9 needs the ``qm9`` extra (``pip install 'molgen-models[qm9]'``).
+``molgen/data/qm9_split.npz``. For conditional generation the training split is cut in two halves as
+EDM does (``train_first_half`` trains the property predictor, ``train_second_half`` the generator;
+:data:`HALVES`), and :func:`qm9_properties` gives EDM's six conditioning properties in EDM's units.
+Reading QM9 needs the ``qm9`` extra (``pip install 'molgen-models[qm9]'``).
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -20,6 +24,10 @@ from ..chem.elements import VOCABULARIES, atomic_number
 N_MOLECULES = 130_831
 SPLIT_SIZES = {"train": 100_000, "valid": 17_748, "test": 13_083}
 SPLIT_SEED = 0
+#: EDM's two halves of the training split: a seeded permutation of the training indices, cut in two
+#: (``qm9_first_half`` / ``qm9_second_half`` in EDM's code, which permutes with seed 42 too)
+HALVES = ("train_first_half", "train_second_half")
+HALF_SEED = 42
 _CACHE_VERSION = 1
 
 #: Properties kept from the CSV, with their units.
@@ -28,6 +36,18 @@ PROPERTIES: dict[str, str] = {
     "HOMO_LUMO_gap_au": "Ha", "R2_bohr2": "bohr^2", "ZPVE_au": "Ha", "InternalEnergy_0K_au": "Ha",
     "InternalEnergy_298K_au": "Ha", "Enthalphy_298K_au": "Ha", "GibbsFreeEnergy_298K_au": "Ha",
     "Heatcapacity_Cv_cal_mol_K": "cal/(mol K)", "RotA_GHz": "GHz", "RotB_GHz": "GHz", "RotC_GHz": "GHz",
+}
+
+
+#: Hartree to meV (CODATA 2018: 1 Ha = 27.211386246 eV)
+HARTREE_TO_MEV = 27_211.386246
+#: EDM's conditioning properties: name -> (column of :data:`PROPERTIES`, factor to EDM's unit, unit).
+#: QM9's CSV already has alpha in Bohr^3, mu in Debye and Cv in cal/(mol K); the orbital energies come
+#: in Hartree and EDM reports them in meV.
+QM9_CONDITIONS: dict[str, tuple[str, float, str]] = {
+    "alpha": ("Polarizability_bohr3", 1.0, "Bohr^3"), "gap": ("HOMO_LUMO_gap_au", HARTREE_TO_MEV, "meV"),
+    "homo": ("HOMO_au", HARTREE_TO_MEV, "meV"), "lumo": ("LUMO_au", HARTREE_TO_MEV, "meV"),
+    "mu": ("Dipole_debye", 1.0, "D"), "Cv": ("Heatcapacity_Cv_cal_mol_K", 1.0, "cal/(mol K)"),
 }
 
 
@@ -185,15 +205,47 @@ def split_indices() -> dict[str, np.ndarray]:
 
 
 def check_split(split: str) -> str:
-    if split not in (*SPLIT_SIZES, "all"):
-        raise ValueError(f"unknown split {split!r}; choose from {', '.join([*SPLIT_SIZES, 'all'])}")
+    if split not in (*SPLIT_SIZES, "all", *HALVES):
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join([*SPLIT_SIZES, 'all', *HALVES])}")
     return split
 
 
 def indices(split: str) -> np.ndarray:
-    """Molecule indices (rows of :func:`load_qm9_arrays`) of a split, or all of them."""
+    """Molecule indices (rows of :func:`load_qm9_arrays`) of a split, or all of them. The halves of
+    the training split (:data:`HALVES`) are 50,000 molecules each, disjoint, each sorted."""
     check_split(split)
+    if split in HALVES:
+        train = split_indices()["train"]
+        perm = np.random.default_rng(HALF_SEED).permutation(train.size)
+        half = perm[:train.size // 2] if split == HALVES[0] else perm[train.size // 2:]
+        return np.sort(train[half])
     return np.arange(N_MOLECULES) if split == "all" else split_indices()[split]
+
+
+def check_conditions(names: "str | Sequence[str]") -> tuple[str, ...]:
+    """QM9 property names (:data:`QM9_CONDITIONS`), distinct and at least one; one error line listing
+    the choices."""
+    names = tuple(n.strip() for n in names.split(",")) if isinstance(names, str) else tuple(names)
+    bad = [k for k in names if k not in QM9_CONDITIONS]
+    if bad or not names or len(set(names)) != len(names):
+        raise ValueError(f"QM9 conditions must be distinct names from {', '.join(QM9_CONDITIONS)}; "
+                         f"got {', '.join(names) or 'none'}")
+    return names
+
+
+def qm9_properties(rows: "str | np.ndarray", names: "Sequence[str]" = tuple(QM9_CONDITIONS)) -> np.ndarray:
+    """(M, K) float64 DFT properties in EDM's units (:data:`QM9_CONDITIONS`: alpha Bohr^3, gap / homo /
+    lumo meV, mu D, Cv cal/(mol K)) of a split's molecules (in the order of :func:`indices`) or of the
+    given rows of :func:`load_qm9_arrays`."""
+    names = check_conditions(names)
+    arr = load_qm9_arrays()
+    cols = list(PROPERTIES)
+    idx = indices(rows) if isinstance(rows, str) else np.asarray(rows, dtype=np.int64)
+    out = np.stack([arr.props[idx, cols.index(QM9_CONDITIONS[k][0])] * QM9_CONDITIONS[k][1] for k in names], axis=1)
+    if not np.isfinite(out).all():  # QM9 has every property: a copy without them (a travel pack) is not QM9
+        raise DataMissingError(f"this copy of QM9 lacks the properties {', '.join(names)} (NaN in the processed "
+                               "file); conditional models need a copy that carries them")
+    return out
 
 
 def qm9_smiles(split: str = "train") -> list[str]:

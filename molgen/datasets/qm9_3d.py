@@ -14,12 +14,18 @@ class QM9Padded:
     """A split of QM9 as padded arrays: ``types`` (M, 29) vocabulary indices (-1 = padding) and
     ``pos`` (M, 29, 3) Angstrom. ``batch(idx)`` returns tensors trimmed to the batch's largest
     molecule (or kept at full size with ``fixed_size``). ``heavy_only`` drops hydrogens (they are
-    implicit and added back by RDKit)."""
+    implicit and added back by RDKit). ``subset``: positions within the split to keep (e.g. a fixed
+    random subset for tests and small runs, :func:`molgen.training.data_order.fixed_subset`). ``rows``
+    are the molecules' rows of :func:`~molgen.datasets.qm9.load_qm9_arrays` (for their properties)."""
 
-    def __init__(self, split: str = "train", heavy_only: bool = False, fixed_size: bool = False) -> None:
+    def __init__(self, split: str = "train", heavy_only: bool = False, fixed_size: bool = False,
+                 subset: np.ndarray | None = None) -> None:
         self.fixed_size = fixed_size  # keep the full padding (static shapes for torch.compile)
         arr = load_qm9_arrays()
         idx = indices(split)
+        if subset is not None:
+            idx = idx[np.asarray(subset, dtype=np.int64)]
+        self.rows = idx
         self.atom_types = VOCABULARIES["qm9_heavy" if heavy_only else "qm9"]
         lookup = np.full(120, -1, dtype=np.int64)
         for k, s in enumerate(self.atom_types):
@@ -75,8 +81,9 @@ class QM9Bucketed(QM9Padded):
     padded atoms per batch); ``"molecules"`` keeps ``batch_size`` molecules in every bucket."""
 
     def __init__(self, split: str = "train", heavy_only: bool = False,
-                 buckets: Sequence[int] = (12, 16, 20, 24, 29), budget: str = "atoms") -> None:
-        super().__init__(split, heavy_only=heavy_only)
+                 buckets: Sequence[int] = (12, 16, 20, 24, 29), budget: str = "atoms",
+                 subset: np.ndarray | None = None) -> None:
+        super().__init__(split, heavy_only=heavy_only, subset=subset)
         if budget not in ("atoms", "molecules"):
             raise ValueError(f"budget must be 'atoms' or 'molecules', got {budget!r}")
         self.bucket_budget = budget

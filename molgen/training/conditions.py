@@ -88,6 +88,13 @@ class ConditionedData:
     def __len__(self) -> int:
         return len(self.data)
 
+    def to(self, device) -> "ConditionedData":
+        """Move the wrapped dataset's arrays to ``device`` (where it can), keeping the conditions: the
+        trainer replaces its dataset by what ``to`` returns."""
+        if callable(getattr(self.data, "to", None)):
+            self.data = self.data.to(device)
+        return self
+
     def __getattr__(self, name: str):  # the wrapped dataset's attributes (``dropped``, ``index``, ...)
         if name.startswith("__") or name == "data":
             raise AttributeError(name)

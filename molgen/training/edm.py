@@ -1,5 +1,10 @@
 """Training EDM on QM9: the data, the defaults of ``molgen/configs/edm-qm9.json`` and the
-sample-quality check that the training loop runs periodically (the learning curve)."""
+sample-quality check that the training loop runs periodically (the learning curve).
+
+A conditional EDM (``conditions``: QM9 DFT properties, :data:`molgen.datasets.qm9.QM9_CONDITIONS`)
+trains as EDM's does, on the second half of the training split (the first half trains the property
+predictor that scores it, :mod:`molgen.training.qm9_predictor`), with condition dropout
+(:class:`~molgen.training.conditions.ConditionedData`) and the properties' statistics of that half."""
 from __future__ import annotations
 
 import os
@@ -9,30 +14,41 @@ from typing import Any, Callable
 import numpy as np
 
 from ..chem.geometry import bond_orders, stability
+from ..datasets.qm9 import HALVES, check_conditions, qm9_properties
 from ..datasets.qm9_3d import QM9Bucketed, QM9Padded
 from ..models.edm import EDM, QM9_TYPES
+from .conditions import ConditionedData, condition_stats
 from .setup import TrainingSetup
 from .setups import default_config
 
 
 def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str, Any]) -> TrainingSetup:
     """EDM on QM9 (3D): padded or size-bucketed batches (``train_cfg["buckets"]``), the atom-count
-    histogram of the training split, and the sample-quality evaluator."""
+    histogram of the training split, and the sample-quality evaluator. With ``conditions`` the data
+    is the second half of the training split, each batch carrying its properties with condition dropout."""
     if dataset != "qm9":
         raise ValueError(f"edm trains on qm9 (3D); got dataset {dataset!r}")
     defaults = default_config("edm", dataset)
     cfg = {**defaults["model"], **model_cfg}
+    names = check_conditions(cfg["conditions"]) if cfg.get("conditions") else ()
+    split = HALVES[1] if names else "train"  # EDM: the predictor trains on the first half
     heavy_only = "H" not in cfg.get("atom_types", QM9_TYPES)
     if train_cfg.get("buckets"):  # batches of similar size: little padding, a few static shapes
-        data = QM9Bucketed("train", heavy_only=heavy_only, buckets=train_cfg["buckets"])
+        data = QM9Bucketed(split, heavy_only=heavy_only, buckets=train_cfg["buckets"])
     else:
         compile_ = train_cfg.get("compile", defaults["train"].get("compile", False))
-        data = QM9Padded("train", heavy_only=heavy_only, fixed_size=bool(compile_))
+        data = QM9Padded(split, heavy_only=heavy_only, fixed_size=bool(compile_))
+    if names:
+        values = qm9_properties(data.rows, names)
+        cfg = {**cfg, "conditions": list(names)}
+        if not cfg.get("condition_stats"):  # a resumed run keeps its own
+            cfg["condition_stats"] = condition_stats(values, names)
+        data = ConditionedData(data, values)
     model = EDM(**{"atom_count_hist": data.atom_count_hist.tolist(), **cfg})
     if tuple(model.atom_types) != data.atom_types:
         raise ValueError(f"model atom types {model.atom_types} do not match the data's {data.atom_types}")
     evaluator = make_evaluator(n=train_cfg.get("eval_samples"))
-    return TrainingSetup(model, data, defaults["train"], evaluator, {"dataset": "qm9", "train_split": "train"})
+    return TrainingSetup(model, data, defaults["train"], evaluator, {"dataset": "qm9", "train_split": split})
 
 
 def sample_quality(zs: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, float | None]:

@@ -7,6 +7,17 @@ unweighted squared noise error, divided by the number of dimensions per molecule
 uniformly from {0, ..., T}. ``log_likelihood`` is the full variational bound on -log p(x, h, N) in
 nats per molecule (EDM's ``vlb``: diffusion terms with SNR weighting, the prior KL, the
 discretised decoder at t = 0, and -log p(N) from the training histogram).
+
+Conditions p(x | y) (EDM's conditional generation on QM9's DFT properties): a model built with
+``conditions`` (any of alpha, gap, homo, lumo, mu, Cv, with ``condition_stats`` from the training
+half) embeds the requested values with :class:`~molgen.models.conditioning.ConditionEncoder` (one small
+MLP per property of its standardised value, summed; an absent property contributes nothing) and
+appends that invariant vector (``condition_dim`` features) to every atom's input features, as EDM
+appends its normalised context; coordinates never see it, so the network stays E(3)-equivariant.
+Training drops conditions at random (condition dropout, :mod:`molgen.training.conditions`), so one
+model takes any subset of its conditions, or none; sampling mixes the two noise predictions by
+classifier-free guidance, ``eps_uncond + w (eps_cond - eps_uncond)``. The embedding's last layers
+start at zero, so a fresh conditional model samples exactly as with no condition.
 """
 from __future__ import annotations
 
@@ -23,6 +34,7 @@ from ...diffusion.schedule import NoiseSchedule
 from ...diffusion.inpainting import KnownFn, sample_with_known
 from ...diffusion.schedulers import SCHEDULERS, Scheduler, get_scheduler
 from ..base import GenerativeModel, evaluating, make_generator, register
+from ..conditioning import ConditionEncoder, check_guidance, condition_tensors
 from . import vlb
 from .records import as_records, atom_counts, collate, count_generator, unscorable
 
@@ -58,7 +70,9 @@ class EDM(GenerativeModel):
                  norm_values: Sequence[float] = (1.0, 4.0, 10.0),
                  atom_count_hist: Sequence[float] | None = None, default_sampling_steps: int = 100,
                  sampler: str = "ancestral", parameterization: str = "eps", loss_weighting: str = "l2",
-                 time_beta: Sequence[float] | None = None, self_conditioning: bool = False) -> None:
+                 time_beta: Sequence[float] | None = None, self_conditioning: bool = False,
+                 conditions: Sequence[str] = (), condition_stats: dict | None = None,
+                 condition_dim: int = 16) -> None:
         super().__init__()
         self.atom_types = tuple(atom_types)
         unknown = [a for a in self.atom_types if a not in ATOMIC_NUMBERS]
@@ -92,6 +106,16 @@ class EDM(GenerativeModel):
         in_dim, out_dim = self.h_dim + 1, self.h_dim  # + time
         if self.self_conditioning:
             in_dim += self.h_dim  # the previous estimate of the clean h
+        # conditions p(x | y): an invariant embedding appended to every atom's features (zero at init)
+        self.conditions = tuple(conditions)
+        self.condition_stats = dict(condition_stats or {})
+        self.cond_encoder = None
+        if self.conditions:
+            if condition_dim < 1:
+                raise ValueError(f"condition_dim must be a positive integer, got {condition_dim!r}")
+            self.cond_encoder = ConditionEncoder(self.conditions, self.condition_stats, condition_dim)
+            self.condition_dim = int(condition_dim)
+            in_dim += self.condition_dim
         if backbone == "egnn":
             from ...nn.egnn import EGNN
 
@@ -119,11 +143,26 @@ class EDM(GenerativeModel):
             parts.append(self.type_z[types.clamp(min=0)].float().unsqueeze(-1) / self.norm_values[2])
         return torch.cat(parts, dim=-1) * mask
 
+    def context(self, values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The condition embedding (B, condition_dim) of property values (B, K) in the training units,
+        ``present`` (B, K) marking the requested ones (the others are ignored)."""
+        if self.cond_encoder is None:
+            raise ValueError("this edm checkpoint was trained without conditions")
+        return self.cond_encoder(values.to(self.device), present.to(self.device))
+
+    def batch_context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The embedding of a batch's ``cond`` / ``cond_mask`` (None: unconditional)."""
+        if self.cond_encoder is None or "cond" not in batch:
+            return None
+        return self.context(batch["cond"], batch["cond_mask"])
+
     def predict(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
-                self_cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                self_cond: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One network pass on z = [x, h] (B, N, 3 + h_dim) at normalised times t (B,): the predicted
         noise and the predicted clean state, each (B, N, 3 + h_dim). With ``self_conditioning`` the
-        network also sees ``self_cond``, an earlier estimate of the clean state (zeros when None)."""
+        network also sees ``self_cond``, an earlier estimate of the clean state (zeros when None). A
+        conditional model sees ``context`` (B, condition_dim, from :meth:`context`; None: no condition)."""
         x, h = z[..., :3], z[..., 3:]
         feats = [h, t.view(-1, 1, 1).expand(-1, h.shape[1], 1).to(h.dtype)]
         pair_extra = None
@@ -132,6 +171,9 @@ class EDM(GenerativeModel):
             feats.append(sc[..., 3:])
             xs = sc[..., :3]
             pair_extra = ((xs[:, :, None, :] - xs[:, None, :, :]) ** 2).sum(-1, keepdim=True)
+        if self.cond_encoder is not None:
+            ctx = h.new_zeros(h.shape[0], self.condition_dim) if context is None else context.to(h.dtype)
+            feats.append(ctx[:, None, :].expand(-1, h.shape[1], -1))
         h_in = torch.cat(feats, dim=-1) * mask
         h_out, x_out = self.net(h_in, x, mask) if pair_extra is None else self.net(h_in, x, mask, pair_extra)
         g = self.schedule.gamma(t).view(-1, 1, 1)
@@ -146,14 +188,16 @@ class EDM(GenerativeModel):
             eps = (z_centred - a * clean) / s * mask
         return eps, clean
 
-    def dynamics(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Predicted noise for z = [x, h] (B, N, 3 + h_dim) at normalised times t (B,). With
-        self-conditioning this is the two-pass denoiser (a first pass without an estimate, then one
-        conditioned on it), a fixed function of z_t, so the variational bound stays exact for it."""
+    def dynamics(self, z: torch.Tensor, t: torch.Tensor, mask: torch.Tensor,
+                 context: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted noise for z = [x, h] (B, N, 3 + h_dim) at normalised times t (B,) (``context``: a
+        conditional model's condition embedding). With self-conditioning this is the two-pass denoiser
+        (a first pass without an estimate, then one conditioned on it), a fixed function of z_t, so the
+        variational bound stays exact for it."""
         if not self.self_conditioning:
-            return self.predict(z, t, mask)[0]
-        _, first = self.predict(z, t, mask)
-        return self.predict(z, t, mask, first)[0]
+            return self.predict(z, t, mask, context=context)[0]
+        _, first = self.predict(z, t, mask, context=context)
+        return self.predict(z, t, mask, first, context)[0]
 
     def noise_like(self, z: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard normal noise shaped like z on the real atoms, its coordinates at zero centre of mass."""
@@ -196,12 +240,13 @@ class EDM(GenerativeModel):
         eps = self.noise_like(xh, mask)
         z = self.schedule.add_noise(xh, eps, t)
         self_cond = None
+        context = self.batch_context(batch)  # condition dropout is in the batch's cond_mask
         if self.self_conditioning:  # half of the molecules see the model's own first estimate (JODO)
             with torch.no_grad():
-                _, first = self.predict(z, t, mask)
+                _, first = self.predict(z, t, mask, context=context)
             keep = (torch.rand(b, 1, 1, device=xh.device) < 0.5).to(first.dtype)
             self_cond = first.detach() * keep
-        pred, clean = self.predict(z, t, mask, self_cond)
+        pred, clean = self.predict(z, t, mask, self_cond, context)
         n = mask.sum((1, 2))
         dims = (3 + self.h_dim) * n
         w = self.loss_weight(t)
@@ -224,14 +269,21 @@ class EDM(GenerativeModel):
 
     @torch.no_grad()
     def log_likelihood(self, molecules: Any, n_t: int = 8, batch_size: int = 128, seed: int = 0,
-                       return_reasons: bool = False) -> "np.ndarray | tuple[np.ndarray, list[str | None]]":
+                       return_reasons: bool = False, condition: "dict[str, float] | None" = None,
+                       ) -> "np.ndarray | tuple[np.ndarray, list[str | None]]":
         """Variational lower bound on log p(x, h, N) per molecule, in nats (EDM reports its negative,
         -110.7 on QM9 test). ``molecules``: a SampleSet, RDKit Mols with 3D conformers, or a list of
         (atomic_numbers, positions in Angstrom). Molecules without coordinates, with atoms outside the
-        vocabulary or too many atoms give NaN; ``return_reasons`` also returns why (None where scored)."""
+        vocabulary or too many atoms give NaN; ``return_reasons`` also returns why (None where scored).
+
+        With ``condition`` (a conditional model; e.g. ``{"alpha": 80}``, the same for every molecule)
+        it is the same exact bound for the conditional model: on log p(x, h | N, y) + log p(N), p(N)
+        being the training histogram of atom counts (the sampler draws N from it, then x, h given N and
+        y). Guidance does not enter: the bound is that of the plain conditional model (w = 1)."""
         records = as_records(molecules)
         if n_t < 1 or batch_size < 1:
             raise ValueError(f"n_t and batch_size must be positive, got n_t={n_t}, batch_size={batch_size}")
+        req = self._request(condition)
         out = np.full(len(records), np.nan)
         reasons = [unscorable(r, self._z_to_type(), self.max_atoms, self.atom_types) for r in records]
         ok = [i for i, why in enumerate(reasons) if why is None]
@@ -240,8 +292,18 @@ class EDM(GenerativeModel):
             for start in range(0, len(ok), batch_size):
                 idx = ok[start:start + batch_size]
                 batch = collate([records[i] for i in idx], self._z_to_type(), self.device)
+                if req is not None:
+                    batch["cond"], batch["cond_mask"] = (r.expand(len(idx), -1) for r in req)
                 out[idx] = vlb.log_likelihood_bound(self.nll_terms(batch, n_t=n_t, generator=gen)).cpu().numpy()
         return (out, reasons) if return_reasons else out
+
+    def _request(self, condition: "dict[str, float] | None") -> "tuple[torch.Tensor, torch.Tensor] | None":
+        """(values (K,), present (K,)) of a request such as ``{"alpha": 80}`` (checked by
+        :func:`~molgen.models.conditioning.condition_tensors`), or None for none."""
+        if condition and not self.conditions:
+            raise ValueError("this edm checkpoint was trained without conditions; train a conditional one with "
+                             "`molgen train --model edm --conditions alpha,gap,homo,lumo,mu,Cv`")
+        return condition_tensors(condition, self.conditions, self.condition_stats, "edm")
 
     def _z_to_type(self) -> dict[int, int]:
         return {int(z): i for i, z in enumerate(self.type_z.tolist())}
@@ -255,8 +317,13 @@ class EDM(GenerativeModel):
     def sample_arrays(self, n: int, steps: int | None = None, n_atoms: int | Sequence[int] | None = None,
                       seed: int | None = 0, batch_size: int | None = None, progress: bool = False,
                       scheduler: str | Scheduler | None = None, generator: torch.Generator | None = None,
+                      condition_rows: "tuple[torch.Tensor, torch.Tensor] | None" = None, guidance: float = 1.0,
                       ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Sample atom types (atomic numbers) and coordinates (Angstrom) for n molecules.
+
+        ``condition_rows``: a conditional model's request per molecule, (values (n, K), present (n, K))
+        in the order of :attr:`conditions` and their training units (unchecked: :meth:`sample` checks a
+        request), with classifier-free ``guidance`` w (1: the conditional model, 0: unconditional).
 
         ``scheduler``: ``"ancestral"`` (the config's default), ``"ddim"``, or a
         :class:`~molgen.diffusion.schedulers.Scheduler` (which brings its own steps). Randomness comes
@@ -271,7 +338,13 @@ class EDM(GenerativeModel):
         counts = self._atom_counts(n, n_atoms, count_generator(gen, seed))
         steps = self.default_sampling_steps if steps is None else steps
         chain = get_scheduler(scheduler or self.sampler_kind, self.schedule, steps)
-        return self.run_chains(counts, chain, gen, batch_size, progress)
+        if condition_rows is not None:
+            if self.cond_encoder is None:
+                raise ValueError("this edm checkpoint was trained without conditions")
+            if any(tuple(r.shape) != (n, len(self.conditions)) for r in condition_rows):
+                raise ValueError(f"condition_rows must be two ({n}, {len(self.conditions)}) tensors")
+        return self.run_chains(counts, chain, gen, batch_size, progress, condition_rows=condition_rows,
+                               guidance=guidance)
 
     def _batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:
@@ -283,11 +356,13 @@ class EDM(GenerativeModel):
     @torch.no_grad()
     def run_chains(self, counts: torch.Tensor, chain: Scheduler, gen: torch.Generator | None, batch_size: int,
                  progress: bool = False, constraint: Constraint | None = None, resamplings: int = 1,
+                 condition_rows: "tuple[torch.Tensor, torch.Tensor] | None" = None, guidance: float = 1.0,
                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Run ``chain`` for molecules of ``counts`` atoms, in size-sorted batches; returns atomic numbers
         and zero-CoM coordinates (Angstrom) in the order of ``counts``. ``constraint(rows, mask)`` may
         give a batch its starting state and a known part (``(z_start | None, known | None)``, see
-        :func:`molgen.diffusion.inpainting.sample_with_known`); ``rows`` are the molecules' indices."""
+        :func:`molgen.diffusion.inpainting.sample_with_known`); ``rows`` are the molecules' indices.
+        ``condition_rows`` / ``guidance``: see :meth:`sample_arrays`."""
         dev = self.device
         if dev.type == "cpu":
             keep_large_blocks()  # pair tensors reused from the heap, not mapped afresh each step (molgen._alloc)
@@ -305,7 +380,8 @@ class EDM(GenerativeModel):
                 z_start, known = constraint(sel.tolist(), mask) if constraint is not None else (None, None)
                 z = self.noise_like(torch.zeros(len(c), nmax, 3 + self.h_dim, device=dev), mask, gen) \
                     if z_start is None else z_start
-                denoise = self._chain_denoiser(mask)
+                ctx = None if condition_rows is None else self.context(*(r[sel] for r in condition_rows))
+                denoise = self._chain_denoiser(mask, ctx, guidance)
                 desc = f"edm batch {bi + 1}/{n_batches}"
                 if known is None:
                     z = chain.sample(denoise, z, lambda zz: self.noise_like(zz, mask, gen), progress=progress,
@@ -326,26 +402,50 @@ class EDM(GenerativeModel):
                     xs[j] = x[i, :k].cpu().double().numpy()
         return zs, xs
 
-    def _chain_denoiser(self, mask: torch.Tensor):
+    def _chain_denoiser(self, mask: torch.Tensor, context: torch.Tensor | None = None, guidance: float = 1.0):
         """The noise predictor used along one reverse chain. With self-conditioning it feeds each
         step the clean-state estimate of the step before (the first step gets zeros), as in
-        Chen et al. (2023) and JODO."""
-        if not self.self_conditioning:
-            return lambda zz, tt: self.predict(zz, tt, mask)[0]
-        last: list[torch.Tensor | None] = [None]
+        Chen et al. (2023) and JODO. With a ``context`` and ``guidance`` w other than 1 it is
+        classifier-free guidance, ``eps_uncond + w (eps_cond - eps_uncond)``: two passes per step (each
+        branch keeps its own self-conditioning estimate), kept apart rather than batched together so
+        that each is exactly the pass it would be alone."""
+        def branch(ctx: torch.Tensor | None):
+            if not self.self_conditioning:
+                return lambda zz, tt: self.predict(zz, tt, mask, context=ctx)[0]
+            last: list[torch.Tensor | None] = [None]
 
-        def denoise(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
-            eps, clean = self.predict(zz, tt, mask, last[0])
-            last[0] = clean
-            return eps
+            def denoise(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+                eps, clean = self.predict(zz, tt, mask, last[0], ctx)
+                last[0] = clean
+                return eps
 
-        return denoise
+            return denoise
+
+        if context is None or guidance == 1.0:
+            return branch(context)
+        if guidance == 0.0:
+            return branch(None)
+        cond, uncond = branch(context), branch(None)
+
+        def guided(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            eps_u = uncond(zz, tt)
+            return eps_u + guidance * (cond(zz, tt) - eps_u)
+
+        return guided
 
     def sample(self, n: int, seed: int | None = 0, steps: int | None = None,
                n_atoms: int | Sequence[int] | None = None, batch_size: int | None = None, progress: bool = False,
                scheduler: str | Scheduler | None = None, generator: torch.Generator | None = None,
-               fixed: Any = None, resamplings: int = 1):
+               fixed: Any = None, resamplings: int = 1, condition: "dict[str, float] | None" = None,
+               guidance: float = 1.0):
         """Sample n molecules; returns a :class:`molgen.samples.SampleSet` (3D, Angstrom).
+
+        ``condition`` (a checkpoint trained with conditions, e.g. ``{"alpha": 80}`` or
+        ``{"gap": 6500, "mu": 2.5}``, any subset of :attr:`conditions`, in EDM's units: alpha Bohr^3,
+        gap / homo / lumo meV, mu D, Cv cal/(mol K)): samples of p(x | y), sharpened by classifier-free
+        ``guidance`` w > 1 (1: the conditional model; 0: unconditional). Atom counts still come from the
+        training histogram unless ``n_atoms`` is given (alpha and Cv grow with the size: give ``n_atoms``
+        to ask for both). A value outside the training range warns; an unknown name lists the choices.
 
         ``scheduler``: ``"ancestral"`` (default), ``"ddim"`` (deterministic given z_T) or a scheduler
         object; ``generator`` (a ``torch.Generator`` on the model's device) replaces ``seed``.
@@ -354,6 +454,10 @@ class EDM(GenerativeModel):
         passes per step (see :mod:`molgen.models.edm.constrained`); they are the first atoms of each sample.
         ``n_atoms`` is then the total size. The first n samples of a seed depend on n: sizes are drawn
         for all n at once and molecules are batched by size."""
+        guidance = check_guidance(guidance, condition)
+        req = self._request(condition)
+        if req is not None and fixed is not None:
+            raise ValueError("condition and fixed atoms cannot be combined yet")
         if fixed is not None:
             from .constrained import inpaint
 
@@ -366,11 +470,15 @@ class EDM(GenerativeModel):
             zs, xs = inpaint(self, [records[0]] * n, n_atoms=n_atoms, seed=seed, steps=steps, scheduler=scheduler,
                              resamplings=resamplings, batch_size=batch_size, progress=progress)
         else:
+            rows = None if req is None else tuple(r[None].expand(max(n, 0), -1) for r in req)
             zs, xs = self.sample_arrays(n, steps=steps, n_atoms=n_atoms, seed=seed, batch_size=batch_size,
-                                        progress=progress, scheduler=scheduler, generator=generator)
+                                        progress=progress, scheduler=scheduler, generator=generator,
+                                        condition_rows=rows, guidance=guidance)
         chain = get_scheduler(scheduler or self.sampler_kind, self.schedule,
                               self.default_sampling_steps if steps is None else steps)
         extra = {"fixed_atoms": len(records[0][0]), "resamplings": resamplings} if fixed is not None else {}
+        if req is not None:
+            extra.update(condition=dict(condition), guidance=guidance)
         return self._sample_set(zs, xs, steps=chain.steps, seed=None if generator is not None else seed, **extra)
 
     def refine(self, molecules: Any, strength: float = 0.2, seed: int | None = 0, steps: int | None = None,

@@ -35,14 +35,15 @@ def gaussian_kl_prior(model: "EDM", xh: torch.Tensor, mask: torch.Tensor) -> tor
 
 
 def log_p_given_z0(model: "EDM", xh: torch.Tensor, types: torch.Tensor, mask: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """log p(x, h | z_0): Gaussian coordinates, discretised one-hot types and integer charges."""
+                   generator: torch.Generator | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(x, h | z_0): Gaussian coordinates, discretised one-hot types and integer charges
+    (``context``: a conditional model's condition embedding)."""
     b = xh.shape[0]
     t0 = torch.zeros(b, device=xh.device)
     g0 = model.schedule.gamma(t0).view(-1, 1, 1)
     eps = model.noise_like(xh, mask, generator)
     z0 = NoiseSchedule.alpha(g0) * xh + NoiseSchedule.sigma(g0) * eps
-    pred = model.dynamics(z0, t0, mask)
+    pred = model.dynamics(z0, t0, mask, context)
     n = mask.sum((1, 2))
     log_px = -0.5 * ((eps[..., :3] - pred[..., :3]) ** 2).sum((1, 2))
     dof = (n - 1) * 3
@@ -69,8 +70,10 @@ def log_p_given_z0(model: "EDM", xh: torch.Tensor, types: torch.Tensor, mask: to
 def nll_terms(model: "EDM", batch: dict[str, torch.Tensor], n_t: int = 1,
               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Per-molecule terms of the variational bound (nats): diffusion (Monte Carlo over n_t times),
-    prior KL, -log p(x, h | z_0), -log p(N)."""
+    prior KL, -log p(x, h | z_0), -log p(N). A batch with ``cond`` / ``cond_mask`` (a conditional
+    model) gives the terms of the bound on log p(x, h | N, y) + log p(N)."""
     mask, xh = model.clean_state(batch)
+    context = model.batch_context(batch)
     b = xh.shape[0]
     T = model.schedule.timesteps
     diff = torch.zeros(b, device=xh.device)
@@ -80,7 +83,7 @@ def nll_terms(model: "EDM", batch: dict[str, torch.Tensor], n_t: int = 1,
         g_t, g_s = model.schedule.gamma(t), model.schedule.gamma(s)
         eps = model.noise_like(xh, mask, generator)
         z = model.schedule.add_noise(xh, eps, t)
-        pred = model.dynamics(z, t, mask)
+        pred = model.dynamics(z, t, mask, context)
         err = ((eps - pred) ** 2).sum((1, 2))
         diff += T * 0.5 * torch.expm1(g_t - g_s) * err
     diff /= n_t
@@ -89,7 +92,7 @@ def nll_terms(model: "EDM", batch: dict[str, torch.Tensor], n_t: int = 1,
     # delta log px for the coordinate normalisation (zero when norm_values[0] == 1)
     delta = -(n - 1) * 3 * math.log(model.norm_values[0])
     return {"diffusion": diff, "prior": gaussian_kl_prior(model, xh, mask),
-            "decoder": -log_p_given_z0(model, xh, batch["types"], mask, generator), "log_pN": log_pn,
+            "decoder": -log_p_given_z0(model, xh, batch["types"], mask, generator, context), "log_pN": log_pn,
             "delta_log_px": delta.float()}
 
 
