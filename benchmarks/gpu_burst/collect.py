@@ -59,11 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     into.mkdir(parents=True, exist_ok=True)
     for run in join_tars(Path(args.files_at), into):
         folder = into / run
-        from molgen.models import load
-        from molgen.models.checkpoint import has_train_state
+        from molgen.models.checkpoint import has_train_state, read_config, read_metrics, read_weights
 
-        load("edm", checkpoint=folder)  # config, weights and checksum
-        print(f"== {run}: resumable train state: {has_train_state(folder)}")
+        info = read_config(folder)
+        read_weights(folder, info.get("weights_sha256"))  # the weights against their checksum
+        print(f"== {run} ({info['model']}): resumable train state: {has_train_state(folder)}")
+        if info["model"] != "edm":  # the property predictor: its learning curve and test MAE
+            card = read_metrics(folder)
+            for row in card.get("learning_curve", []):
+                print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            print(f"  test MAE: {card.get('evaluation', {}).get('test_mae')}")
+            continue
         for row in score_curve(folder):
             print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                                    if k in ("step", "epochs", "wall_seconds", "atom_stability", "molecule_stability",

@@ -6,15 +6,15 @@
 The GPU machine has no qm9pack (224 MB), and the working tree that travels, tracked files included, is
 limited to 64 MiB (``python -m benchmarks.gpu_burst.travel_size`` checks it). So only what training needs
 goes: the training split's molecules (a GPU burst trains and samples; it evaluates nothing against the
-data), coordinates as int16 milli-Angstrom (QM9's largest |coordinate| is 10.2 A; rounding moves an atom
+data) and the 2,000 validation molecules of the property predictor's learning curve, coordinates as int16 milli-Angstrom (QM9's largest |coordinate| is 10.2 A; rounding moves an atom
 by at most 0.0005 A per axis), atomic numbers as int8, and as float32 the six properties that EDM
-conditions on (:data:`TRAVEL_PROPERTIES`). The coordinates are delta-coded atom to atom and split into
-low and high bytes before xz compression: about 9 MiB for the 100,000 training molecules with their
+conditions on (the QM9 columns of :data:`molgen.datasets.qm9.QM9_CONDITIONS`). The coordinates are delta-coded atom to atom and split into
+low and high bytes before xz compression: about 9 MiB for these 102,000 molecules with their
 properties, against 12.6 MiB for all of QM9 without them (zlib, the first format).
 
 ``unpack`` writes ``$MOLGEN_CACHE/qm9/qm9.npz`` in the cache format that
 :func:`molgen.datasets.qm9.load_qm9_arrays` reads, with every QM9 row in place (so the shipped split
-still indexes it): validation and test rows hold no atoms, SMILES are empty, and properties are NaN
+still indexes it): the other validation rows and the test rows hold no atoms, SMILES are empty, and properties are NaN
 except the travelling ones on the training rows.
 """
 from __future__ import annotations
@@ -29,9 +29,6 @@ import numpy as np
 
 SCALE = 1000.0  # int16 units per Angstrom
 FORMAT = 2
-#: QM9 columns (molgen.datasets.qm9.PROPERTIES) that travel: mu, alpha, HOMO, LUMO, gap and Cv.
-TRAVEL_PROPERTIES = ("Dipole_debye", "Polarizability_bohr3", "HOMO_au", "LUMO_au", "HOMO_LUMO_gap_au",
-                     "Heatcapacity_Cv_cal_mol_K")
 
 
 def _encode_positions(q: np.ndarray) -> bytes:
@@ -49,11 +46,14 @@ def _decode_positions(raw: bytes, n: int) -> np.ndarray:
 
 
 def pack(out: Path) -> None:
-    from molgen.datasets.qm9 import PROPERTIES, indices, load_qm9_arrays
+    from molgen.datasets.qm9 import PROPERTIES, QM9_CONDITIONS, indices, load_qm9_arrays
+    from molgen.training.data_order import fixed_subset
+    from molgen.training.qm9_predictor import CURVE_MOLECULES
 
-    cols = [list(PROPERTIES).index(name) for name in TRAVEL_PROPERTIES]
+    cols = [list(PROPERTIES).index(column) for column, _, _ in QM9_CONDITIONS.values()]
     arr = load_qm9_arrays()
-    rows = indices("train")
+    valid = indices("valid")  # the predictor's learning curve reads a fixed subset of these
+    rows = np.sort(np.concatenate([indices("train"), valid[fixed_subset(valid.size, CURVE_MOLECULES)]]))
     atoms = np.concatenate([np.arange(arr.ptr[i], arr.ptr[i + 1]) for i in rows])
     q = np.round(arr.pos[atoms].astype(np.float64) * SCALE)
     if np.abs(q).max() >= 2 ** 15:
@@ -70,7 +70,7 @@ def pack(out: Path) -> None:
     tmp.write_bytes(lzma.compress(payload.getvalue(), preset=9 | lzma.PRESET_EXTREME))
     tmp.replace(out)
     err = np.abs(q / SCALE - arr.pos[atoms]).max()
-    print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.1f} MiB, {len(rows)} training molecules of {len(arr)}, "
+    print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.1f} MiB, {len(rows)} training and validation molecules of {len(arr)}, "
           f"max rounding {err:.5f} A)")
 
 
@@ -111,7 +111,7 @@ def unpack(src: Path) -> Path:
     np.savez(tmp, z=d["z"][atoms], pos=d["pos"][atoms], ptr=ptr, smiles=np.full(n, "", dtype="<U1"),
              index=d["index"], props=props, version=_CACHE_VERSION)
     tmp.replace(path)
-    print(f"unpacked {len(rows)} training molecules (of {n} rows) into {path}")
+    print(f"unpacked {len(rows)} molecules (of {n} rows) into {path}")
     return path
 
 

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # One GPU burst for EDM (run on the device machine from the repository root; tested on a CPU with a
-# tiny budget: `MINUTES=0.2 DEVICE=cpu bash benchmarks/gpu_burst/run.sh`).
+# tiny budget: `MINUTES=0.3 EVAL_MINUTES=0.1 EVAL_N=8 BATCH=8 PBATCH=16 PTEST=200 DEVICE=cpu bash benchmarks/gpu_burst/run.sh`;
+# PTEST limits the predictor's final test to that many second-half molecules, all 50,000 by default).
 #
-# Three runs share the GPU for MINUTES each, pinned to separate CPU cores, evaluating EVAL_N molecules
-# every EVAL_MINUTES (stability on the GPU machine, which has no RDKit; the samples are kept for
-# validity here):
+# Four runs share the GPU for MINUTES each, pinned to separate CPU cores; the generators evaluate EVAL_N
+# molecules every EVAL_MINUTES (stability on the GPU machine, which has no RDKit; the samples are kept
+# for validity here):
 #   A  the shipped edm-qm9 resumed exactly with EDM's objective, size-bucketed batches
-#   B  the shipped edm-qm9 resumed with min-SNR weighting (same network, another loss weighting)
-#   C  a fresh 128x6 model with the x0 parameterisation and EQGAT-diff's clamped-SNR weighting
-# Everything comes back under $OUT as at most 8 files of < 16 MiB: each run folder is a tar split
-# into 15 MiB parts (A and B with their full train state; C without its optimizer state if the
-# total would pass 64 MiB), plus the logs. `python -m benchmarks.gpu_burst.collect FILES_AT` unpacks
-# them here into runs/gpu-burst/<run>/ and scores the saved samples with RDKit.
+#   B  the shipped edm-qm9 resumed with min-SNR weighting (same network and start, another loss weighting:
+#      A against B is a learning curve at equal GPU minutes)
+#   D  a conditional EDM (128x6) on the six QM9 properties, trained on EDM's second half of the training split
+#   P  the property-predicting EGNN on the first half (it scores D: benchmarks.studies.edm_conditional)
+# A run folder of a second burst resumes with the same command (D and P resume from runs/gpu-burst/D|P when
+# RESUME_DP=1 and those folders were unpacked there by collect).
+# Everything comes back under $OUT as at most 8 files of < 16 MiB, 64 MiB in all: A, D and P as tars of the
+# whole run folder split into 15 MiB parts (2 files each, 18-22 MB), B without its train state (1 file), the
+# logs (1 file): about 62 MB.
+# `python -m benchmarks.gpu_burst.collect FILES_AT` unpacks them here into runs/gpu-burst/<run>/ and scores
+# the saved samples with RDKit.
 #
 # Needs .devcarry/qm9_travel.npz (python -m benchmarks.gpu_burst.qm9_travel pack .devcarry/qm9_travel.npz)
 # carried with the call (carry: [".devcarry"]). Before the call, check that it all fits the 64 MiB a call
@@ -26,36 +32,38 @@ LR=${LR:-4e-4}
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-/tmp/gpu-burst-out}
 PY=${PY:-python3}
+RESUME_DP=${RESUME_DP:-0}
 export PYTHONUNBUFFERED=1 MOLGEN_CACHE=${MOLGEN_CACHE:-/tmp/molgen-cache}
 mkdir -p "$OUT" runs/gpu-burst
 $PY -m benchmarks.gpu_burst.qm9_travel unpack .devcarry/qm9_travel.npz || exit 1
 [ "$DEVICE" = cuda ] && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/machine.txt"
 
-rm -rf runs/gpu-burst/A runs/gpu-burst/B runs/gpu-burst/C
+rm -rf runs/gpu-burst/A runs/gpu-burst/B
+[ "$RESUME_DP" = 1 ] || rm -rf runs/gpu-burst/D runs/gpu-burst/P
 cp -r molgen/pretrained/edm-qm9 runs/gpu-burst/A
 cp -r molgen/pretrained/edm-qm9 runs/gpu-burst/B
 printf '{"model": {"default_sampling_steps": 100}}\n' > runs/gpu-burst/A.json
 printf '{"model": {"loss_weighting": "min_snr", "default_sampling_steps": 100}}\n' > runs/gpu-burst/B.json
-printf '{"model": {"hidden": 128, "n_layers": 6, "parameterization": "x0", "loss_weighting": "snr_clamp", "default_sampling_steps": 100}, "train": {"compile": true, "ema_decay": 0.999, "checkpoint_every": 2000, "log_every": 200}}\n' > runs/gpu-burst/C.json
 COMMON=(--device "$DEVICE" --max-minutes "$MINUTES" --eval-minutes "$EVAL_MINUTES" --eval-samples "$EVAL_N"
         --buckets 12,16,20,24,29 --batch-size "$BATCH" --lr "$LR" --warmup-steps 500 --checkpoint-every 2000 --no-progress)
-pin() { if command -v taskset >/dev/null && [ "$(nproc)" -ge 15 ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
-pin 0-4 $PY -m molgen.train --model edm --resume runs/gpu-burst/A --config runs/gpu-burst/A.json "${COMMON[@]}" > "$OUT/A.log" 2>&1 &
-pin 5-9 $PY -m molgen.train --model edm --resume runs/gpu-burst/B --config runs/gpu-burst/B.json "${COMMON[@]}" > "$OUT/B.log" 2>&1 &
-pin 10-14 $PY -m molgen.train --model edm --out runs/gpu-burst/C --config runs/gpu-burst/C.json "${COMMON[@]}" > "$OUT/C.log" 2>&1 &
+pin() { if command -v taskset >/dev/null && [ "$(nproc)" -ge 16 ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+pin 0-3 $PY -m molgen.train --model edm --resume runs/gpu-burst/A --config runs/gpu-burst/A.json "${COMMON[@]}" > "$OUT/A.log" 2>&1 &
+pin 4-7 $PY -m molgen.train --model edm --resume runs/gpu-burst/B --config runs/gpu-burst/B.json "${COMMON[@]}" > "$OUT/B.log" 2>&1 &
+pin 8-11 $PY -m molgen.train --model edm --conditions alpha,gap,homo,lumo,mu,Cv --out runs/gpu-burst/D "${COMMON[@]}" > "$OUT/D.log" 2>&1 &
+pin 12-15 $PY -m molgen.cli.train_predictor --out runs/gpu-burst/P --device "$DEVICE" --max-minutes "$MINUTES" \
+    --batch-size "${PBATCH:-256}" --lr 1e-3 ${PTEST:+--test-molecules "$PTEST"} --no-progress > "$OUT/P.log" 2>&1 &
 wait
-for r in A B C; do echo "== $r: $(tail -n 1 "$OUT/$r.log")"; done
+for r in A B D P; do echo "== $r: $(tail -n 1 "$OUT/$r.log")"; done
 
 # pack: every file < 16 MiB, at most 8 files, 64 MiB in all
-tar -C runs/gpu-burst -cf - A | split -b 15M -d - "$OUT/A.tar."
-tar -C runs/gpu-burst -cf - B | split -b 15M -d - "$OUT/B.tar."
-used=$(du -cb "$OUT"/*.tar.* | tail -n 1 | cut -f1)
-c_full=$(du -sb runs/gpu-burst/C | cut -f1)
-if [ $((used + c_full)) -lt $((60 * 1024 * 1024)) ]; then
-  tar -C runs/gpu-burst -cf - C | split -b 15M -d - "$OUT/C.tar."
-else  # weights, config, metrics, logs and samples of C; its optimizer state stays behind
-  tar -C runs/gpu-burst -cf "$OUT/C-weights.tar" --exclude 'train_state*' --exclude checkpoint.json C
-fi
-tar -C "$OUT" -czf "$OUT/logs.tgz" A.log B.log C.log $( [ -f "$OUT/machine.txt" ] && echo machine.txt )
-rm -f "$OUT"/A.log "$OUT"/B.log "$OUT"/C.log "$OUT/machine.txt"
+for r in A D P; do  # full run folders: the next burst resumes them exactly
+  [ -d "runs/gpu-burst/$r" ] && tar -C runs/gpu-burst -cf - "$r" | split -b 15M -d - "$OUT/$r.tar."
+done
+# B is the comparison: its weights, card (learning curve), logs and samples; its train state stays behind
+[ -d runs/gpu-burst/B ] && tar -C runs/gpu-burst -cf "$OUT/B-weights.tar" --exclude 'train_state*' --exclude checkpoint.json B
+tar -C "$OUT" -czf "$OUT/logs.tgz" A.log B.log D.log P.log $( [ -f "$OUT/machine.txt" ] && echo machine.txt )
+rm -f "$OUT"/A.log "$OUT"/B.log "$OUT"/D.log "$OUT"/P.log "$OUT/machine.txt"
+n=$(ls "$OUT" | wc -l); total=$(du -cb "$OUT"/* | tail -n 1 | cut -f1)
+echo "returning $n files, $((total / 1048576)) MiB"
+[ "$n" -le 8 ] && [ "$total" -lt $((64 * 1048576)) ] || echo "WARNING: over the return limits (8 files, 64 MiB)"
 ls -la "$OUT"

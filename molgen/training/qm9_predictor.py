@@ -81,7 +81,11 @@ def mean_absolute_errors(model: PropertyPredictor, data: PropertyData, batch_siz
     return {k: float(total[i] / max(len(data), 1)) for i, k in enumerate(model.properties)}
 
 
-def make_evaluator(names: Sequence[str], n: int = 2000):
+#: Validation molecules of the learning curve (a fixed subset, :func:`molgen.training.data_order.fixed_subset`).
+CURVE_MOLECULES = 2000
+
+
+def make_evaluator(names: Sequence[str], n: int = CURVE_MOLECULES):
     """Learning-curve evaluator: MAE per property on a fixed draw of ``n`` validation molecules."""
     valid = property_data("valid", names, max_molecules=n)
 
