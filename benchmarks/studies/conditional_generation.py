@@ -65,7 +65,7 @@ def main() -> None:
     from molgen.references import training_smiles
 
     model = molgen.load(args.checkpoint)
-    names = tuple(model.conditions)
+    names = tuple(model.conditions)  # a VAE's latent head's properties where its decoder takes none
     folder = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else PRETRAINED_DIR / args.checkpoint
     dataset = read_card(folder).get("dataset", "qm9")
     test = [s for s in dataset_smiles(dataset, "test") if s]
@@ -76,6 +76,7 @@ def main() -> None:
     unknown = sorted(set(single + pair) - set(names))
     if unknown:
         raise SystemExit(f"error: {', '.join(unknown)} not among the checkpoint's conditions {', '.join(names)}")
+    names = tuple(k for k in names if k in single or k in pair)  # RDKit values only for the properties asked for
     test_vals = condition_values(test, names)
     train = training_smiles(dataset)
     lines = [f"# {command_line()}", f"# {machine()}", f"# {args.checkpoint}: conditions {', '.join(names)}; "

@@ -51,10 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --scaffold: auto (filter unconstrained samples, decode the rest; default), "
                         "filter or decode only")
     p.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
-                   help="ar checkpoints trained with conditions: sample p(x | y), e.g. --condition logp=2.5 "
-                        "--condition qed=0.8 (see --list-conditions)")
+                   help="ar checkpoints trained with conditions, vae ones with a latent property head: sample "
+                        "p(x | y), e.g. --condition logp=2.5 --condition qed=0.8 (see --list-conditions)")
     p.add_argument("--guidance", type=float, default=None,
-                   help="with --condition: classifier-free guidance scale (default 1: plain conditional)")
+                   help="with --condition: guidance scale (ar: classifier-free; vae: the likelihood's exponent; "
+                        "default 1: plain conditional)")
     p.add_argument("--list-conditions", action="store_true",
                    help="list each checkpoint's conditions with their training ranges, and exit")
     p.add_argument("--output", "-o", default=None,
@@ -141,14 +142,18 @@ def _list_conditions(checkpoint: str | None) -> str:
 
     from ..models.base import PRETRAINED_DIR
     from ..models.checkpoint import read_config
+    from ..models.vae.latent_conditioning import read_head_conditions
 
     folders = [Path(checkpoint)] if checkpoint else sorted(p for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
     lines = []
     for folder in folders:
         cfg = read_config(folder)["config"]
         names, stats = cfg.get("conditions") or [], cfg.get("condition_stats") or {}
+        head = None if names else read_head_conditions(folder)  # a VAE conditioned in latent space
+        if head is not None:
+            names, stats = head
         ranges = ", ".join(f"{k} {stats[k]['p01']:.3g} to {stats[k]['p99']:.3g}" if k in stats else k for k in names)
-        lines.append(f"{folder.name}: {ranges or 'no conditions (unconditional)'}")
+        lines.append(f"{folder.name}: {ranges or 'no conditions (unconditional)'}" + (" (latent head)" if head else ""))
     return "\n".join(lines)
 
 

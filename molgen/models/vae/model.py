@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -59,10 +60,11 @@ from ...nn.graph_encoder import GraphEncoder
 from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
-from ..conditioning import ConditionEncoder, check_guidance, condition_embedding
+from ..conditioning import ConditionEncoder, check_guidance, condition_embedding, condition_tensors
 from ..scaffold_sampling import check_method, sample_with_scaffold
 from .decoder import SequentialGraphDecoder
 from .featurization import MAX_HS
+from .latent_conditioning import LatentPropertyHead, guided_latents
 from .scaffold import ScaffoldPrefix
 from .table import GraphTable, collate
 
@@ -123,6 +125,35 @@ class GraphVAE(GenerativeModel):
         self.conditions, self.condition_stats = tuple(conditions), dict(condition_stats or {})
         self.cond_encoder = (ConditionEncoder(self.conditions, self.condition_stats, decoder_dim)
                              if self.conditions else None)
+        self.latent_head: LatentPropertyHead | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "latent_head":  # kept out of the state dict: the VAE's weights stay as they are
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def attach_latent_head(self, head: "LatentPropertyHead | None") -> None:
+        """Condition through ``head`` (sampling p(z | y) in latent space); its properties become this
+        model's ``conditions``. A checkpoint whose decoder takes conditions keeps those (ValueError)."""
+        if self.cond_encoder is not None:
+            raise ValueError("this vae conditions its decoder; a latent property head applies to unconditional VAEs")
+        if head is not None and head.latent_dim != self.latent_dim:
+            raise ValueError(f"the latent head takes {head.latent_dim}-dimensional z, this vae has {self.latent_dim}")
+        self.latent_head = head
+        self.conditions = head.names if head is not None else ()
+        self.condition_stats = dict(head.stats) if head is not None else {}
+
+    @classmethod
+    def from_pretrained(cls, folder: "str | Path", device: "str | torch.device" = "cpu") -> "GraphVAE":
+        """The checkpoint, with its latent property head where the folder has one (``latent_head.json``)
+        and the decoder takes no conditions."""
+        model = super().from_pretrained(folder, device)
+        if model.cond_encoder is None:
+            head = LatentPropertyHead.load(model.checkpoint_dir)
+            if head is not None:
+                model.attach_latent_head(head)
+        return model
 
     # --- training ---------------------------------------------------------------------------------
     def kl_weight(self, step: int | None = None) -> float:
@@ -178,26 +209,37 @@ class GraphVAE(GenerativeModel):
 
         Raises ValueError naming the first molecule that cannot be parsed or represented.
         """
+        seed = None if seed is None else check.seed(seed)
+        mu, logvar = self.encode_posterior(molecules, batch_size)
+        if sample:
+            gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+            out = []
+            for s in range(0, mu.shape[0], batch_size):  # the same draws as chunk by chunk
+                m, lv = mu[s:s + batch_size], logvar[s:s + batch_size]
+                out.append(m + torch.randn(m.shape, generator=gen, device=m.device) * (0.5 * lv).exp())
+            mu = torch.cat(out)
+        return mu
+
+    def encode_posterior(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet",
+                         batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | G) per molecule, each (B, latent_dim); ValueError naming the
+        first molecule that cannot be parsed or represented."""
         items = check.molecule_list(molecules)
         if not items:
             raise ValueError("molecules is empty: nothing to encode")
         batch_size = check.positive_int("batch_size", batch_size)
-        seed = None if seed is None else check.seed(seed)
         table = self.graphs(items)
         bad = np.flatnonzero(table.status != 1)
         if bad.size:
             i = int(bad[0])
             raise ValueError(f"cannot encode {_label(items[i])}: {table.reasons[i]}")
-        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        out = []
+        mus, logvars = [], []
         with evaluating(self):
             for rows in self._chunks(np.arange(len(items)), batch_size):
                 mu, logvar = self.posterior(self._batch_to(table, rows))
-                if sample:
-                    eps = torch.randn(mu.shape, generator=gen, device=mu.device)
-                    mu = mu + eps * (0.5 * logvar).exp()
-                out.append(mu)
-        return torch.cat(out)
+                mus.append(mu)
+                logvars.append(logvar)
+        return torch.cat(mus), torch.cat(logvars)
 
     def _decode_graphs(self, z: torch.Tensor, temperature: float, greedy: bool, constrained: bool,
                        seed: int | None, batch_size: int | None, prefix: ScaffoldPrefix | None = None,
@@ -298,7 +340,17 @@ class GraphVAE(GenerativeModel):
         temperature = check.positive_float("temperature", temperature)
         prior_scale = check.positive_float("prior_scale", prior_scale)
         guidance = check_guidance(guidance, condition)
-        cond = self.condition_vector(condition)
+        if condition and not self.conditions:
+            raise ValueError("this vae checkpoint was trained without conditions and has no latent property head; "
+                             "fit one with benchmarks/studies/fit_latent_head.py or train a conditional one "
+                             "with `molgen train --conditions logp,qed`")
+        cond, request = None, None
+        if self.cond_encoder is not None:  # the decoder takes the condition
+            cond = self.condition_vector(condition)
+        elif condition:  # the latent head: z from p(z) p(y | z)^guidance
+            request = condition_tensors(condition, self.conditions, self.condition_stats, "vae")
+            latent_gen = torch.Generator(device=self.device).manual_seed((seed + 1) % check.SEED_LIMIT)
+            rates: list[float] = []
         size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
         scaffold_method = check_method(scaffold_method, scaffold)
         prefix = None if scaffold is None else ScaffoldPrefix.build(scaffold, self.atom_types, self.max_atoms)
@@ -307,6 +359,9 @@ class GraphVAE(GenerativeModel):
 
         def draw(count: int, base: int, prefix: ScaffoldPrefix | None = None) -> list[Chem.Mol]:
             z = prior_scale * torch.randn((count, self.latent_dim), generator=gen, device=self.device)
+            if request is not None:
+                z, rate = guided_latents(self.latent_head, z, *request, guidance, prior_scale, latent_gen)
+                rates.append(rate)
             mols: list[Chem.Mol] = []
             for s in range(0, count, size):
                 mols.extend(self._decode_graphs(z[s:s + size], temperature, greedy, constrained,
@@ -330,6 +385,10 @@ class GraphVAE(GenerativeModel):
                                                       lambda k: draw_round(k, prefix))
         if cond is not None:
             extra.update(condition=dict(condition or {}), guidance=guidance)
+        if request is not None:
+            extra.update(condition=dict(condition), guidance=guidance, conditioned_by="latent head",
+                         latent_steps=self.latent_head.steps if guidance else 0,
+                         latent_acceptance=float(np.mean(rates)) if rates else None)
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
                                    greedy=greedy, seed=seed, prior_scale=prior_scale, **extra)
 
