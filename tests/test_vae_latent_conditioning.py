@@ -61,11 +61,19 @@ def test_the_head_learns_a_linear_property_and_its_noise() -> None:
     values = (2.0 * mu[:, :1] + 1.0 + 0.2 * torch.randn(2000, 1, generator=gen)).numpy()
     stats = condition_stats(values, ("logp",))
     head, report = fit_latent_head(mu, torch.full_like(mu, -20.0), values, ("logp",), stats, epochs=40, hidden=32)
-    r = report["properties"]["logp"]
-    assert r["r2_posterior_mean"] > 0.97 and 0.15 < r["sigma_units"] < 0.3
+    r = report["properties"]["logp"]["posterior_draw"]
+    assert r["r2"] > 0.97 and 0.15 < r["sigma_units"] < 0.3 and report["sigma_from"] == "posterior_draw"
     assert head.sigma["logp"] == pytest.approx(r["sigma"])
     pred = head.predict(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
     assert float(pred) == pytest.approx(3.0, abs=0.3)
+    # prior draws with noisier labels (a decoder that strays): sigma comes from them
+    zp = torch.randn(2000, 4, generator=gen)
+    yp = (2.0 * zp[:, :1] + 1.0 + 0.6 * torch.randn(2000, 1, generator=gen)).numpy()
+    head, report = fit_latent_head(mu, torch.full_like(mu, -20.0), values, ("logp",), stats, prior_z=zp,
+                                   prior_values=yp, epochs=40, hidden=32)
+    r = report["properties"]["logp"]["prior_decoded"]
+    assert report["sigma_from"] == "prior_decoded" and 0.45 < r["sigma_units"] < 0.75
+    assert head.sigma["logp"] == pytest.approx(r["sigma"])
 
 
 def test_mala_draws_the_gaussian_posterior_of_a_linear_head() -> None:
@@ -174,3 +182,21 @@ def test_the_cli_samples_and_lists_a_latent_head_checkpoint(fitted, tmp_path, ca
                  "-n", "4", "--device", "cpu", "--no-progress"]) == 0
     out = capsys.readouterr()
     assert len(out.out.split()) == 4 and "4 molecules" in out.err
+
+
+def test_best_of_k_keeps_the_candidate_the_head_puts_closest(fitted) -> None:
+    model, _ = fitted
+    head = model.latent_head
+    smiles = small_molecules()[:12]
+    mols = [Chem.MolFromSmiles(s) for s in smiles]
+    values, present = torch.tensor([1.0, 0.0]), torch.tensor([True, False])
+    kept = model._closest(mols, 3, values, present)
+    mu = model.encode(smiles)
+    dist = ((head.predict(mu)[:, 0] - 1.0) / (head.sigma["logp"] * head.stats["logp"]["std"])).abs().view(4, 3)
+    assert [Chem.MolToSmiles(m) for m in kept] == [smiles[3 * i + int(j)] for i, j in enumerate(dist.argmin(1))]
+    assert model._closest([None, mols[0]], 2, values, present)[0] is mols[0], "one that cannot be encoded loses"
+    out = model.sample(6, seed=0, condition={"logp": 1.0}, guidance=2.0, candidates=3)
+    assert len(out) == 6 and out.info["candidates"] == 3 and all(m is not None for m in out)
+    with pytest.raises(ValueError, match="candidates applies with a condition") as info:
+        model.sample(2, candidates=3)
+    assert "\n" not in str(info.value)

@@ -1,17 +1,17 @@
 """Conditional sampling in the VAE's latent space: a property head f(z) and MALA on p(z | y).
 
 A :class:`LatentPropertyHead` is a small MLP from a latent z to standardised RDKit properties
-(:data:`molgen.metrics.properties.CONDITIONS`), fitted on posterior draws z ~ q(z | G) of a training
-set's molecules (:func:`fit_latent_head`). Its held-out residual spread ``sigma`` (standardised
-units, per property) is the width of the likelihood p(y | z) = N(y; f(z), sigma^2).
+(:data:`molgen.metrics.properties.CONDITIONS`), fitted by least squares (:func:`fit_latent_head`) on
+posterior draws z ~ q(z | G) of training molecules and on prior draws z ~ N(0, I) labelled with the
+properties of what the decoder makes of them (where the sampler works). Its held-out residual spread
+``sigma`` (standardised units, per property) is the width of the likelihood p(y | z) = N(y; f(z), sigma^2).
 
-Sampling draws z from ``p(z | y)^g``-tempered posterior ``p(z) p(y | z)^g`` over the requested properties only
-(any subset), with ``g`` the guidance scale (0: the prior, 1: the plain posterior, > 1: sharper), by
-the Metropolis-adjusted Langevin algorithm (MALA; Roberts & Tweedie 1996) started from the prior
-draws themselves, then decodes those z as usual (:func:`guided_latents`). The head is a separate file
-pair in the checkpoint folder (``latent_head.safetensors`` with the weights, ``latent_head.json``
-with names, statistics, sigma, training ranges and the sampler's settings), so the VAE's own weights
-stay as they are.
+Sampling (:func:`guided_latents`) draws z from ``p(z) p(y | z)^g`` over the requested properties only
+(any subset), ``g`` the guidance scale (0: the prior, 1: the posterior p(z | y), > 1: sharper), by the
+Metropolis-adjusted Langevin algorithm (MALA; Roberts & Tweedie 1996) started from the prior draws
+themselves; the VAE then decodes those z as usual. The head is a file pair in the checkpoint folder
+(``latent_head.safetensors``: weights; ``latent_head.json``: names, statistics, sigma, training ranges
+and MALA's settings), so the VAE's own weights stay as they are.
 """
 from __future__ import annotations
 
@@ -122,58 +122,65 @@ def read_head_conditions(folder: str | Path) -> tuple[list[str], dict[str, dict[
 
 # --- fitting ---------------------------------------------------------------------------------------
 def fit_latent_head(mu: torch.Tensor, logvar: torch.Tensor, values: np.ndarray, names: Sequence[str],
-                    stats: Mapping[str, Mapping[str, float]], held_out: float = 0.1, epochs: int = 30,
+                    stats: Mapping[str, Mapping[str, float]], prior_z: torch.Tensor | None = None,
+                    prior_values: np.ndarray | None = None, held_out: float = 0.1, epochs: int = 30,
                     batch_size: int = 512, lr: float = 2e-3, seed: int = 0, **head_kw: Any
                     ) -> tuple[LatentPropertyHead, dict[str, Any]]:
-    """Fit f(z) on posterior draws z ~ N(mu, exp(logvar)) (fresh each epoch) against ``values``
-    (N, K, RDKit units; rows with a NaN are left out); the last ``held_out`` fraction of a seeded
-    permutation gives sigma, R^2 and MAE per property. Returns the head and that report."""
+    """Fit f(z) by least squares on standardised ``values`` (N, K, RDKit units; rows with a NaN are
+    left out): posterior draws z ~ N(mu, exp(logvar)) of the labelled molecules (fresh each epoch) and,
+    if given, prior draws ``prior_z`` labelled with the properties of what the decoder made of them
+    (``prior_values``), which is where the sampler starts. A seeded ``held_out`` fraction of each set
+    gives R^2 and MAE per property, and sigma: the residual std on held-out prior draws where there
+    are some, else on held-out posterior draws. Returns the head and that report."""
     names = tuple(names)
-    values = torch.as_tensor(np.asarray(values, np.float64), dtype=torch.float32)
-    keep = torch.isfinite(values).all(1)
-    mu, logvar, values = mu[keep].float(), logvar[keep].float(), values[keep]
-    if mu.shape[0] < 10:
-        raise ValueError(f"a latent head needs at least 10 labelled molecules, got {mu.shape[0]}")
+    sets = {"posterior_draw": (mu.float(), (0.5 * logvar.float()).exp(), values)}
+    if prior_z is not None:
+        sets["prior_decoded"] = (prior_z.float(), torch.zeros_like(prior_z, dtype=torch.float32), prior_values)
     gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(mu.shape[0], generator=gen)
-    n_val = max(1, int(round(held_out * mu.shape[0])))
-    val, train = order[:n_val], order[n_val:]
     torch.manual_seed(seed)  # the head's initial weights
     head = LatentPropertyHead(mu.shape[1], names, stats, **head_kw)
-    y = head.standardise(values)
+    train, val = [], {}
+    for key, (m, sd, v) in sets.items():
+        y = head.standardise(torch.as_tensor(np.asarray(v, np.float64), dtype=torch.float32))
+        keep = torch.isfinite(y).all(1)
+        m, sd, y = m[keep], sd[keep], y[keep]
+        if m.shape[0] < 10:
+            raise ValueError(f"a latent head needs at least 10 labelled {key.replace('_', ' ')}s, got {m.shape[0]}")
+        order = torch.randperm(m.shape[0], generator=gen)
+        n_val = max(1, int(round(held_out * m.shape[0])))
+        val[key] = (m[order[:n_val]], sd[order[:n_val]], y[order[:n_val]])
+        train.append((m[order[n_val:]], sd[order[n_val:]], y[order[n_val:]]))
+    m, sd, y = (torch.cat(parts) for parts in zip(*train))
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-    total = epochs * math.ceil(train.numel() / batch_size)
+    total = epochs * math.ceil(m.shape[0] / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1))
-    std = (0.5 * logvar).exp()
     head.train()
     for _ in range(epochs):
-        perm = train[torch.randperm(train.numel(), generator=gen)]
+        perm = torch.randperm(m.shape[0], generator=gen)
         for s in range(0, perm.numel(), batch_size):
             rows = perm[s:s + batch_size]
-            z = mu[rows] + torch.randn(mu[rows].shape, generator=gen) * std[rows]
+            z = m[rows] + torch.randn(m[rows].shape, generator=gen) * sd[rows]
             loss = (head(z) - y[rows]).pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
     head.eval()
-    with torch.no_grad():
-        z = mu[val] + torch.randn(mu[val].shape, generator=gen) * std[val]
-        resid = head(z) - y[val]
-        pred_mean = head(mu[val])
-    sd = torch.tensor([max(stats[k]["std"], 1e-6) for k in names])
-    report: dict[str, Any] = {"train_molecules": int(train.numel()), "held_out_molecules": int(val.numel()),
-                              "epochs": epochs, "properties": {}}
-    for k, name in enumerate(names):
-        r = resid[:, k]
-        head.sigma[name] = float(r.std())
-        var = float(y[val, k].var())
-        report["properties"][name] = {
-            "sigma": float(r.std()), "sigma_units": float(r.std() * sd[k]),
-            "r2_posterior_draw": 1.0 - float(r.pow(2).mean()) / var,
-            "mae_posterior_draw": float(r.abs().mean() * sd[k]),
-            "r2_posterior_mean": 1.0 - float((pred_mean[:, k] - y[val, k]).pow(2).mean()) / var,
-            "mae_posterior_mean": float((pred_mean[:, k] - y[val, k]).abs().mean() * sd[k])}
+    units = torch.tensor([max(stats[k]["std"], 1e-6) for k in names])
+    report: dict[str, Any] = {"train_rows": int(m.shape[0]), "epochs": epochs,
+                              "held_out_rows": {key: int(v[0].shape[0]) for key, v in val.items()}, "properties": {}}
+    for key, (vm, vsd, vy) in val.items():
+        with torch.no_grad():
+            resid = head(vm + torch.randn(vm.shape, generator=gen) * vsd) - vy
+        for k, name in enumerate(names):
+            r = resid[:, k]
+            report["properties"].setdefault(name, {})[key] = {
+                "sigma": float(r.std()), "sigma_units": float(r.std() * units[k]),
+                "r2": 1.0 - float(r.pow(2).mean()) / float(vy[:, k].var()), "mae": float(r.abs().mean() * units[k])}
+    width = "prior_decoded" if "prior_decoded" in val else "posterior_draw"
+    for name in names:
+        head.sigma[name] = report["properties"][name][width]["sigma"]
+    report["sigma_from"] = width
     return head, report
 
 

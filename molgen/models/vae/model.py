@@ -233,10 +233,14 @@ class GraphVAE(GenerativeModel):
         if bad.size:
             i = int(bad[0])
             raise ValueError(f"cannot encode {_label(items[i])}: {table.reasons[i]}")
+        return self._table_posterior(table, np.arange(len(items)), batch_size)
+
+    def _table_posterior(self, table: GraphTable, rows: np.ndarray, batch_size: int = 512
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         mus, logvars = [], []
         with evaluating(self):
-            for rows in self._chunks(np.arange(len(items)), batch_size):
-                mu, logvar = self.posterior(self._batch_to(table, rows))
+            for chunk in self._chunks(rows, batch_size):
+                mu, logvar = self.posterior(self._batch_to(table, chunk))
                 mus.append(mu)
                 logvars.append(logvar)
         return torch.cat(mus), torch.cat(logvars)
@@ -317,7 +321,7 @@ class GraphVAE(GenerativeModel):
                batch_size: int | None = None, constrained: bool = True, greedy: bool = False,
                prior_scale: float = 1.0, scaffold: "str | Scaffold | None" = None,
                scaffold_method: str = "auto", condition: "dict[str, float] | None" = None,
-               guidance: float = 1.0) -> SampleSet:
+               guidance: float = 1.0, candidates: int = 1) -> SampleSet:
         """``n`` molecules from z ~ N(0, prior_scale^2 I), decoded by sampling at ``temperature`` (or greedily).
 
         With ``constrained`` (default) the valence masks make every sample valid; ``prior_scale`` other
@@ -340,6 +344,7 @@ class GraphVAE(GenerativeModel):
         temperature = check.positive_float("temperature", temperature)
         prior_scale = check.positive_float("prior_scale", prior_scale)
         guidance = check_guidance(guidance, condition)
+        candidates = check.positive_int("candidates", candidates)
         if condition and not self.conditions:
             raise ValueError("this vae checkpoint was trained without conditions and has no latent property head; "
                              "fit one with benchmarks/studies/fit_latent_head.py or train a conditional one "
@@ -351,6 +356,8 @@ class GraphVAE(GenerativeModel):
             request = condition_tensors(condition, self.conditions, self.condition_stats, "vae")
             latent_gen = torch.Generator(device=self.device).manual_seed((seed + 1) % check.SEED_LIMIT)
             rates: list[float] = []
+        if candidates > 1 and (request is None or guidance == 0):
+            raise ValueError("candidates applies with a condition that the latent property head takes, at guidance > 0")
         size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
         scaffold_method = check_method(scaffold_method, scaffold)
         prefix = None if scaffold is None else ScaffoldPrefix.build(scaffold, self.atom_types, self.max_atoms)
@@ -358,17 +365,18 @@ class GraphVAE(GenerativeModel):
         from tqdm import tqdm
 
         def draw(count: int, base: int, prefix: ScaffoldPrefix | None = None) -> list[Chem.Mol]:
-            z = prior_scale * torch.randn((count, self.latent_dim), generator=gen, device=self.device)
+            total = count * candidates
+            z = prior_scale * torch.randn((total, self.latent_dim), generator=gen, device=self.device)
             if request is not None:
                 z, rate = guided_latents(self.latent_head, z, *request, guidance, prior_scale, latent_gen)
                 rates.append(rate)
             mols: list[Chem.Mol] = []
-            for s in range(0, count, size):
+            for s in range(0, total, size):
                 mols.extend(self._decode_graphs(z[s:s + size], temperature, greedy, constrained,
                                                 (base * 1_000_003 + s) % check.SEED_LIMIT, size, prefix,
                                                 cond, guidance))
-                bar.update(min(size, count - s))
-            return mols
+                bar.update(min(size, total - s) / candidates)
+            return mols if candidates == 1 else self._closest(mols, candidates, *request)
 
         extra: dict[str, object] = {}
         with tqdm(total=n, disable=not progress, desc="sample vae", unit="mol") as bar:
@@ -387,10 +395,27 @@ class GraphVAE(GenerativeModel):
             extra.update(condition=dict(condition or {}), guidance=guidance)
         if request is not None:
             extra.update(condition=dict(condition), guidance=guidance, conditioned_by="latent head",
-                         latent_steps=self.latent_head.steps if guidance else 0,
+                         latent_steps=self.latent_head.steps if guidance else 0, candidates=candidates,
                          latent_acceptance=float(np.mean(rates)) if rates else None)
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
                                    greedy=greedy, seed=seed, prior_scale=prior_scale, **extra)
+
+    def _closest(self, mols: list[Chem.Mol | None], k: int, values: torch.Tensor, present: torch.Tensor
+                 ) -> list[Chem.Mol | None]:
+        """Of each ``k`` consecutive molecules, the one whose posterior mean the latent head puts closest
+        to the request (in likelihood widths; RDKit is not asked); one that cannot be encoded loses."""
+        head = self.latent_head
+        table = GraphTable([m if m is not None else "" for m in mols], self.atom_types, self.max_atoms)
+        table.ensure(np.arange(len(mols)))
+        rows = np.flatnonzero(table.status == 1)
+        dist = torch.full((len(mols),), math.inf)
+        if rows.size:
+            mu, _ = self._table_posterior(table, rows)
+            inv_sd = torch.tensor([1.0 / head.sigma[name] for name in head.names])
+            fit = (head.to(mu.device)(mu).cpu() - head.standardise(values.float())) * inv_sd
+            dist[torch.from_numpy(rows)] = fit[:, present].pow(2).sum(-1)
+        best = dist.view(-1, k).argmin(1) + torch.arange(0, len(mols), k)
+        return [mols[i] for i in best.tolist()]
 
     def condition_vector(self, condition: "dict[str, float] | None") -> torch.Tensor | None:
         """The decoder's condition embedding (decoder_dim,) for a request such as ``{"logp": 2.5}``
