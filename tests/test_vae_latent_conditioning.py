@@ -182,6 +182,16 @@ def test_the_cli_samples_and_lists_a_latent_head_checkpoint(fitted, tmp_path, ca
                  "-n", "4", "--device", "cpu", "--no-progress"]) == 0
     out = capsys.readouterr()
     assert len(out.out.split()) == 4 and "4 molecules" in out.err
+    assert main(["--model", "vae", "--checkpoint", str(tmp_path), "--condition", "qed=0.4", "--candidates", "3",
+                 "-n", "2", "--device", "cpu", "--no-progress"]) == 0
+    for argv, message in ((["--candidates", "3"], "--candidates applies with --condition only"),
+                          (["--condition", "logp=1", "--candidates", "0"], "--candidates must be between 1 and 64"),
+                          (["--condition", "mw=100"], "unknown condition 'mw' for this vae checkpoint")):
+        with pytest.raises(ValueError, match=message) as info:
+            main(["--model", "vae", "--checkpoint", str(tmp_path), "-n", "2", "--device", "cpu", *argv])
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="--candidates does not apply to the ar model"):
+        main(["--model", "ar", "--condition", "logp=1", "--candidates", "2", "-n", "2", "--device", "cpu"])
 
 
 def test_best_of_k_keeps_the_candidate_the_head_puts_closest(fitted) -> None:

@@ -5,6 +5,7 @@
     molgen sample --model edm --fix fragment.xyz --atoms 18 -n 20 -o around.sdf    # 3D inpainting
     molgen sample --model ar --dataset moses --scaffold 'c1ccc2[nH]ccc2c1' -n 100  # every sample holds it
     molgen sample --model vae --dataset moses --scaffold '*c1ccncc1' -n 100        # grows only at '*'
+    molgen sample --model vae --condition logp=1 --guidance 2 --candidates 4 -n 100  # p(x | y), latent head
 
 ``--fix FILE`` (.sdf or .xyz, its first molecule with coordinates) keeps those atoms' elements and
 coordinates, in the file's own frame, and generates the rest of each molecule around them (RePaint on
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=None,
                    help="with --condition: guidance scale (ar: classifier-free; vae: the likelihood's exponent; "
                         "default 1: plain conditional)")
+    p.add_argument("--candidates", type=int, default=None, metavar="K",
+                   help="vae with --condition: decode K guided latents per sample and keep the one the latent "
+                        "head puts closest to the condition (default: 1)")
     p.add_argument("--list-conditions", action="store_true",
                    help="list each checkpoint's conditions with their training ranges, and exit")
     p.add_argument("--output", "-o", default=None,
@@ -95,8 +99,10 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
     check_float(args.top_p, "--top-p", 0.0, 1.0)
     check_count(args.resamplings, "--resamplings", 1, 100)
     check_float(args.guidance, "--guidance", 0.0, 20.0)
-    if args.guidance is not None and not args.condition:
-        raise ValueError("--guidance applies with --condition only")
+    check_count(args.candidates, "--candidates", 1, 64)
+    for flag, value in (("--guidance", args.guidance), ("--candidates", args.candidates)):
+        if value is not None and not args.condition:
+            raise ValueError(f"{flag} applies with --condition only")
     if args.scaffold_method is not None:
         if args.scaffold is None:
             raise ValueError("--scaffold-method applies with --scaffold only")
@@ -112,7 +118,7 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
               "scaffold": parse_scaffold(args.scaffold) if args.scaffold is not None else None,
               "scaffold_method": args.scaffold_method,
               "condition": parse_condition_args(args.condition) if args.condition else None,
-              "guidance": args.guidance}
+              "guidance": args.guidance, "candidates": args.candidates}
     accepted = inspect.signature(cls.sample).parameters
     opts = {}
     for key, value in wanted.items():
