@@ -27,7 +27,8 @@ from torch import nn
 from ..checkpoint import CheckpointError, atomic_write_text, save_weights
 
 HEAD_WEIGHTS, HEAD_JSON = "latent_head.safetensors", "latent_head.json"
-#: MALA's settings unless a head's JSON says otherwise (chosen by measurement; see the VAE's docstring).
+#: MALA's settings a new head starts with; ``benchmarks/studies/fit_latent_head.py --sweep`` chooses a shipped
+#: head's by measurement (benchmarks/results/latent_head_sweep_<checkpoint>.txt) and writes them into its JSON.
 DEFAULT_STEPS, DEFAULT_STEP_SIZE = 100, 0.02
 
 
