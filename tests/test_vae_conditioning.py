@@ -141,14 +141,15 @@ def test_training_options_that_do_not_apply_get_one_line(tmp_path, argv, message
     assert "\n" not in str(info.value)
 
 
-def test_the_cli_says_when_no_vae_checkpoint_takes_conditions(capsys) -> None:
-    """No conditional VAE ships (the CPU fine-tune did not learn to use its condition; see the README), so the
-    CLI falls back to the unconditional checkpoint, which says it has no conditions."""
+def test_the_cli_falls_back_to_the_shipped_vae_and_its_latent_head(capsys) -> None:
+    """No conditional-decoder VAE ships (the fine-tune learnt to ignore its condition; see molgen.models.vae.model),
+    so the CLI takes the unconditional checkpoint, whose latent property head takes the condition
+    (tests/test_vae_latent_conditioning.py samples through it)."""
     from molgen.sample import main
 
     assert main(["--list-conditions"]) == 0
     listing = capsys.readouterr().out
-    assert "vae-qm9: no conditions" in listing and "ar-moses-cond: logp " in listing
-    with pytest.raises(ValueError, match="this vae checkpoint was trained without conditions") as info:
-        main(["--model", "vae", "--dataset", "qm9", "--condition", "qed=0.5", "-n", "2", "--device", "cpu"])
+    assert "vae-qm9: logp " in listing and "(latent head)" in listing and "ar-moses-cond: logp " in listing
+    with pytest.raises(ValueError, match="unknown condition 'foo' for this vae checkpoint; choose from logp") as info:
+        main(["--model", "vae", "--dataset", "qm9", "--condition", "foo=0.5", "-n", "2", "--device", "cpu"])
     assert "\n" not in str(info.value)

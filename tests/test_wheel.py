@@ -109,6 +109,7 @@ def test_wheel_holds_the_data_configs_checkpoints_and_license(wheel):
     assert "molgen = molgen.cli:main" in zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
     for name in SHIPPED:
         assert {f"molgen/pretrained/{name}/{f}" for f in ("config.json", "metrics.json", "weights.safetensors")} <= names
+    assert {f"molgen/pretrained/vae-{d}/latent_head.{e}" for d in ("qm9", "moses") for e in ("json", "safetensors")} <= names
     shipped_files = {str(p.relative_to(ROOT)) for p in (ROOT / "molgen" / "pretrained").rglob("*") if p.is_file()}
     assert shipped_files <= names  # logs and train state too
     assert not any(n.startswith(("benchmarks/", "tests/", "data/")) for n in names)

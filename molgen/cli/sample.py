@@ -5,6 +5,7 @@
     molgen sample --model edm --fix fragment.xyz --atoms 18 -n 20 -o around.sdf    # 3D inpainting
     molgen sample --model ar --dataset moses --scaffold 'c1ccc2[nH]ccc2c1' -n 100  # every sample holds it
     molgen sample --model vae --dataset moses --scaffold '*c1ccncc1' -n 100        # grows only at '*'
+    molgen sample --model vae --condition logp=1 --guidance 2 --candidates 4 -n 100  # p(x | y), latent head
 
 ``--fix FILE`` (.sdf or .xyz, its first molecule with coordinates) keeps those atoms' elements and
 coordinates, in the file's own frame, and generates the rest of each molecule around them (RePaint on
@@ -51,11 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --scaffold: auto (filter unconstrained samples, decode the rest; default), "
                         "filter or decode only")
     p.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
-                   help="checkpoints trained with conditions: sample p(x | y), e.g. --condition logp=2.5 "
-                        "--condition qed=0.8 (ar, vae) or --condition alpha=80 (edm: QM9's alpha Bohr^3, "
-                        "gap/homo/lumo meV, mu D, Cv cal/(mol K)); see --list-conditions")
+                   help="sample p(x | y) from a checkpoint that takes conditions, e.g. --condition logp=2.5 "
+                        "--condition qed=0.8 (ar: trained with them; vae: its latent property head) or "
+                        "--condition alpha=80 (edm: QM9's alpha Bohr^3, gap/homo/lumo meV, mu D, Cv cal/(mol K)); "
+                        "see --list-conditions")
     p.add_argument("--guidance", type=float, default=None,
-                   help="with --condition: classifier-free guidance scale (default 1: plain conditional)")
+                   help="with --condition: guidance scale (ar, edm: classifier-free; vae: the likelihood's "
+                        "exponent; default 1: plain conditional)")
+    p.add_argument("--candidates", type=int, default=None, metavar="K",
+                   help="vae with --condition: decode K guided latents per sample and keep the one the latent "
+                        "head puts closest to the condition (default: 1)")
     p.add_argument("--list-conditions", action="store_true",
                    help="list each checkpoint's conditions with their training ranges, and exit")
     p.add_argument("--output", "-o", default=None,
@@ -95,8 +101,10 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
     check_float(args.top_p, "--top-p", 0.0, 1.0)
     check_count(args.resamplings, "--resamplings", 1, 100)
     check_float(args.guidance, "--guidance", 0.0, 20.0)
-    if args.guidance is not None and not args.condition:
-        raise ValueError("--guidance applies with --condition only")
+    check_count(args.candidates, "--candidates", 1, 64)
+    for flag, value in (("--guidance", args.guidance), ("--candidates", args.candidates)):
+        if value is not None and not args.condition:
+            raise ValueError(f"{flag} applies with --condition only")
     if args.scaffold_method is not None:
         if args.scaffold is None:
             raise ValueError("--scaffold-method applies with --scaffold only")
@@ -112,7 +120,7 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
               "scaffold": parse_scaffold(args.scaffold) if args.scaffold is not None else None,
               "scaffold_method": args.scaffold_method,
               "condition": parse_condition_args(args.condition) if args.condition else None,
-              "guidance": args.guidance}
+              "guidance": args.guidance, "candidates": args.candidates}
     accepted = inspect.signature(cls.sample).parameters
     opts = {}
     for key, value in wanted.items():
@@ -142,14 +150,18 @@ def _list_conditions(checkpoint: str | None) -> str:
 
     from ..models.base import PRETRAINED_DIR
     from ..models.checkpoint import read_config
+    from ..models.vae.latent_conditioning import read_head_conditions
 
     folders = [Path(checkpoint)] if checkpoint else sorted(p for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
     lines = []
     for folder in folders:
         cfg = read_config(folder)["config"]
         names, stats = cfg.get("conditions") or [], cfg.get("condition_stats") or {}
+        head = None if names else read_head_conditions(folder)  # a VAE conditioned in latent space
+        if head is not None:
+            names, stats = head
         ranges = ", ".join(f"{k} {stats[k]['p01']:.3g} to {stats[k]['p99']:.3g}" if k in stats else k for k in names)
-        lines.append(f"{folder.name}: {ranges or 'no conditions (unconditional)'}")
+        lines.append(f"{folder.name}: {ranges or 'no conditions (unconditional)'}" + (" (latent head)" if head else ""))
     return "\n".join(lines)
 
 
