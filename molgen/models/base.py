@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_state_into, read_config, read_weights, save_checkpoint
+from .checkpoint import CheckpointError, build_from_checkpoint, read_config, save_checkpoint
 
 _REGISTRY: dict[str, type["GenerativeModel"]] = {}
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
@@ -174,12 +174,7 @@ class GenerativeModel(nn.Module, abc.ABC):
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "GenerativeModel":
         folder, device = resolve_pretrained(folder, model=cls.name), resolve_device(device)
-        info = read_config(folder, expect_model=cls.name)
-        try:
-            model = cls(**info["config"])
-        except TypeError as exc:
-            raise CheckpointError(f"config.json in {folder} does not fit {cls.name}: {exc}") from None
-        load_state_into(model, read_weights(folder, sha256=info.get("weights_sha256")), folder)
+        model = build_from_checkpoint(cls, folder, cls.name)
         model.checkpoint_dir = Path(folder)
         return model.to(device).eval()
 

@@ -190,6 +190,18 @@ def load_state_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], f
         raise CheckpointError(f"weights in {folder} do not fit this model's config: {first}") from None
 
 
+def build_from_checkpoint(cls: type, folder: str | Path, name: str) -> torch.nn.Module:
+    """``cls(**config)`` with the checkpoint's weights loaded (checksum checked): the one way a folder
+    becomes a module. A config that does not fit ``cls`` is a one-line CheckpointError."""
+    info = read_config(folder, expect_model=name)
+    try:
+        module = cls(**info["config"])
+    except TypeError as exc:
+        raise CheckpointError(f"config.json in {folder} does not fit {name}: {exc}") from None
+    load_state_into(module, read_weights(folder, sha256=info.get("weights_sha256")), folder)
+    return module
+
+
 # --- a tree of tensors and JSON values, without pickle -------------------------------------------
 def write_checkpoint(folder: str | Path, files: dict[str, bytes], step: int, keep: tuple[str, ...] = ()) -> None:
     """Replace the checkpoint in ``folder`` by ``files`` as a whole.

@@ -24,7 +24,7 @@ from torch import nn
 
 from ...nn.egnn import EGNN
 from ..base import evaluating, resolve_device
-from ..checkpoint import load_state_into, read_config, read_weights, save_checkpoint
+from ..checkpoint import build_from_checkpoint, save_checkpoint
 from .model import QM9_TYPES, remove_mean
 from .records import as_records, collate, unscorable
 
@@ -115,12 +115,4 @@ class PropertyPredictor(nn.Module):
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "PropertyPredictor":
         """A saved predictor (a checkpoint folder, also a training run's) in eval mode on ``device``."""
-        info = read_config(folder, expect_model=cls.name)
-        try:
-            model = cls(**info["config"])
-        except TypeError as exc:
-            from ..checkpoint import CheckpointError
-
-            raise CheckpointError(f"config.json in {folder} does not fit {cls.name}: {exc}") from None
-        load_state_into(model, read_weights(folder, sha256=info.get("weights_sha256")), folder)
-        return model.to(resolve_device(device)).eval()
+        return build_from_checkpoint(cls, folder, cls.name).to(resolve_device(device)).eval()
