@@ -114,8 +114,10 @@ def test_list_models_lists_the_shipped_checkpoints_with_their_model_card_numbers
         # FCD against MOSES test needs ChemNet statistics that take hours on a CPU: a CPU-trained card may lack it
         assert p.metrics["fcd"] > 0 if p.name != "ar-moses-cond" else p.metrics.get("fcd") is None
     edm = {p.name: p for p in found}["edm-qm9"]
-    card = json.loads((edm.path / "metrics.json").read_text())["evaluation"]["metrics"]["metrics"]
-    assert edm.metrics["validity"] == card["validity"] == 0.5135
+    evaluation = json.loads((edm.path / "metrics.json").read_text())["evaluation"]
+    card = evaluation["metrics"]["metrics"]
+    assert edm.metrics["validity"] == card["validity"] == 0.5085
+    assert evaluation["steps"] == json.loads((edm.path / "config.json").read_text())["config"]["default_sampling_steps"]
     assert edm.metrics["molecule_stability"] == card["molecule_stability"]
     vae = {p.name: p for p in found}["vae-moses"]  # the molgen_evaluate block, which has FCD, wins
     assert vae.metrics["fcd"] == json.loads((vae.path / "metrics.json").read_text())["evaluation"]["molgen_evaluate"]["fcd"]
