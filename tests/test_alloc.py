@@ -35,7 +35,8 @@ def test_edm_sampling_on_a_cpu_tunes_malloc_unless_switched_off() -> None:
 
 
 def test_edm_trains_without_rdkit(tmp_path) -> None:
-    """A bare GPU machine has no RDKit: EDM's training path and its stability check must not need it."""
+    """A bare GPU machine has no RDKit: EDM's training path (the conditional one and the property
+    predictor's too) and its stability check must not need it."""
     code = (
         "import sys, builtins; real = builtins.__import__\n"
         "def imp(name, *a, **k):\n"
@@ -44,6 +45,8 @@ def test_edm_trains_without_rdkit(tmp_path) -> None:
         "builtins.__import__ = imp\n"
         "from molgen.models import model_class\n"
         "from molgen.training.edm import sample_quality\n"
+        "import molgen.cli.train, molgen.cli.train_predictor, molgen.training.qm9_predictor  # runs D and P\n"
+        "from molgen.training.conditions import ConditionedData, condition_stats\n"
         "cls = model_class('edm')\n"
         "try:\n    model_class('ar')\nexcept ValueError as e:\n    print('ar:', e)\n"
         "import numpy as np\n"

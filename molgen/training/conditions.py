@@ -18,13 +18,18 @@ import numpy as np
 import torch
 
 from .._cache import cache_dir, cached_npz, digest_strings
-from ..metrics.properties import CONDITIONS, condition_values
+
+# molgen.metrics (RDKit) is imported where RDKit properties are computed or named: the condition dropout
+# and statistics here serve the conditional EDM too, which trains on a GPU machine without RDKit.
 
 DROP_ALL, KEEP = 0.2, 0.5
 
 
 def check_names(names: Sequence[str]) -> tuple[str, ...]:
-    """The condition names, checked against :data:`CONDITIONS` (one error line listing the choices)."""
+    """The condition names, checked against :data:`molgen.metrics.properties.CONDITIONS` (one error line
+    listing the choices)."""
+    from ..metrics.properties import CONDITIONS
+
     names = tuple(n.strip() for n in names.split(",")) if isinstance(names, str) else tuple(names)
     bad = [k for k in names if k not in CONDITIONS]
     if bad or not names or len(set(names)) != len(names):
@@ -33,6 +38,8 @@ def check_names(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def _values(job: tuple[list[str], tuple[str, ...]]) -> np.ndarray:
+    from ..metrics.properties import condition_values
+
     return condition_values(*job)
 
 
