@@ -12,12 +12,11 @@ its train state, so a later burst continues it with --resume.
 """
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from pathlib import Path
 
-from .common import check_count, parser, run_cli
+from .common import check_count, check_float, parser, run_cli
 
 
 def build_parser():
@@ -51,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                         ("--test-molecules", args.test_molecules)):
         check_count(value, flag, 1)
     for flag, value in (("--max-minutes", args.max_minutes), ("--lr", args.lr)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{flag} must be a finite number > 0, got {value}")
+        check_float(value, flag)
     if args.max_steps is None and args.max_minutes is None:
         raise ValueError("give --max-steps or --max-minutes")
     from ..datasets.qm9 import check_conditions
