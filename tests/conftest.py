@@ -14,3 +14,13 @@ DRUGS = [
     "CC1CCCN(C(=O)c2ccc(Br)cc2)C1", "COc1ccc(CNC(=O)c2ccccc2Cl)cc1", "Cc1cc(Br)ccc1NC(=O)c1cccnc1",
     "O=C(c1ccco1)N1CCN(c2cccc(Cl)c2)CC1", "COc1cccc(C(=O)Nc2nc3ccccc3s2)c1",
 ]
+
+
+#: Python source that makes ``import rdkit`` fail as on a bare GPU machine (prepend it to a ``python -c`` program).
+NO_RDKIT = (
+    "import sys, builtins; real = builtins.__import__\n"
+    "def imp(name, *a, **k):\n"
+    "    if name == 'rdkit' or name.startswith('rdkit.'): raise ModuleNotFoundError(\"No module named 'rdkit'\", name='rdkit')\n"
+    "    return real(name, *a, **k)\n"
+    "builtins.__import__ = imp\n"
+)

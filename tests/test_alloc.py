@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+from conftest import NO_RDKIT
+
 
 def test_cli_processes_tune_malloc_and_the_switch_turns_it_off() -> None:
     code = ("import molgen._alloc as a; from molgen.cli.common import run_cli; "
@@ -37,23 +39,18 @@ def test_edm_sampling_on_a_cpu_tunes_malloc_unless_switched_off() -> None:
 def test_edm_trains_without_rdkit(tmp_path) -> None:
     """A bare GPU machine has no RDKit: EDM's training path (the conditional one and the property
     predictor's too) and its stability check must not need it."""
-    code = (
-        "import sys, builtins; real = builtins.__import__\n"
-        "def imp(name, *a, **k):\n"
-        "    if name == 'rdkit' or name.startswith('rdkit.'): raise ModuleNotFoundError(\"No module named 'rdkit'\", name='rdkit')\n"
-        "    return real(name, *a, **k)\n"
-        "builtins.__import__ = imp\n"
+    code = NO_RDKIT + (
         "from molgen.models import model_class\n"
         "from molgen.training.edm import sample_quality\n"
         "import molgen.cli.train, molgen.cli.train_predictor, molgen.training.qm9_predictor  # runs D and P\n"
         "from molgen.training.conditions import ConditionedData, condition_stats\n"
         "cls = model_class('edm')\n"
-        "try:\n    model_class('ar')\nexcept ValueError as e:\n    print('ar:', e)\n"
+        "try:\n    model_class('vae')\nexcept ValueError as e:\n    print('vae:', e)\n"
         "import numpy as np\n"
         "q = sample_quality([np.array([8, 1, 1])], [np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0.0]])])\n"
         "print(q)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "ar: the ar model needs the rdkit package" in out.stdout
+    assert "vae: the vae model needs the rdkit package" in out.stdout
     assert "'validity': None" in out.stdout and "'atom_stability': 1.0" in out.stdout

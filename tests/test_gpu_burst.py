@@ -33,3 +33,74 @@ def test_the_tree_leaves_room_for_the_qm9_carry_of_a_gpu_burst() -> None:
         f"the working tree ({tree / 2 ** 20:.1f} MiB) leaves less than the QM9 carry "
         f"({QM9_CARRY_BYTES / 2 ** 20:.0f} MiB) of the 64 MiB a device call may send; "
         f"see python -m benchmarks.gpu_burst.travel_size")
+
+
+def test_moses_pack_tokens_give_back_the_encoded_set_exactly() -> None:
+    from benchmarks.gpu_burst.moses_travel import decode_tokens, digest, encode_tokens
+    from molgen.models.ar.encoding import encode
+
+    smiles = ["CCO", "O=C([O-])c1ccccc1", "not a smiles", "C1CC2CCC1CC2", "C[N+](C)(C)Cc1ccc2ccccc2c1", "CC.O",
+              "C1CCCCCCCCCCCCCCCCCCCC1"]  # a large ring: a ring closure 20 atoms back
+    enc = encode(smiles, workers=1)
+    tokens, book = encode_tokens(enc)
+    arrays = enc.to_arrays()
+    back = decode_tokens(tokens, book, len(smiles), arrays["failed_idx"], arrays["failed_reason"])
+    assert sorted(back.failed) == [2, 5] and back.source.tolist() == [0, 1, 3, 4, 6]
+    for key, value in back.to_arrays().items():
+        assert np.array_equal(value, arrays[key]) and value.dtype == arrays[key].dtype, key
+    assert digest(back) == digest(enc)
+    enc.ptr[3] += 1  # any change shows in the digest
+    assert digest(back) != digest(enc)
+
+
+def test_ar_trains_without_rdkit_from_a_linearised_set_and_its_samples_are_scored_later(tmp_path) -> None:
+    """The MOSES burst (run_moses.sh): training, evaluation and checkpoints import no RDKit; the samples
+    each evaluation keeps are scored afterwards where RDKit is."""
+    import json
+    import sys
+
+    from conftest import DRUGS, NO_RDKIT
+    from molgen.models.ar.encoding import encode
+    from molgen.training.ar import score_saved_samples
+
+    data = tmp_path / "enc"
+    data.mkdir()
+    encode(DRUGS, workers=1).save(data / "train.npz")
+    encode(DRUGS[:4], workers=1).save(data / "heldout.npz")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32}}))
+    run = tmp_path / "run"
+    args = ["--model", "ar", "--dataset", "moses", "--encoded-data", str(data), "--config", str(cfg), "--out",
+            str(run), "--max-steps", "2", "--batch-size", "4", "--eval-every", "1", "--eval-samples", "6",
+            "--device", "cpu", "--no-progress", "--no-amsgrad"]
+    code = NO_RDKIT + f"import sys; from molgen.cli.train import main; sys.exit(main({args!r}))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (run / "eval_samples" / "step-1.npz").is_file() and (run / "eval_samples" / "step-2-nomask.npz").is_file()
+    card = json.loads((run / "metrics.json").read_text())
+    assert card["train_molecules"] == len(DRUGS) and "validity" not in card["learning_curve"][0]
+    curve = score_saved_samples(run, reference=None, fcd=False)
+    assert [r["step"] for r in curve] == [1, 2]
+    for row in curve:
+        assert row["validity"] == 1.0 and 0 <= row["validity_no_mask"] <= 1 and 0 < row["uniqueness"] <= 1
+    assert json.loads((run / "metrics.json").read_text())["learning_curve"] == curve
+    from molgen.models.train_state import read_train_state
+
+    state, step = read_train_state(run)
+    assert step == 2 and state["train_config"]["amsgrad"] is False  # the travelling run's smaller state
+    assert not any("max_exp_avg_sq" in s for s in state["optimizer"]["state"].values())
+
+
+def test_encoded_data_needs_both_files_and_no_conditions(tmp_path) -> None:
+    from molgen.cli.train import main
+
+    with pytest.raises(ValueError, match="--encoded-data must be a folder holding train.npz and heldout.npz"):
+        main(["--model", "ar", "--encoded-data", str(tmp_path), "--max-steps", "1", "--out", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match="--encoded-data applies to --model ar only"):
+        (tmp_path / "train.npz").write_bytes(b"")
+        (tmp_path / "heldout.npz").write_bytes(b"")
+        main(["--model", "edm", "--encoded-data", str(tmp_path), "--max-steps", "1", "--out", str(tmp_path / "r")])
+    from molgen.training.ar import training_setup
+
+    with pytest.raises(ValueError, match="--encoded-data trains without conditions"):
+        training_setup("moses", {"conditions": ["logp"]}, {"encoded_data": str(tmp_path)})

@@ -1,7 +1,8 @@
 """Bring a GPU burst's results home: join the split tars into runs/gpu-burst/<run>/, check that
 each run folder loads and resumes (manifest, checksums), score every evaluation's saved samples with
-RDKit (validity, which the GPU machine could not compute) into the run's learning curve, and print
-the curves side by side.
+RDKit (what the GPU machine could not compute: EDM's validity; for ar-moses, run M of run_moses.sh,
+validity with and without the masks, uniqueness, novelty and FCD against MOSES test) into the run's
+learning curve, and print the curves side by side.
 
     python -m benchmarks.gpu_burst.collect /work/.device/<files_at> [--into runs/gpu-burst]
 """
@@ -64,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         info = read_config(folder)
         read_weights(folder, info.get("weights_sha256"))  # the weights against their checksum
         print(f"== {run} ({info['model']}): resumable train state: {has_train_state(folder)}")
+        if info["model"] == "ar":  # run M: samples kept as action sequences
+            from molgen.training.ar import score_saved_samples
+
+            for row in score_saved_samples(folder, "moses"):
+                print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                                       if k != "scored_by"))
+            continue
         if info["model"] != "edm":  # the property predictor: its learning curve and test MAE
             card = read_metrics(folder)
             for row in card.get("learning_curve", []):

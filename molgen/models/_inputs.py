@@ -7,7 +7,6 @@ import numbers
 from typing import Any
 
 import numpy as np
-from rdkit import Chem
 
 #: Seeds are 64-bit: torch.Generator.manual_seed takes 0 .. 2**64 - 1.
 SEED_LIMIT = 2 ** 64
@@ -81,6 +80,8 @@ def molecule_list(molecules: Any) -> list:
     """The items of a models' molecule argument: one SMILES or Mol, a sequence of them, or a
     :class:`molgen.SampleSet` (its Mols, None where a sample is invalid). Anything else is a
     ValueError; the items themselves are checked (with a reason per item) by the featurisers."""
+    from rdkit import Chem
+
     if isinstance(molecules, (str, Chem.Mol)):
         return [molecules]
     if hasattr(molecules, "mols") and hasattr(molecules, "smiles"):  # a SampleSet (duck-typed)

@@ -87,7 +87,7 @@ class Trainer:
         self.evaluate = evaluate
         self.extra_metrics = extra_metrics or {}
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                           amsgrad=True)
+                                           amsgrad=config.amsgrad)
         self.ema = AveragedModel(model)  # the averaged copy and its n_averaged; updated by _ema_update
         self._ema_step = ema_with_warmup(config.ema_decay)
         self._ema_updates = 0  # host copy of ema.n_averaged (reading the tensor would sync the GPU)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ...nn.sampling import gumbel_draw, masked_log_softmax
-from .encoding import ATOM, RING, STOP
+from .actions import ATOM, RING, STOP
 from .graph_state import GraphState
 
 if TYPE_CHECKING:

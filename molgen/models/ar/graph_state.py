@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .encoding import ATOM, RING, STOP
+from .actions import ATOM, RING, STOP
 
 BIG = 1000  # "infinite" graph distance
 

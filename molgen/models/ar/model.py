@@ -37,26 +37,28 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem
 from torch import nn
 from tqdm import tqdm
 
 from ...chem.elements import max_valence
 from ...nn.sampling import masked_log_softmax
 from ...nn.transformer import BiasedBlock
-from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
 from ..conditioning import ConditionEncoder, check_guidance, condition_embedding
 from .decode import decode
-from .encoding import ATOM, RING, ActionDataset, code_to_token, delinearize, encode
+from .actions import ATOM, RING, ActionDataset, EncodedSet, Linearized, _z_charge, atom_code, code_to_token
 from .graph_state import teacher_states
-from ..scaffold_sampling import check_method, sample_with_scaffold
-from .scaffold import Scaffold, ScaffoldConstraint
+
+if TYPE_CHECKING:  # RDKit is imported where molecules are built: training needs none (a bare GPU machine)
+    from rdkit import Chem
+
+    from ...samples import SampleSet
+    from .scaffold import Scaffold, ScaffoldConstraint
 
 
 class RelationBlock(BiasedBlock):
@@ -266,6 +268,8 @@ class ARModel(GenerativeModel):
         return nll_mol.sum() / n_act, {"nll_per_mol": float(nll_mol.mean().detach())}
 
     def _to_mols(self, res: dict[str, torch.Tensor]) -> list[Chem.Mol]:
+        from .encoding import delinearize
+
         kind, ptr, bond = (res[k].cpu().numpy() for k in ("kind", "ptr", "bond"))
         types, n = res["types"].cpu().numpy(), res["n_atoms"].cpu().numpy()
         return [delinearize([self.atom_types[t] for t in types[b, :n[b]]], kind[b], ptr[b], bond[b])
@@ -311,6 +315,10 @@ class ARModel(GenerativeModel):
         are off (structural masks stay) and invalid samples come back as None. ``info["log_prob"]``
         holds each sample's action-sequence log-probability in nats (masks as chosen, no temperature).
         """
+        from ...samples import SampleSet
+        from ..scaffold_sampling import check_method, sample_with_scaffold
+        from .scaffold import ScaffoldConstraint
+
         n = check.positive_int("n", n)
         seed = check.seed_or_fresh(seed)
         temperature = check.positive_float("temperature", temperature)
@@ -344,11 +352,43 @@ class ARModel(GenerativeModel):
         return SampleSet.from_mols(mols, model="ar", seed=seed, log_prob=log_prob, mask=mask,
                                    temperature=temperature, top_k=top_k, top_p=top_p, **extra)
 
+    def sample_actions(self, n: int, seed: int = 0, mask: bool = True, batch_size: int = 1000,
+                       temperature: float = 1.0) -> tuple[EncodedSet, np.ndarray]:
+        """``n`` unconditional samples as raw action sequences, without RDKit: an :class:`EncodedSet`
+        (atom codes and actions; the invalid ones of ``mask=False`` too) and each sample's log-probability
+        (nats). The same draws as :meth:`sample` with these settings; build the molecules later with
+        :func:`molgen.models.ar.encoding.molecules_from_actions` (a machine with RDKit)."""
+        n = check.positive_int("n", n)
+        seed = check.seed(seed)
+        batch_size = check.positive_int("batch_size", batch_size)
+        temperature = check.positive_float("temperature", temperature)
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        codes = np.asarray([atom_code(*_z_charge(t)) for t in self.atom_types], np.int16)
+        parts, logp = [], []
+        with evaluating(self):
+            for start in range(0, n, batch_size):
+                res = self._decode(min(batch_size, n - start), gen, mask, temperature)
+                kind, ptr, bond, types, n_atoms = (res[k].cpu().numpy() for k in
+                                                   ("kind", "ptr", "bond", "types", "n_atoms"))
+                items = []
+                for b in range(kind.shape[0]):
+                    stop = np.flatnonzero((kind[b] != ATOM) & (kind[b] != RING))
+                    length = int(stop[0]) if stop.size else kind.shape[1]
+                    p = ptr[b, :length].astype(np.int16)
+                    p[:1] = -1  # the first atom has no parent
+                    items.append(Linearized(codes[types[b, :n_atoms[b]]], kind[b, :length].astype(np.int8), p,
+                                            bond[b, :length].astype(np.int8)))
+                parts.append(EncodedSet.from_list(items, offset=start))
+                logp.append(res["logp"].sum(1).cpu().numpy())
+        return EncodedSet.concat(parts), np.concatenate(logp)
+
     # --- likelihood ------------------------------------------------------------------------------------
     def encode_molecules(self, molecules: "Sequence[str | Chem.Mol] | SampleSet"
                          ) -> tuple[ActionDataset, list[str | None]]:
         """Linearise molecules (SMILES, Mols or a SampleSet) for this model: the dataset and, per
         input, None or why it is unusable."""
+        from .encoding import encode
+
         molecules = check.molecule_list(molecules)
         enc = encode(molecules, workers=1)
         data = ActionDataset(enc, self.atom_types, self.max_atoms, self.max_actions)
