@@ -19,9 +19,10 @@
 # `python -m benchmarks.gpu_burst.collect FILES_AT` unpacks them here into runs/gpu-burst/<run>/ and scores
 # the saved samples with RDKit.
 #
+# The MOSES part (ar-moses) is a second call made at once after this one: benchmarks/gpu_burst/run_moses.sh.
 # Needs .devcarry/qm9_travel.npz (python -m benchmarks.gpu_burst.qm9_travel pack .devcarry/qm9_travel.npz)
-# carried with the call (carry: [".devcarry"]). Before the call, check that it all fits the 64 MiB a call
-# may send: python -m benchmarks.gpu_burst.travel_size --carry .devcarry (tests/test_gpu_burst.py keeps
+# carried with the call (carry: [".devcarry/qm9_travel.npz"]). Before the call, check that it all fits the 64 MiB a call
+# may send: python -m benchmarks.gpu_burst.travel_size --carry .devcarry/qm9_travel.npz (tests/test_gpu_burst.py keeps
 # room for it in the tracked tree).
 set -uo pipefail
 MINUTES=${MINUTES:-6}
