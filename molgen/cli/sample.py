@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                           {"checkpoint folder": Path(args.checkpoint) if args.checkpoint else None,
                            "folder of shipped checkpoints": PRETRAINED_DIR})
     device = check_device(args.device)
+    if args.precision is not None:
+        from ..nn.precision import autocast_dtype
+
+        autocast_dtype(args.precision, device, "--precision")  # refused here, before the model loads
     checkpoint = args.checkpoint
     if opts.get("condition") and checkpoint is None:  # the shipped conditional checkpoint, where there is one
         conditional = models.pretrained_path(args.model, args.dataset)

@@ -17,20 +17,21 @@ if TYPE_CHECKING:  # torch is imported where it is used: the command-line parser
 PRECISIONS = ("fp32", "bf16")
 
 
-def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device | str, name: str = "precision") -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``: None for ``"fp32"``, ``torch.bfloat16`` for
-    ``"bf16"`` (CUDA, or a CPU with bfloat16 instructions). Anything else is a ValueError of one line."""
+    ``"bf16"`` (CUDA, or a CPU with bfloat16 instructions). Anything else is a ValueError of one line
+    that calls the setting ``name`` (a command line passes its flag)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        raise ValueError(f"unknown {name} {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return None
     import torch
 
     kind = torch.device(device).type
     if kind == "cpu":
-        require_native_bf16("precision 'bf16'")
+        require_native_bf16(f"{name} bf16")
     elif kind != "cuda":
-        raise ValueError(f"precision 'bf16' runs on CUDA or a CPU with bfloat16 instructions, not on {kind}")
+        raise ValueError(f"{name} bf16 runs on CUDA or a CPU with bfloat16 instructions, not on {kind}")
     return torch.bfloat16
 
 
