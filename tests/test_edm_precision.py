@@ -3,6 +3,7 @@ untouched, bf16 samples well formed with the chain's arithmetic in float32, and 
 bf16 cannot run (a CPU without bfloat16 instructions, an unknown name), from the API and the CLIs."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from molgen.models.edm import EDM
 HIST = [0, 0, 0, 1, 2, 3, 2, 1]
 WATER = (np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]]) + 5.0)
 needs_bf16 = pytest.mark.skipif(not native_bf16(), reason="this CPU has no bfloat16 instructions")
-REFUSAL = "needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); this one has none"
+REFUSAL = re.escape("needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); this one has none")
 
 
 def _model(**kw) -> EDM:
@@ -99,7 +100,7 @@ def test_bf16_is_refused_in_one_line_on_a_cpu_without_bf16(monkeypatch) -> None:
     for call in (lambda: model.sample(2, steps=2, precision="bf16"),
                  lambda: model.sample(2, steps=2, fixed=WATER, n_atoms=5, precision="bf16"),
                  lambda: model.refine([WATER], steps=2, precision="bf16")):
-        with pytest.raises(ValueError, match="^precision bf16 " + REFUSAL.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ValueError, match="^precision bf16 " + REFUSAL):
             call()
 
 
@@ -150,7 +151,16 @@ def test_sample_cli_refuses_bf16_before_loading_on_a_cpu_without_it(monkeypatch,
 
     monkeypatch.setattr(molgen._cpu, "native_bf16", lambda: False)
     monkeypatch.setattr(models, "load", no_loading)
-    with pytest.raises(ValueError, match="^--precision bf16 " + REFUSAL.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match="^--precision bf16 " + REFUSAL):
         main(["--model", "edm", "-n", "2", "--device", "cpu", "--precision", "bf16"])
     with pytest.raises(ValueError, match="--precision does not apply to the ar model"):
         main(["--model", "ar", "-n", "2", "--device", "cpu", "--precision", "fp32"])
+
+
+def test_train_cpu_bf16_is_refused_with_the_same_message(monkeypatch, tmp_path: Path) -> None:
+    from molgen.cli.train import main
+
+    monkeypatch.setattr(molgen._cpu, "native_bf16", lambda: False)
+    with pytest.raises(ValueError, match="^--cpu-bf16 " + REFUSAL):
+        main(["--model", "edm", "--out", str(tmp_path / "run"), "--cpu-bf16"])
+    assert not (tmp_path / "run").exists()
