@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                     r = cli_run(n, steps, tuned, "bf16" if bf else "fp32")
                     emit(f"  {r['command']}{'' if tuned else '  [MOLGEN_NO_MALLOPT=1]'}: {r['wall']:.1f} / "
                          f"{r['user']:.1f} / {r['sys']:.1f}   ({r['summary']})")
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    emit(f"this run: user {own.ru_utime:.1f} s, system {own.ru_stime:.1f} s (CLI processes: user {kids.ru_utime:.1f} s, "
+         f"system {kids.ru_stime:.1f} s); load average at end {os.getloadavg()[0]:.1f} (the machine is shared)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text("\n".join(lines) + "\n")
