@@ -328,7 +328,8 @@ class EDM(GenerativeModel):
         """Sample atom types (atomic numbers) and coordinates (Angstrom) for n molecules.
 
         ``precision``: ``"fp32"`` (default) or ``"bf16"``: the network under bfloat16 autocast (CUDA, or a
-        CPU with bfloat16 instructions, where it is about 1.5x faster; refused on other CPUs), the
+        CPU with bfloat16 instructions, where a network pass at batch 64 takes 0.23 s instead of 0.41 s
+        on one thread, benchmarks/results/bench_edm_throughput_cpu.txt; refused on other CPUs), the
         chain's arithmetic (noise levels, updates, centring, the decoded positions) in float32.
 
         ``condition_rows``: a conditional model's request per molecule, (values (n, K), present (n, K))
