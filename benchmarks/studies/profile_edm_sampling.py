@@ -10,7 +10,34 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.timing import command_line, machine, median_seconds
+from benchmarks.timing import command_line, machine, median_seconds, timed
+
+
+def cast_once_check(model, z, t, mask, passes: int, rounds: int = 4) -> list[str]:
+    """Whether casting the weights once per call would pay: bf16 passes with autocast entered per pass
+    (as the sampler does; autocast casts the weights again each time) against the same passes inside
+    one autocast region (its cache keeps the bf16 weights), interleaved, median seconds per pass."""
+    import statistics
+
+    import torch
+
+    def per_pass():
+        for _ in range(passes):
+            model.predict(z, t, mask, autocast=torch.bfloat16)
+
+    def one_region():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            per_pass()
+
+    seconds: dict[str, list[float]] = {"per_pass": [], "one_region": []}
+    with torch.no_grad():
+        per_pass(), one_region()
+        for _ in range(rounds):
+            seconds["per_pass"].append(timed(per_pass)[1] / passes)
+            seconds["one_region"].append(timed(one_region)[1] / passes)
+    a, b = (statistics.median(seconds[k]) for k in ("per_pass", "one_region"))
+    return [f"bf16 weight casts: autocast entered per pass {a:.3f} s per pass, one autocast region for all "
+            f"passes (weights cast once) {b:.3f} s per pass (medians of {rounds} interleaved rounds of {passes})"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                     denoise(z, t)
         lines.append(f"{precision}: {per_step:.3f} s per denoising pass (median of {args.steps})")
         lines.append(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    if "bf16" in args.precisions:
+        lines += cast_once_check(model, z, t, mask, args.steps)
     print("\n".join(lines))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
