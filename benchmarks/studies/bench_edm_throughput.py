@@ -7,7 +7,9 @@ per sampling step, and the headline CLI end to end with its user and system time
 
 On a GPU it uses bf16 autocast and (with --compile) torch.compile, as training does. The CLI rows
 run ``python -m molgen.sample --model edm`` in a fresh process (nothing warmed up), once with the
-package's allocator settings and once with them switched off (MOLGEN_NO_MALLOPT=1).
+package's allocator settings and once with them switched off (MOLGEN_NO_MALLOPT=1). On a CPU,
+``--cpu-bf16`` adds rows with bfloat16 autocast: training (``molgen train --cpu-bf16``), the sampling
+step and the CLI (``--precision bf16``, allocator settings on).
 """
 from __future__ import annotations
 
@@ -59,9 +61,11 @@ def train_throughput(size: tuple[int, int], mode: str, device: str, batch: int, 
             "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
-def sampling_step(size: tuple[int, int], device: str, batch: int, repeats: int) -> float:
-    """Median seconds of one denoising step on ``batch`` random QM9 training molecules."""
+def sampling_step(size: tuple[int, int], device: str, batch: int, repeats: int, precision: str = "fp32") -> float:
+    """Median seconds of one denoising step on ``batch`` random QM9 training molecules, the network in
+    ``precision`` as the sampler runs it (``EDM.sample(precision=...)``)."""
     from molgen.models.edm import EDM
+    from molgen.nn.precision import autocast_dtype
 
     data = _dataset("trimmed", device)
     torch.manual_seed(0)
@@ -70,15 +74,19 @@ def sampling_step(size: tuple[int, int], device: str, batch: int, repeats: int) 
     mask = b["mask"].unsqueeze(-1).float()
     z = model.noise_like(torch.zeros(*b["types"].shape, 3 + model.h_dim, device=device), mask)
     t = torch.full((batch,), 0.5, device=device)
+    dtype = autocast_dtype(precision, device)
     with torch.no_grad():
-        return median_seconds(lambda: model.dynamics(z, t, mask), repeats, device=device)
+        return median_seconds(lambda: model.predict(z, t, mask, autocast=dtype), repeats, device=device)
 
 
-def cli_run(n: int, steps: int | None, tuned: bool) -> dict[str, float]:
-    """Wall, user and system seconds of ``python -m molgen.sample --model edm -n N`` in a new process."""
+def cli_run(n: int, steps: int | None, tuned: bool, precision: str = "fp32") -> dict[str, float]:
+    """Wall, user and system seconds of ``python -m molgen.sample --model edm -n N`` in a new process
+    (``--precision bf16`` added for that precision)."""
     cmd = [sys.executable, "-m", "molgen.sample", "--model", "edm", "-n", str(n), "--no-progress"]
     if steps is not None:
         cmd += ["--steps", str(steps)]
+    if precision != "fp32":
+        cmd += ["--precision", precision]
     env = dict(os.environ)
     env.pop("MOLGEN_NO_MALLOPT", None)
     if not tuned:
@@ -106,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation)")
     p.add_argument("--compile", action="store_true", help="torch.compile the loss (CUDA)")
     p.add_argument("--cpu-bf16", action="store_true",
-                   help="CPU: also time each training row with bfloat16 autocast (molgen train --cpu-bf16)")
+                   help="CPU: also time each training row with bfloat16 autocast (molgen train --cpu-bf16), the "
+                        "sampling step in bf16 and the CLI rows with --precision bf16")
     p.add_argument("--sampling-repeats", type=int, default=3)
     p.add_argument("--cli", default="100,200", help="molecule counts for the CLI rows ('' to skip; CPU)")
     p.add_argument("--cli-steps", default="default,100", help="step counts for the CLI rows")
@@ -139,17 +148,22 @@ def main(argv: list[str] | None = None) -> int:
                      f"molecules/s {r['steps_per_s']:7.2f} steps/s")
     emit(f"sampling, one denoising step on {args.batch} random training molecules (padded to the largest):")
     for size in sizes:
-        emit(f"  {size[0]}x{size[1]}: {sampling_step(size, args.device, args.batch, args.sampling_repeats):.3f} s")
+        for bf in precisions:
+            seconds = sampling_step(size, args.device, args.batch, args.sampling_repeats, "bf16" if bf else "fp32")
+            emit(f"  {size[0]}x{size[1]}{' bf16' if bf else ''}: {seconds:.3f} s")
     counts = [int(c) for c in args.cli.split(",") if c] if args.device == "cpu" else []
     if counts:
         emit("headline CLI in a fresh process (wall / user / system seconds):")
         for n in counts:
             for st in args.cli_steps.split(","):
                 steps = None if st == "default" else int(st)
-                for tuned in (True, False):
-                    r = cli_run(n, steps, tuned)
+                for tuned, bf in [(True, False), (False, False)] + [(True, True)] * (True in precisions):
+                    r = cli_run(n, steps, tuned, "bf16" if bf else "fp32")
                     emit(f"  {r['command']}{'' if tuned else '  [MOLGEN_NO_MALLOPT=1]'}: {r['wall']:.1f} / "
                          f"{r['user']:.1f} / {r['sys']:.1f}   ({r['summary']})")
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    emit(f"this run: user {own.ru_utime:.1f} s, system {own.ru_stime:.1f} s (CLI processes: user {kids.ru_utime:.1f} s, "
+         f"system {kids.ru_stime:.1f} s); load average at end {os.getloadavg()[0]:.1f} (the machine is shared)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text("\n".join(lines) + "\n")

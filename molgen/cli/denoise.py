@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..nn.precision import PRECISIONS
 from .common import parser
 
 OUTPUT_SUFFIXES = (".sdf", ".xyz")
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     p.add_argument("--steps", type=int, default=None, help="reverse steps (default: the checkpoint's, scaled by the strength)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="the network's precision: fp32 (default) or bf16 (bfloat16 autocast, the diffusion "
+                        "arithmetic in float32; CUDA, or a CPU with AVX512-BF16 or AMX)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, CUDA when available, as molgen train)")
     return p
 
@@ -46,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     check_checkpoint(args.checkpoint)
     check_output_file(args.output, "--output", OUTPUT_SUFFIXES, inputs={"input file": args.input})
     device = check_device(args.device)
+    from ..nn.precision import autocast_dtype
+
+    autocast_dtype(args.precision, device, "--precision")  # refused here, before the model loads
     result = read_molecules(args.input)
     model = models.load(args.model, checkpoint=args.checkpoint, device=device)
     if not hasattr(model, "refine"):
@@ -65,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"no molecule in {args.input} can be refined" + (f" ({skipped[0][1]})" if skipped else ""))
     for i, reason in skipped:
         print(f"molecule {i}: skipped ({reason})", file=sys.stderr)
-    out = model.refine([rec for _, rec in rows], strength=args.strength, seed=args.seed, steps=args.steps)
+    out = model.refine([rec for _, rec in rows], strength=args.strength, seed=args.seed, steps=args.steps,
+                       precision=args.precision)
     out.info["input_index"] = [i for i, _ in rows]
     out.save(args.output)
     print("index\tatoms\trmsd_A\tstable_before\tstable_after")

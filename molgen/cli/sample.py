@@ -25,6 +25,7 @@ import inspect
 import sys
 import time
 
+from ..nn.precision import PRECISIONS
 from .common import parser
 
 OUTPUT_SUFFIXES = (".sdf", ".xyz", ".smi", ".txt", ".csv")
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, CUDA when available, as molgen train)")
     p.add_argument("--batch-size", type=int, default=None, help="molecules per batch (default: model's)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="edm: the network's precision, fp32 (default) or bf16 (bfloat16 autocast, the diffusion "
+                        "arithmetic in float32; CUDA, or a CPU with AVX512-BF16 or AMX)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -120,7 +124,7 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
               "scaffold": parse_scaffold(args.scaffold) if args.scaffold is not None else None,
               "scaffold_method": args.scaffold_method,
               "condition": parse_condition_args(args.condition) if args.condition else None,
-              "guidance": args.guidance, "candidates": args.candidates}
+              "guidance": args.guidance, "candidates": args.candidates, "precision": args.precision}
     accepted = inspect.signature(cls.sample).parameters
     opts = {}
     for key, value in wanted.items():
@@ -186,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                           {"checkpoint folder": Path(args.checkpoint) if args.checkpoint else None,
                            "folder of shipped checkpoints": PRETRAINED_DIR})
     device = check_device(args.device)
+    if args.precision is not None:
+        from ..nn.precision import autocast_dtype
+
+        autocast_dtype(args.precision, device, "--precision")  # refused here, before the model loads
     checkpoint = args.checkpoint
     if opts.get("condition") and checkpoint is None:  # the shipped conditional checkpoint, where there is one
         conditional = models.pretrained_path(args.model, args.dataset)

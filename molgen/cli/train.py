@@ -235,10 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--no-amsgrad applies to a new run; the run in {out} resumes with AMSGrad")
         train_cfg["amsgrad"] = False
     if args.cpu_bf16:
-        from .._cpu import native_bf16
+        from .._cpu import require_native_bf16
 
-        if not native_bf16():
-            raise ValueError("--cpu-bf16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); this one has none")
+        require_native_bf16("--cpu-bf16")
         train_cfg["cpu_bf16"] = True
     known = {f.name for f in fields(TrainConfig)}
     unknown = set(train_cfg) - known

@@ -63,11 +63,11 @@ def _known_inserter(model: "EDM", mask: torch.Tensor, xh: torch.Tensor, known_x:
 
 def inpaint(model: "EDM", fragments: Sequence[Record], n_atoms: int | Sequence[int] | None = None,
             seed: int | None = 0, steps: int | None = None, scheduler: str | Scheduler | None = None,
-            resamplings: int = 1, batch_size: int | None = None,
-            progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            resamplings: int = 1, batch_size: int | None = None, progress: bool = False,
+            precision: str = "fp32") -> tuple[list[np.ndarray], list[np.ndarray]]:
     """One molecule per fragment (atomic numbers, positions in Angstrom), each containing its fragment's
     atoms exactly where they are, first. ``n_atoms``: the molecules' total sizes (default: drawn from the
-    training histogram above each fragment's size)."""
+    training histogram above each fragment's size). ``precision``: see :meth:`EDM.sample_arrays`."""
     frags = [(np.asarray(z, dtype=np.int64).reshape(-1), np.asarray(x, dtype=np.float64).reshape(-1, 3))
              for z, x in fragments]
     n = len(frags)
@@ -114,7 +114,8 @@ def inpaint(model: "EDM", fragments: Sequence[Record], n_atoms: int | Sequence[i
 
     chain = get_scheduler(scheduler or model.sampler_kind, model.schedule,
                           model.default_sampling_steps if steps is None else steps)
-    zs, xs = model.run_chains(counts, chain, gen, model._batch_size(batch_size), progress, constraint, resamplings)
+    zs, xs = model.run_chains(counts, chain, gen, model._batch_size(batch_size), progress, constraint, resamplings,
+                              precision=precision)
     for i, ((z_fixed, x_fixed), x) in enumerate(zip(frags, xs)):
         k = len(z_fixed)
         moved = x - x[:k].mean(0) + centres[i]  # the fixed atoms' centroid where it was given
@@ -127,10 +128,11 @@ def inpaint(model: "EDM", fragments: Sequence[Record], n_atoms: int | Sequence[i
 
 def refine(model: "EDM", records: Sequence[Record], strength: float, seed: int | None = 0, steps: int | None = None,
            scheduler: str | Scheduler | None = None, batch_size: int | None = None,
-           progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+           progress: bool = False, precision: str = "fp32") -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each (atomic numbers, positions in Angstrom) record noised to ``strength`` in (0, 1] and denoised
     back, elements kept; coordinates in the input's frame (its centroid). ``steps``: reverse steps from
-    that level (default: the model's default steps scaled by ``strength``, at least 1)."""
+    that level (default: the model's default steps scaled by ``strength``, at least 1). ``precision``:
+    see :meth:`EDM.sample_arrays`."""
     if not 0 < float(strength) <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength!r}")
     if len(records) == 0:
@@ -161,7 +163,8 @@ def refine(model: "EDM", records: Sequence[Record], strength: float, seed: int |
     default = max(1, int(round((model.default_sampling_steps if steps is None else steps) *
                                (float(strength) if steps is None else 1.0))))
     chain = get_scheduler(scheduler or model.sampler_kind, model.schedule, min(default, start), start=start)
-    zs, xs = model.run_chains(counts, chain, gen, model._batch_size(batch_size), progress, constraint)
+    zs, xs = model.run_chains(counts, chain, gen, model._batch_size(batch_size), progress, constraint,
+                              precision=precision)
     zs = [np.asarray(z, dtype=np.int64) for z, _ in records]  # the elements are kept, by construction
     return zs, [x + c for x, c in zip(xs, centres)]
 
