@@ -12,7 +12,7 @@ from rdkit.Chem import Crippen
 
 from molgen.models.ar import ARModel
 from molgen.models.ar.encoding import ActionDataset, encode
-from molgen.models.conditioning import parse_condition_args
+from molgen.models.conditioning import closest_to_request, parse_condition_args
 from molgen.training.conditions import ConditionedData, check_names, condition_stats
 
 STATS = {"logp": {"mean": 1.0, "std": 1.5, "p01": -2.0, "p99": 4.0},
@@ -87,6 +87,56 @@ def test_a_model_trained_without_conditions_says_so() -> None:
         tiny(conditions=(), condition_stats=None).sample(2, condition={"logp": 1.0})
 
 
+def test_best_of_k_keeps_the_candidate_closest_to_the_request_in_std_units() -> None:
+    # logP: CCO -0.0014, CCCC 1.81, CCCCCC 2.59, c1ccccc1 1.69, OCC(O)CO -1.67, CCCCCCCC 3.37
+    smiles = ["CCO", "CCCC", "CCCCCC", "CCCCCCCC", "c1ccccc1", "OCC(O)CO"]
+    values = np.array([Crippen.MolLogP(Chem.MolFromSmiles(s)) for s in smiles]).reshape(2, 3)
+    for target in (-1.0, 1.75, 3.0):
+        keep = closest_to_request(smiles, 3, {"logp": target}, STATS)
+        assert keep.tolist() == (np.abs(values - target).argmin(1) + [0, 3]).tolist()
+    assert closest_to_request(smiles, 3, {"logp": 3.0}, STATS).tolist() == [2, 3], "the closest, not the first"
+    mols = [Chem.MolFromSmiles(s) for s in ("CCCCCCCC", "CCO")]
+    assert closest_to_request([None, "C1CC", mols[1]], 3, {"logp": 3.0}, STATS).tolist() == [2], "invalid ones lose"
+    assert closest_to_request([None, None], 2, {"logp": 3.0}, STATS).tolist() == [0]
+    # two properties, each in its own std: at (logP 0, QED 0.43) CCO (logP -0.001, QED 0.407) is the closer in
+    # raw units (0.02 against 0.58) but CCOC(C)=O (0.569, 0.438) is the closer in stds (10 for logP, 0.01 for QED)
+    stats = {"logp": {"mean": 0.0, "std": 10.0}, "qed": {"mean": 0.5, "std": 0.01}}
+    assert closest_to_request(["CCO", "CCOC(C)=O"], 2, {"logp": 0.0, "qed": 0.43}, stats).tolist() == [1]
+    assert closest_to_request(["CCO", "CCOC(C)=O"], 2, {"logp": 0.0, "qed": 0.43}, STATS).tolist() == [0]
+    with pytest.raises(ValueError, match="RDKit's exact values, which gap are not") as info:
+        closest_to_request(smiles, 3, {"gap": 300.0}, {"gap": {"mean": 0.0, "std": 1.0}})
+    assert "\n" not in str(info.value)
+
+
+def test_sampling_with_candidates_keeps_the_best_of_each_k_draws() -> None:
+    model = randomise_condition(tiny())
+    request = {"logp": 2.0}
+    plain = model.sample(8, seed=0, condition=request, guidance=2.0)
+    same = model.sample(8, seed=0, condition=request, guidance=2.0, candidates=1)
+    assert same.smiles == plain.smiles and np.array_equal(same.info["log_prob"], plain.info["log_prob"])
+    assert same.info["candidates"] == 1
+    out = model.sample(8, seed=0, condition=request, guidance=2.0, candidates=4)
+    draws = model.sample(32, seed=0, condition=request, guidance=2.0)  # the same stream: the 32 candidates
+    keep = closest_to_request(draws.mols, 4, request, STATS)
+    assert out.smiles == [draws.smiles[i] for i in keep] and out.info["candidates"] == 4
+    assert np.array_equal(out.info["log_prob"], draws.info["log_prob"][keep]), "each kept sample's own log_prob"
+    logp = np.array([Crippen.MolLogP(m) for m in draws.mols]).reshape(8, 4)
+    kept = np.array([Crippen.MolLogP(m) for m in out.mols])
+    assert np.allclose(np.abs(kept - 2.0), np.abs(logp - 2.0).min(1)), "the closest of each four"
+    assert np.abs(kept - 2.0).mean() < np.abs(logp[:, 0] - 2.0).mean()
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"candidates": 2}, "candidates applies with a condition only"),
+    ({"candidates": 0, "condition": {"logp": 1.0}}, "candidates must be a positive integer, got 0"),
+    ({"candidates": 2.5, "condition": {"logp": 1.0}}, "candidates must be a positive integer"),
+])
+def test_bad_candidates_get_one_line(kw, message) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        tiny().sample(2, **kw)
+    assert "\n" not in str(info.value)
+
+
 def test_cli_condition_arguments() -> None:
     assert parse_condition_args(["logp=3.5", "qed=0.8"]) == {"logp": 3.5, "qed": 0.8}
     for bad in (["logp"], ["logp=x"], ["=1"], ["logp=1", "logp=2"]):
@@ -146,3 +196,8 @@ def test_the_cli_lists_conditions_and_picks_the_shipped_conditional_checkpoint(c
         main(["--model", "ar", "--condition", "colour=1", "-n", "2"])
     with pytest.raises(ValueError, match="--guidance applies with --condition only"):
         main(["--model", "ar", "--guidance", "2", "-n", "2"])
+    assert main(["--model", "ar", "--dataset", "qm9", "--condition", "logp=1.0", "--candidates", "3", "-n", "4",
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert len(capsys.readouterr().out.split()) == 4
+    with pytest.raises(ValueError, match="--candidates applies with --condition only"):
+        main(["--model", "ar", "--candidates", "2", "-n", "2"])

@@ -190,8 +190,8 @@ def test_the_cli_samples_and_lists_a_latent_head_checkpoint(fitted, tmp_path, ca
         with pytest.raises(ValueError, match=message) as info:
             main(["--model", "vae", "--checkpoint", str(tmp_path), "-n", "2", "--device", "cpu", *argv])
         assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="--candidates does not apply to the ar model"):
-        main(["--model", "ar", "--condition", "logp=1", "--candidates", "2", "-n", "2", "--device", "cpu"])
+    with pytest.raises(ValueError, match="--candidates does not apply to the edm model"):
+        main(["--model", "edm", "--condition", "alpha=80", "--candidates", "2", "-n", "2", "--device", "cpu"])
 
 
 def test_best_of_k_keeps_the_candidate_the_head_puts_closest(fitted) -> None:

@@ -6,6 +6,7 @@
     molgen sample --model ar --dataset moses --scaffold 'c1ccc2[nH]ccc2c1' -n 100  # every sample holds it
     molgen sample --model vae --dataset moses --scaffold '*c1ccncc1' -n 100        # grows only at '*'
     molgen sample --model vae --condition logp=1 --guidance 2 --candidates 4 -n 100  # p(x | y), latent head
+    molgen sample --model ar --dataset moses --condition logp=3.5 --candidates 8 -n 100  # best of 8 by RDKit
 
 ``--fix FILE`` (.sdf or .xyz, its first molecule with coordinates) keeps those atoms' elements and
 coordinates, in the file's own frame, and generates the rest of each molecule around them (RePaint on
@@ -61,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --condition: guidance scale (ar, edm: classifier-free; vae: the likelihood's "
                         "exponent; default 1: plain conditional)")
     p.add_argument("--candidates", type=int, default=None, metavar="K",
-                   help="vae with --condition: decode K guided latents per sample and keep the one the latent "
-                        "head puts closest to the condition (default: 1)")
+                   help="with --condition, 1 to 64: draw K samples per molecule and keep the closest to the "
+                        "condition (ar: by RDKit's exact values; vae: the one its latent head puts closest); "
+                        "K times the sampling time (default: 1)")
     p.add_argument("--list-conditions", action="store_true",
                    help="list each checkpoint's conditions with their training ranges, and exit")
     p.add_argument("--output", "-o", default=None,

@@ -9,6 +9,10 @@ conditions at random (condition dropout), which is what classifier-free guidance
 guidance scale w the sampler mixes logits as ``uncond + w * (cond - uncond)`` (w = 1: the
 conditional model; w > 1: sharper). The MLPs' last layers start at zero, so a conditional model
 initialised from unconditional weights starts out as exactly that model.
+
+Generate-and-select (``sample(..., candidates=K)``): a model draws K samples per requested molecule and
+:func:`closest_to_request` keeps, of each K, the one whose exact RDKit values of the requested properties
+lie closest to the request; it costs K times the sampling plus RDKit's property values of every draw.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numbers
 import warnings
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -85,6 +90,40 @@ def check_guidance(guidance: Any, condition: "Mapping[str, Any] | None") -> floa
     if guidance != 1.0 and not condition:
         raise ValueError("guidance applies with a condition only")
     return float(guidance)
+
+
+def check_candidates(candidates: Any, condition: "Mapping[str, Any] | None") -> int:
+    """The number of draws per kept sample (an int >= 1); ValueError if it is not, or if it is > 1
+    without a condition."""
+    if isinstance(candidates, bool) or not isinstance(candidates, numbers.Integral) or candidates < 1:
+        raise ValueError(f"candidates must be a positive integer, got {candidates!r}")
+    if candidates > 1 and not condition:
+        raise ValueError("candidates applies with a condition only (it keeps the draw closest to it)")
+    return int(candidates)
+
+
+def closest_to_request(molecules: Sequence[Any], k: int, condition: Mapping[str, float],
+                       stats: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+    """Indices (``len(molecules) // k``,) of the kept molecule of each ``k`` consecutive ones: the one whose
+    exact values of the requested properties (RDKit's, :func:`molgen.metrics.properties.condition_values`)
+    are closest to ``condition``, by the sum of squared differences in units of each property's training
+    std (``stats[name]["std"]``, the scale :class:`ConditionEncoder` standardises by). Molecules (RDKit Mols
+    or SMILES) that are None, invalid or whose values RDKit cannot compute lose; ties keep the earliest.
+    A property RDKit does not compute (QM9's DFT ones) raises a ValueError."""
+    from ..metrics.properties import CONDITIONS, condition_values  # RDKit: imported where it is used
+
+    names = tuple(condition)
+    exact = [key for key in names if key not in CONDITIONS]
+    if exact:
+        raise ValueError(f"candidates selects by RDKit's exact values, which {', '.join(exact)} are not; "
+                         f"it applies to {', '.join(CONDITIONS)}")
+    if k < 1 or len(molecules) % k:
+        raise ValueError(f"{len(molecules)} molecules are not groups of {k}")
+    target = np.array([float(condition[key]) for key in names])
+    scale = np.array([max(float(stats[key]["std"]), 1e-6) for key in names])
+    dist = (((condition_values(list(molecules), names) - target) / scale) ** 2).sum(1)
+    dist = np.where(np.isfinite(dist), dist, np.inf).reshape(-1, k)
+    return dist.argmin(1) + np.arange(0, len(molecules), k)
 
 
 def condition_embedding(encoder: "ConditionEncoder | None", condition: "Mapping[str, Any] | None",

@@ -49,7 +49,8 @@ from ...nn.sampling import masked_log_softmax
 from ...nn.transformer import BiasedBlock
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
-from ..conditioning import ConditionEncoder, check_guidance, condition_embedding
+from ..conditioning import (ConditionEncoder, check_candidates, check_guidance, closest_to_request,
+                            condition_embedding)
 from .decode import decode
 from .actions import ATOM, RING, ActionDataset, EncodedSet, Linearized, _z_charge, atom_code, code_to_token
 from .graph_state import teacher_states
@@ -292,13 +293,18 @@ class ARModel(GenerativeModel):
     def sample(self, n: int, seed: int | None = 0, progress: bool = False, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None, batch_size: int = 1000,
                mask: bool = True, scaffold: "str | Scaffold | None" = None, scaffold_method: str = "auto",
-               condition: "dict[str, float] | None" = None, guidance: float = 1.0) -> SampleSet:
+               condition: "dict[str, float] | None" = None, guidance: float = 1.0, candidates: int = 1) -> SampleSet:
         """Sample ``n`` molecules in batches of ``batch_size``.
 
         With ``condition`` (a checkpoint trained with conditions: ``{"logp": 2.5, "qed": 0.8}``, any
         subset of ``self.conditions``) the samples come from p(x | y); ``guidance`` w > 1 sharpens it
         with classifier-free guidance (logits ``uncond + w * (cond - uncond)``; 1: plain conditional), and
-        ``info["log_prob"]`` is then that of the guided sampler.
+        ``info["log_prob"]`` is then that of the guided sampler. ``candidates`` K > 1 (with a condition;
+        generate-and-select) draws K samples per molecule and keeps, of each K consecutive ones, the valid
+        one whose exact RDKit values of the requested properties are closest to the request, in units of
+        each property's training std (:func:`molgen.models.conditioning.closest_to_request`; K times the
+        sampling cost, plus RDKit's values of every draw); ``info["candidates"]`` records K and
+        ``info["log_prob"]`` each kept sample's own. K = 1 draws exactly the samples of a plain call.
 
         With ``scaffold`` (a SMILES; ``*`` marks the only atoms that may grow) every sample holds it
         (:mod:`molgen.models.scaffold_sampling`): ``scaffold_method="auto"`` keeps unconstrained samples
@@ -326,6 +332,7 @@ class ARModel(GenerativeModel):
         top_p = None if top_p is None else check.probability("top_p", top_p)
         batch_size = check.positive_int("batch_size", batch_size)
         guidance = check_guidance(guidance, condition)
+        candidates = check_candidates(candidates, condition)
         scaffold_method = check_method(scaffold_method, scaffold)
         constraint = (None if scaffold is None else
                       ScaffoldConstraint(scaffold, self.atom_types, self.max_atoms, self.max_actions))
@@ -335,20 +342,25 @@ class ARModel(GenerativeModel):
         def draw(count: int, constraint: ScaffoldConstraint | None = None) -> tuple[list[Chem.Mol], np.ndarray]:
             mols: list[Chem.Mol] = []
             logp: list[np.ndarray] = []
-            for start in range(0, count, batch_size):
-                m = min(batch_size, count - start)
+            total = count * candidates
+            for start in range(0, total, batch_size):
+                m = min(batch_size, total - start)
                 res = self._decode(m, gen, mask, temperature, top_k, top_p, constraint=constraint, cond=cond,
                                    guidance=guidance)
                 mols.extend(self._to_mols(res))
                 logp.append(res["logp"].sum(1).cpu().numpy())
-                bar.update(m)
-            return mols, np.concatenate(logp)
+                bar.update(m / candidates)
+            log_prob = np.concatenate(logp)
+            if candidates == 1:
+                return mols, log_prob
+            keep = closest_to_request(mols, candidates, condition, self.condition_stats)
+            return [mols[i] for i in keep], log_prob[keep]
 
         with evaluating(self), tqdm(total=n, disable=not progress, desc="sample ar", unit="mol") as bar:
             mols, log_prob, extra = (draw(n) + ({},) if constraint is None else sample_with_scaffold(
                 n, constraint.scaffold, scaffold_method, draw, lambda k: draw(k, constraint)))
         if cond is not None:
-            extra.update(condition=dict(condition or {}), guidance=guidance)
+            extra.update(condition=dict(condition or {}), guidance=guidance, candidates=candidates)
         return SampleSet.from_mols(mols, model="ar", seed=seed, log_prob=log_prob, mask=mask,
                                    temperature=temperature, top_k=top_k, top_p=top_p, **extra)
 
