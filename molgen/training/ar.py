@@ -134,7 +134,7 @@ def score_saved_samples(run: Path, reference: str | None, fcd: bool = True) -> l
     Returns the curve."""
     import json
 
-    import molgen
+    from ..evaluation import evaluate
     from ..models.ar.encoding import molecules_from_actions
     from ..samples import SampleSet
 
@@ -146,7 +146,7 @@ def score_saved_samples(run: Path, reference: str | None, fcd: bool = True) -> l
         if row.get("validity") is not None or not masked.is_file():
             continue
         samples = SampleSet.from_mols(molecules_from_actions(EncodedSet.load(masked)), model="ar")
-        result = molgen.evaluate(samples, reference=reference, fcd=fcd).metrics
+        result = evaluate(samples, reference=reference, fcd=fcd).metrics
         row.update({k: result[k] for k in ("validity", "uniqueness", "novelty", "fcd") if k in result})
         if raw.is_file():
             row["validity_no_mask"] = SampleSet.from_mols(molecules_from_actions(EncodedSet.load(raw)),
