@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 from rdkit import Chem
+from rdkit.Chem import Crippen
 
 from molgen.metrics.properties import condition_values
 from molgen.models.checkpoint import CheckpointError
+from molgen.models.conditioning import closest_to_request
 from molgen.models.vae import GraphVAE
 from molgen.models.vae.latent_conditioning import (HEAD_JSON, HEAD_WEIGHTS, LatentPropertyHead, fit_latent_head,
                                                    guided_latents)
@@ -194,19 +196,18 @@ def test_the_cli_samples_and_lists_a_latent_head_checkpoint(fitted, tmp_path, ca
         main(["--model", "edm", "--condition", "alpha=80", "--candidates", "2", "-n", "2", "--device", "cpu"])
 
 
-def test_best_of_k_keeps_the_candidate_the_head_puts_closest(fitted) -> None:
+def test_best_of_k_keeps_the_candidate_closest_by_rdkit(fitted) -> None:
     model, _ = fitted
-    head = model.latent_head
-    smiles = small_molecules()[:12]
-    mols = [Chem.MolFromSmiles(s) for s in smiles]
-    values, present = torch.tensor([1.0, 0.0]), torch.tensor([True, False])
-    kept = model._closest(mols, 3, values, present)
-    mu = model.encode(smiles)
-    dist = ((head.predict(mu)[:, 0] - 1.0) / (head.sigma["logp"] * head.stats["logp"]["std"])).abs().view(4, 3)
-    assert [Chem.MolToSmiles(m) for m in kept] == [smiles[3 * i + int(j)] for i, j in enumerate(dist.argmin(1))]
-    assert model._closest([None, mols[0]], 2, values, present)[0] is mols[0], "one that cannot be encoded loses"
-    out = model.sample(6, seed=0, condition={"logp": 1.0}, guidance=2.0, candidates=3)
-    assert len(out) == 6 and out.info["candidates"] == 3 and all(m is not None for m in out)
+    request = {"logp": 1.0}
+    out = model.sample(6, seed=0, condition=request, guidance=2.0, candidates=3)
+    draws = model.sample(18, seed=0, condition=request, guidance=2.0)  # the same stream: the 18 candidates
+    keep = closest_to_request(draws.mols, 3, request, model.condition_stats)
+    assert out.smiles == [draws.smiles[i] for i in keep] and out.info["candidates"] == 3
+    logp = np.array([Crippen.MolLogP(m) for m in draws.mols]).reshape(6, 3)
+    kept = np.array([Crippen.MolLogP(m) for m in out.mols])
+    assert np.allclose(np.abs(kept - 1.0), np.abs(logp - 1.0).min(1)), "the closest of each three"
+    assert model.sample(4, seed=0, condition=request, guidance=0.0, candidates=2).info["candidates"] == 2, \
+        "generate-and-select needs no guidance"
     with pytest.raises(ValueError, match="candidates applies with a condition") as info:
         model.sample(2, candidates=3)
     assert "\n" not in str(info.value)

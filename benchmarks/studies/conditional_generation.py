@@ -12,9 +12,8 @@ the ``--pair`` (default: every condition) at their medians at once. ``--targets`
 targets to some conditions; ``--test-sample N`` takes the percentiles and the test-molecule row from a
 seeded draw of N test molecules (MOSES test has 176,074; RDKit's QED and SA take minutes for all).
 RDKit values are computed for the targeted properties only. ``--candidates K`` adds rows that draw K
-samples per molecule and keep the one closest to the target (the model's ``sample(candidates=K)``): an AR
-checkpoint picks by RDKit's exact values (generate-and-select), a VAE conditioned by its latent property
-head (``vae-qm9``, ``vae-moses``) by what the head, through the encoder, predicts; the MAE is RDKit's.
+samples per molecule and keep the one closest to the target (the model's ``sample(candidates=K)``): AR and
+VAE checkpoints pick by RDKit's exact values (generate-and-select, ``closest_to_request``).
 
 Writes benchmarks/results/conditional_<checkpoint>.txt, a requested-against-achieved plot per property
 (benchmarks/results/conditional_<checkpoint>.png: unconditional samples and the highest guidance) and the
@@ -61,7 +60,7 @@ def main() -> None:
     p.add_argument("--test-sample", type=int, default=None, help="a seeded draw of this many test molecules")
     p.add_argument("--candidates", type=int, nargs="+", default=[1],
                    help="also rows that draw K samples per molecule and keep the one closest to the target "
-                        "(sample's candidates: AR by RDKit's values, VAE by its latent head; default: 1 only)")
+                        "(sample's candidates: the closest by RDKit's values; default: 1 only)")
     p.add_argument("--no-card", action="store_true", help="do not write the card's section")
     args = p.parse_args()
 

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "exponent; default 1: plain conditional)")
     p.add_argument("--candidates", type=int, default=None, metavar="K",
                    help="with --condition, 1 to 64: draw K samples per molecule and keep the closest to the "
-                        "condition (ar: by RDKit's exact values; vae: the one its latent head puts closest); "
+                        "condition by RDKit's exact values (ar, vae); "
                         "K times the sampling time (default: 1)")
     p.add_argument("--list-conditions", action="store_true",
                    help="list each checkpoint's conditions with their training ranges, and exit")

@@ -37,7 +37,7 @@ Conditional sampling p(G | y), two ways; a checkpoint uses the one it has:
   weights) gives p(y | z) = N(y; f(z), sigma^2), and ``sample(condition=..., guidance=g)`` draws z from
   p(z) p(y | z)^g by MALA from the prior draws, then decodes as usual (guidance 0: exactly the
   unconditional samples). ``candidates=K`` decodes K such z per sample and keeps the molecule whose
-  posterior mean the head puts closest to the request (RDKit is not asked).
+  exact RDKit values lie closest to the request (generate-and-select, shared with the AR model).
 - *in the decoder* (checkpoints with ``conditions`` in config.json): a condition embedding
   (:class:`~molgen.models.conditioning.ConditionEncoder`) added to the decoder's projected latent,
   trained with condition dropout, so the same weights decode p(G | z) and, with a guidance scale,
@@ -78,7 +78,8 @@ from ...nn.graph_encoder import GraphEncoder
 from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
-from ..conditioning import ConditionEncoder, check_guidance, condition_embedding, condition_tensors
+from ..conditioning import (ConditionEncoder, check_candidates, check_guidance, closest_to_request,
+                            condition_embedding, condition_tensors)
 from ..scaffold_sampling import check_method, sample_with_scaffold
 from .decoder import SequentialGraphDecoder
 from .featurization import MAX_HS
@@ -347,9 +348,11 @@ class GraphVAE(GenerativeModel):
         molecules). The SampleSet's ``info`` records the settings. With ``condition``
         (``{"logp": 2.5, "qed": 0.8}``, any subset of ``self.conditions``): on a checkpoint with a latent
         property head, z comes from p(z) p(y | z)^guidance by MALA (0: unconditional, 1: the posterior,
-        > 1: sharper) and ``candidates`` K > 1 keeps the best of K decodings by the head; on one whose
-        decoder takes conditions, the decoder samples p(G | z, y) and ``guidance`` w > 1 sharpens it
-        with classifier-free guidance (logits ``uncond + w * (cond - uncond)``; 1: plain conditional). ``seed=None`` draws a fresh seed
+        > 1: sharper); on one whose decoder takes conditions, the decoder samples p(G | z, y) and
+        ``guidance`` w > 1 sharpens it with classifier-free guidance (logits ``uncond + w * (cond -
+        uncond)``; 1: plain conditional). Either way ``candidates`` K > 1 decodes K molecules per sample
+        and keeps the one whose RDKit values lie closest to the request
+        (:func:`~molgen.models.conditioning.closest_to_request`, as the AR model does). ``seed=None`` draws a fresh seed
         (recorded in ``info["seed"]``). The first k samples of a seed depend on ``n`` and the batch
         size: draw once and slice.
 
@@ -364,7 +367,7 @@ class GraphVAE(GenerativeModel):
         temperature = check.positive_float("temperature", temperature)
         prior_scale = check.positive_float("prior_scale", prior_scale)
         guidance = check_guidance(guidance, condition)
-        candidates = check.positive_int("candidates", candidates)
+        candidates = check_candidates(candidates, condition)
         if condition and not self.conditions:
             raise ValueError("this vae checkpoint was trained without conditions and has no latent property head; "
                              "fit one with benchmarks/studies/fit_latent_head.py or train a conditional one "
@@ -376,8 +379,6 @@ class GraphVAE(GenerativeModel):
             request = condition_tensors(condition, self.conditions, self.condition_stats, "vae")
             latent_gen = torch.Generator(device=self.device).manual_seed((seed + 1) % check.SEED_LIMIT)
             rates: list[float] = []
-        if candidates > 1 and (request is None or guidance == 0):
-            raise ValueError("candidates applies with a condition that the latent property head takes, at guidance > 0")
         size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
         scaffold_method = check_method(scaffold_method, scaffold)
         prefix = None if scaffold is None else ScaffoldPrefix.build(scaffold, self.atom_types, self.max_atoms)
@@ -396,7 +397,9 @@ class GraphVAE(GenerativeModel):
                                                 (base * 1_000_003 + s) % check.SEED_LIMIT, size, prefix,
                                                 cond, guidance))
                 bar.update(min(size, total - s) / candidates)
-            return mols if candidates == 1 else self._closest(mols, candidates, *request)
+            if candidates == 1:
+                return mols
+            return [mols[i] for i in closest_to_request(mols, candidates, condition, self.condition_stats)]
 
         extra: dict[str, object] = {}
         with tqdm(total=n, disable=not progress, desc="sample vae", unit="mol") as bar:
@@ -412,30 +415,13 @@ class GraphVAE(GenerativeModel):
                 mols, _, extra = sample_with_scaffold(n, prefix.scaffold, scaffold_method, draw_round,
                                                       lambda k: draw_round(k, prefix))
         if cond is not None:
-            extra.update(condition=dict(condition or {}), guidance=guidance)
+            extra.update(condition=dict(condition or {}), guidance=guidance, candidates=candidates)
         if request is not None:
             extra.update(condition=dict(condition), guidance=guidance, conditioned_by="latent head",
                          latent_steps=self.latent_head.steps if guidance else 0, candidates=candidates,
                          latent_acceptance=float(np.mean(rates)) if rates else None)
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
                                    greedy=greedy, seed=seed, prior_scale=prior_scale, **extra)
-
-    def _closest(self, mols: list[Chem.Mol | None], k: int, values: torch.Tensor, present: torch.Tensor
-                 ) -> list[Chem.Mol | None]:
-        """Of each ``k`` consecutive molecules, the one whose posterior mean the latent head puts closest
-        to the request (in likelihood widths; RDKit is not asked); one that cannot be encoded loses."""
-        head = self.latent_head
-        table = GraphTable([m if m is not None else "" for m in mols], self.atom_types, self.max_atoms)
-        table.ensure(np.arange(len(mols)))
-        rows = np.flatnonzero(table.status == 1)
-        dist = torch.full((len(mols),), math.inf)
-        if rows.size:
-            mu, _ = self._table_posterior(table, rows)
-            inv_sd = torch.tensor([1.0 / head.sigma[name] for name in head.names])
-            fit = (head.to(mu.device)(mu).cpu() - head.standardise(values.float())) * inv_sd
-            dist[torch.from_numpy(rows)] = fit[:, present].pow(2).sum(-1)
-        best = dist.view(-1, k).argmin(1) + torch.arange(0, len(mols), k)
-        return [mols[i] for i in best.tolist()]
 
     def condition_vector(self, condition: "dict[str, float] | None") -> torch.Tensor | None:
         """The decoder's condition embedding (decoder_dim,) for a request such as ``{"logp": 2.5}``
