@@ -30,9 +30,12 @@ class _PairLinear(nn.Module):
         self.edge = nn.Linear(edge_dim, out_dim, bias=False)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        out = self.edge(e)  # (B, N, N, out): the node terms are added in place, two passes fewer
-        out += self.src(h)[:, :, None, :]
-        out += self.dst(h)[:, None, :, :]
+        out = torch.add(self.src(h)[:, :, None, :], self.dst(h)[:, None, :, :])  # (B, N, N, out), one write
+        # the edge term, accumulated by the matrix product itself (beta = 1): one more pass over the pair
+        # tensor instead of three (a product with K = edge_dim is memory-bound). In place, autocast leaves
+        # the operands alone: they take the pair tensor's dtype.
+        out.view(-1, out.shape[-1]).addmm_(e.reshape(-1, e.shape[-1]).to(out.dtype),
+                                           self.edge.weight.t().to(out.dtype))
         return out
 
 
