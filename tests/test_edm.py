@@ -188,3 +188,24 @@ def test_checkpoint_round_trip(tmp_path) -> None:
         load("edm", checkpoint=tmp_path / "ck")
     with pytest.raises(CheckpointError, match="does not exist"):
         load("edm", checkpoint=tmp_path / "missing")
+
+
+def test_the_fused_cpu_linear_silu_matches_the_modules() -> None:
+    from torch import nn
+    from torch.nn import functional as F
+
+    from molgen.nn import egnn
+
+    assert egnn._LINEAR_SILU is not None, "this torch build should have oneDNN's fused product"
+    lin = nn.Linear(16, 8)
+    x = torch.randn(3, 5, 5, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 3e-2)):
+            fast = egnn._linear_silu(lin.to(torch.float32), x.to(dtype))
+            want = F.silu(F.linear(x.to(dtype), lin.weight.to(dtype), lin.bias.to(dtype)))
+            assert fast.dtype == dtype and fast.shape == (3, 5, 5, 8)
+            torch.testing.assert_close(fast.float(), want.float(), atol=tol, rtol=tol)
+        torch.testing.assert_close(egnn._linear_silu(lin.double(), x.double()), F.silu(lin.double()(x.double())))
+    y = egnn._linear_silu(lin.float(), x.requires_grad_())  # with autograd: the modules, differentiable
+    y.sum().backward()
+    assert x.grad is not None

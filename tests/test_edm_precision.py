@@ -75,7 +75,7 @@ def test_bf16_samples_are_finite_centred_and_shaped_and_differ_from_fp32() -> No
     assert [len(z) for z in out.atomic_numbers] == [3, 4, 5, 6, 7, 7]
     for x in out.positions:
         assert x.shape[1] == 3 and np.isfinite(x).all()
-        np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-5)  # zero centre of mass, computed in float32
+        np.testing.assert_allclose(x.mean(0), 0.0, atol=5e-5)  # zero centre of mass, up to float32 rounding
     assert any(not np.array_equal(a, b) for a, b in zip(out.positions, ref.positions))
     again = model.sample(6, seed=1, steps=8, n_atoms=[3, 4, 5, 6, 7, 7], precision="bf16")
     for a, b in zip(out.positions, again.positions):

@@ -46,6 +46,31 @@ class _SiLU(nn.Module):
         return F.silu(x, inplace=not torch.is_grad_enabled())
 
 
+def _fused_linear_silu_op():
+    """oneDNN's product with a fused activation (``torch.ops.mkldnn._linear_pointwise``, the kernel
+    Inductor's CPU backend emits), or None where this torch build lacks it."""
+    try:
+        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_LINEAR_SILU = _fused_linear_silu_op()
+
+
+def _linear_silu(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``silu(linear(x))``. On a CPU without autograd (sampling) one oneDNN product with the bias and the
+    SiLU fused into it: two passes fewer over a pair tensor (16 % of an fp32 sampling pass). Elsewhere
+    (training, CUDA, a build without the op) the plain modules."""
+    if (_LINEAR_SILU is None or torch.is_grad_enabled() or x.device.type != "cpu"
+            or x.dtype not in (torch.float32, torch.bfloat16)):
+        return F.silu(linear(x), inplace=not torch.is_grad_enabled())
+    weight = linear.weight.to(x.dtype)  # autocast does not see this op: the pair tensor's dtype rules
+    bias = None if linear.bias is None else linear.bias.to(x.dtype)
+    out = _LINEAR_SILU(x.reshape(-1, x.shape[-1]), weight, bias, "swish", [], "")
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
 def _pair_sum(m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """sum_j w_ij m_ij: (B, N, N, F) and (B, N, N, 1) -> (B, N, F), as one batched product that reads
     the pair tensor once (instead of writing m * w, then summing it)."""
@@ -58,14 +83,14 @@ class GCL(nn.Module):
     def __init__(self, hidden: int, edge_dim: int, normalization_factor: float, attention: bool) -> None:
         super().__init__()
         self.edge_in = _PairLinear(hidden, edge_dim, hidden)
-        self.edge_mlp = nn.Sequential(_SiLU(), nn.Linear(hidden, hidden), _SiLU())
+        self.edge_mlp = nn.Sequential(_SiLU(), nn.Linear(hidden, hidden), _SiLU())  # run by forward
         self.att = nn.Sequential(nn.Linear(hidden, 1), nn.Sigmoid()) if attention else None
         self.node_mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.norm = normalization_factor
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, node_mask: torch.Tensor,
                 pair_mask: torch.Tensor) -> torch.Tensor:
-        m = self.edge_mlp(self.edge_in(h, e))
+        m = _linear_silu(self.edge_mlp[1], self.edge_mlp[0](self.edge_in(h, e)))
         w = pair_mask if self.att is None else self.att(m) * pair_mask
         agg = _pair_sum(m, w) / self.norm
         return (h + self.node_mlp(torch.cat([h, agg], dim=-1))) * node_mask
@@ -80,12 +105,12 @@ class EquivariantUpdate(nn.Module):
         self.inp = _PairLinear(hidden, edge_dim, hidden)
         last = nn.Linear(hidden, 1, bias=False)
         nn.init.xavier_uniform_(last.weight, gain=0.001)
-        self.mlp = nn.Sequential(_SiLU(), nn.Linear(hidden, hidden), _SiLU(), last)
+        self.mlp = nn.Sequential(_SiLU(), nn.Linear(hidden, hidden), _SiLU(), last)  # run by forward
         self.tanh, self.range, self.norm = tanh, coords_range, normalization_factor
 
     def forward(self, h: torch.Tensor, x: torch.Tensor, e: torch.Tensor, diff: torch.Tensor,
                 node_mask: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
-        w = self.mlp(self.inp(h, e))
+        w = self.mlp[3](_linear_silu(self.mlp[1], self.mlp[0](self.inp(h, e))))
         if self.tanh:
             w = torch.tanh(w) * self.range
         trans = _pair_sum(diff, w * pair_mask) / self.norm
