@@ -61,7 +61,7 @@ def test_ar_trains_without_rdkit_from_a_linearised_set_and_its_samples_are_score
 
     from conftest import DRUGS, NO_RDKIT
     from molgen.models.ar.encoding import encode
-    from molgen.training.ar import score_saved_samples
+    from molgen.training.saved_samples import score_saved_samples
 
     data = tmp_path / "enc"
     data.mkdir()
@@ -96,7 +96,7 @@ def test_encoded_data_needs_both_files_and_no_conditions(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="--encoded-data must be a folder holding train.npz and heldout.npz"):
         main(["--model", "ar", "--encoded-data", str(tmp_path), "--max-steps", "1", "--out", str(tmp_path / "r")])
-    with pytest.raises(ValueError, match="--encoded-data applies to --model ar only"):
+    with pytest.raises(ValueError, match="--encoded-data applies to --model ar or vae only"):
         (tmp_path / "train.npz").write_bytes(b"")
         (tmp_path / "heldout.npz").write_bytes(b"")
         main(["--model", "edm", "--encoded-data", str(tmp_path), "--max-steps", "1", "--out", str(tmp_path / "r")])
