@@ -89,6 +89,14 @@ class GraphArrays:
         table.fill(arrays)
         return table
 
+    def take(self, start: int, stop: int) -> "GraphArrays":
+        """Rows ``start .. stop`` as a table of their own (rejected rows renumbered from 0)."""
+        out = GraphArrays(0, self.tokens, self.max_atoms, self.max_edges)
+        for name in ("nodes", "edges", "n_nodes", "n_edges", "keys", "status"):
+            setattr(out, name, getattr(self, name)[start:stop].copy())
+        out.reasons = {i - start: r for i, r in self.reasons.items() if start <= i < stop}
+        return out
+
     def accepted(self, indices: np.ndarray) -> np.ndarray:
         """The rows among ``indices`` that are featurised and representable."""
         indices = np.asarray(indices, dtype=np.int64)

@@ -8,6 +8,7 @@ content-keyed cache (:meth:`GraphTable.cached`, see :mod:`molgen.models.vae.feat
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -56,7 +57,7 @@ class GraphTable(GraphArrays):
         """
         max_edges = int(max_edges if max_edges is not None else max_atoms + 8)
         key = featurization_key(smiles, tokens, max_atoms, max_edges, digest)
-        path = cache_dir("vae") / f"{name}-{key[:16]}.npz"
+        path = cls.cache_path(name, key)
         t0 = time.perf_counter()
         built = []
 
@@ -71,6 +72,11 @@ class GraphTable(GraphArrays):
             print(f"{what} {len(table):,} {name} molecules in {time.perf_counter() - t0:.1f} s "
                   f"({len(table.reasons):,} not representable); cache {path}", flush=True)
         return table
+
+    @staticmethod
+    def cache_path(name: str, key: str) -> "Path":
+        """Where :meth:`cached` keeps the table of ``name`` with :func:`featurization_key` ``key``."""
+        return cache_dir("vae") / f"{name}-{key[:16]}.npz"
 
     def _store(self, i: int, result: tuple[np.ndarray, np.ndarray, int] | str) -> None:
         if isinstance(result, str):
