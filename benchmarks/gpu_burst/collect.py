@@ -1,8 +1,8 @@
 """Bring a GPU burst's results home: join the split tars into runs/gpu-burst/<run>/, check that
 each run folder loads and resumes (manifest, checksums), score every evaluation's saved samples with
-RDKit (what the GPU machine could not compute: EDM's validity; for ar-moses, run M of run_moses.sh,
-validity with and without the masks, uniqueness, novelty and FCD against MOSES test) into the run's
-learning curve, and print the curves side by side.
+RDKit (what the GPU machine could not compute: EDM's validity; for ar-moses and vae-moses, runs M and V of
+run_moses.sh, validity with and without the masks, uniqueness, novelty and FCD against MOSES test, and V's
+reconstruction of held-out molecules) into the run's learning curve, and print the curves side by side.
 
     python -m benchmarks.gpu_burst.collect /work/.device/<files_at> [--into runs/gpu-burst]
 """
@@ -61,13 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     for run in join_tars(Path(args.files_at), into):
         folder = into / run
         from molgen.models.checkpoint import has_train_state, read_config, read_metrics, read_weights
+        from molgen.training.saved_samples import SAMPLE_READERS, score_saved_samples
 
         info = read_config(folder)
         read_weights(folder, info.get("weights_sha256"))  # the weights against their checksum
         print(f"== {run} ({info['model']}): resumable train state: {has_train_state(folder)}")
-        if info["model"] == "ar":  # run M: samples kept as action sequences
-            from molgen.training.ar import score_saved_samples
-
+        if info["model"] in SAMPLE_READERS:  # runs M and V: samples kept raw (action sequences, graphs)
             for row in score_saved_samples(folder, "moses"):
                 print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                                        if k != "scored_by"))

@@ -30,15 +30,51 @@ _KIND_BITS, _BOND_BITS, _DELTA_BITS = 2, 2, 6
 _ATOM, _STOP = 0, 2
 
 
-def digest(enc) -> str:
-    """SHA-256 of an encoded set's arrays (its content, whatever dtype it was loaded with)."""
+def digest_arrays(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays (their content, whatever integer dtype they were loaded with)."""
     h = hashlib.sha256()
-    arrays = enc.to_arrays()
     for key in sorted(arrays):
-        a = arrays[key]
+        a = np.asarray(arrays[key])
         a = a.astype(np.int64) if a.dtype.kind in "iu" else a.astype(str)
         h.update(key.encode() + str(a.shape).encode() + a.tobytes())
     return h.hexdigest()
+
+
+def digest(enc) -> str:
+    """SHA-256 of an encoded set's arrays."""
+    return digest_arrays(enc.to_arrays())
+
+
+def xz(data: np.ndarray) -> np.ndarray:
+    """An array's bytes, xz-compressed at the strongest preset, as a uint8 array (what a pack holds)."""
+    return np.frombuffer(lzma.compress(np.ascontiguousarray(data).tobytes(), preset=9 | lzma.PRESET_EXTREME),
+                         np.uint8)
+
+
+def unxz(packed: np.ndarray, dtype: type) -> np.ndarray:
+    return np.frombuffer(lzma.decompress(packed.tobytes()), dtype)
+
+
+def write_pack(out: Path, arrays: dict[str, np.ndarray]) -> None:
+    """One .npz of ``arrays`` (no pickles), written under a temporary name and renamed."""
+    payload = io.BytesIO()
+    np.savez(payload, **arrays)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(payload.getvalue())
+    tmp.replace(out)
+
+
+def read_pack(src: Path, format_key: str, version: int, what: str) -> dict[str, np.ndarray]:
+    """A pack's arrays; one error line where it cannot be read or is not a format-``version`` ``what``."""
+    try:
+        with np.load(src, allow_pickle=False) as f:
+            files = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read {src}: {exc}") from None
+    if int(files.get(format_key, -1)) != version:
+        raise SystemExit(f"error: {src} is not a format-{version} {what}")
+    return files
 
 
 def encode_tokens(enc) -> tuple[np.ndarray, np.ndarray]:
@@ -96,9 +132,7 @@ def decode_tokens(tokens: np.ndarray, book: np.ndarray, n_input: int, failed_idx
 def _arrays(prefix: str, enc, n_input: int) -> dict[str, np.ndarray]:
     tokens, book = encode_tokens(enc)
     arrays = enc.to_arrays()
-    return {f"{prefix}_tokens": np.frombuffer(lzma.compress(tokens.tobytes(), preset=9 | lzma.PRESET_EXTREME),
-                                              np.uint8),
-            f"{prefix}_book": book, f"{prefix}_n_input": np.int64(n_input),
+    return {f"{prefix}_tokens": xz(tokens), f"{prefix}_book": book, f"{prefix}_n_input": np.int64(n_input),
             f"{prefix}_failed_idx": arrays["failed_idx"], f"{prefix}_failed_reason": arrays["failed_reason"],
             f"{prefix}_sha256": np.asarray(digest(enc))}
 
@@ -122,28 +156,17 @@ def pack(out: Path, limit: int | None = None) -> None:
     train = encode_cached(name, smiles)
     held_smiles = heldout_smiles()
     held = encode(held_smiles, workers=1)
-    payload = io.BytesIO()
-    np.savez(payload, format=np.int64(FORMAT), **_arrays("train", train, len(smiles)),
-             **_arrays("heldout", held, len(held_smiles)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(payload.getvalue())
-    tmp.replace(out)
+    write_pack(out, {"format": np.int64(FORMAT), **_arrays("train", train, len(smiles)),
+                     **_arrays("heldout", held, len(held_smiles))})
     print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.2f} MiB: {len(train):,} training molecules "
           f"({len(train.failed)} not linearisable), {len(held)} held out)")
 
 
 def unpack(src: Path, folder: Path) -> None:
-    try:
-        with np.load(src, allow_pickle=False) as f:
-            files = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: cannot read {src}: {exc}") from None
-    if int(files.get("format", -1)) != FORMAT:
-        raise SystemExit(f"error: {src} is not a format-{FORMAT} MOSES pack")
+    files = read_pack(src, "format", FORMAT, "MOSES pack")
     folder.mkdir(parents=True, exist_ok=True)
     for prefix in ("train", "heldout"):
-        tokens = np.frombuffer(lzma.decompress(files[f"{prefix}_tokens"].tobytes()), np.uint16)
+        tokens = unxz(files[f"{prefix}_tokens"], np.uint16)
         enc = decode_tokens(tokens, files[f"{prefix}_book"], int(files[f"{prefix}_n_input"]),
                             files[f"{prefix}_failed_idx"], files[f"{prefix}_failed_reason"])
         if digest(enc) != str(files[f"{prefix}_sha256"]):

@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-molecules", type=int, default=None,
                    help="ar: train on a fixed random subset (seed 0) of this many training molecules (>= 1)")
     p.add_argument("--encoded-data", default=None, metavar="DIR",
-                   help="ar: train on this linearised training set (train.npz and heldout.npz, e.g. from "
-                        "`python -m benchmarks.gpu_burst.moses_travel unpack`) instead of the dataset's SMILES; "
+                   help="ar, vae: train on this encoded training set (train.npz and heldout.npz: linearised for ar, "
+                        "e.g. from `python -m benchmarks.gpu_burst.moses_travel unpack`, featurised for vae, from "
+                        "`python -m benchmarks.gpu_burst.moses_vae_travel unpack`) instead of the dataset's SMILES; "
                         "needs no RDKit (its learning curve keeps the samples for scoring elsewhere)")
     p.add_argument("--no-amsgrad", action="store_true",
                    help="a new run's AdamW without AMSGrad's running maximum: a third less optimizer state, "
@@ -243,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(train_cfg) - known
     if unknown:
         raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
-    for key in ("max_molecules", "encoded_data"):
-        if train_cfg.get(key) and cls.name != "ar":
-            raise ValueError(f"--{key.replace('_', '-')} applies to --model ar only, not {cls.name}")
+    for key, models in (("max_molecules", ("ar",)), ("encoded_data", ("ar", "vae"))):
+        if train_cfg.get(key) and cls.name not in models:
+            raise ValueError(f"--{key.replace('_', '-')} applies to --model {' or '.join(models)} only, not {cls.name}")
     TrainConfig(**train_cfg)  # every setting checked before the dataset loads
     steps, minutes = train_cfg.get("max_steps"), train_cfg.get("max_minutes")
     if steps is None and minutes is None:

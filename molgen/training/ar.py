@@ -8,11 +8,11 @@ With ``encoded_data`` (a folder holding ``train.npz`` and ``heldout.npz``: the t
 held-out molecules already linearised, as :class:`~molgen.models.ar.actions.EncodedSet` files) training
 needs no RDKit (a bare GPU machine). Its learning curve then holds the held-out NLL only, and each
 evaluation keeps its samples as action sequences, ``<run>/eval_samples/step-<N>.npz`` (with the valence
-masks) and ``step-<N>-nomask.npz`` (without), which :func:`score_saved_samples` scores later where RDKit is.
+masks) and ``step-<N>-nomask.npz`` (without), which :func:`~molgen.training.saved_samples.score_saved_samples`
+scores later where RDKit is.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ..models.ar.actions import ActionDataset, EncodedSet, vocabulary
 from ..models.base import GenerativeModel
 from .data_order import fixed_subset
 from .conditions import ConditionedData, conditioned_config
+from .saved_samples import SavedSampleEvaluator, read_encoded_sets
 from .setup import TrainingSetup
 from .setups import default_config
 
@@ -79,83 +80,35 @@ def training_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str,
 def _encoded_setup(dataset: str, model_cfg: dict[str, Any], train_cfg: dict[str, Any],
                    defaults: dict[str, dict[str, Any]]) -> TrainingSetup:
     """The setup of :func:`training_setup` from a linearised training set (no RDKit, no SMILES)."""
-    if model_cfg.get("conditions"):
-        raise ValueError("--encoded-data trains without conditions (their values are computed from the SMILES "
-                         "with RDKit); drop --conditions")
     folder = Path(train_cfg["encoded_data"])
     t0 = time.perf_counter()
-    sets = {}
-    for name in ("train", "heldout"):
-        try:
-            sets[name] = EncodedSet.load(folder / f"{name}.npz")
-        except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(f"cannot read the linearised set {folder / name}.npz: {exc}") from None
-    enc = sets["train"]
+    enc, held_enc = read_encoded_sets(folder, EncodedSet.load, "linearised", model_cfg)
     tokens, counts = vocabulary(enc)
     largest = int(np.diff(enc.atom_ptr).max())
     model = ARModel(**{**defaults["model"], "atom_types": tokens, "max_atoms": largest, **model_cfg})
     data = ActionDataset(enc, model.atom_types, model.max_atoms, model.max_actions)
-    held = ActionDataset(sets["heldout"], model.atom_types, model.max_atoms, model.max_actions)
+    held = ActionDataset(held_enc, model.atom_types, model.max_atoms, model.max_actions)
     metrics = {"dataset": dataset, "train_split": "train", "train_molecules": len(data),
                "train_dropped": {**data.dropped, "not_linearisable": len(enc.failed)},
                "atom_type_counts": counts, "linearise_seconds": round(time.perf_counter() - t0, 1),
                "heldout_for_curve": f"{len(held)} held-out {dataset} molecules, linearised in {folder}"}
-    return TrainingSetup(model=model, data=data, train_defaults=defaults["train"],
-                         evaluate=SavedSampleEvaluator(held, train_cfg.get("eval_samples") or 500), metrics=metrics)
+    evaluator = SavedSampleEvaluator(lambda m, folder, step: {"heldout_nll": _heldout_nll(m, held)}, _write_actions,
+                                     train_cfg.get("eval_samples") or 500)
+    return TrainingSetup(model=model, data=data, train_defaults=defaults["train"], evaluate=evaluator,
+                         metrics=metrics)
 
 
-class SavedSampleEvaluator:
-    """The learning curve without RDKit: the held-out NLL (nats per molecule, valence masks on), and ``n``
-    samples with the masks and ``n`` without, kept in the run folder as action sequences for
-    :func:`score_saved_samples`."""
-
-    def __init__(self, held: ActionDataset, n: int, batch_size: int = 2500) -> None:
-        self.held, self.n, self.batch_size = held, n, batch_size
-
-    def __call__(self, model: GenerativeModel, out_dir: Path | None = None, step: int | None = None
-                 ) -> dict[str, float]:
-        assert isinstance(model, ARModel)
-        row: dict[str, float] = {"heldout_nll": float(-model.encoded_log_likelihood(self.held, mask=True).mean()),
-                                 "eval_samples": self.n}
-        if out_dir is not None:
-            folder = Path(out_dir) / "eval_samples"
-            folder.mkdir(parents=True, exist_ok=True)
-            for suffix, mask, seed in (("", True, 1234), ("-nomask", False, 4321)):
-                enc, _ = model.sample_actions(self.n, seed=seed, mask=mask, batch_size=min(self.batch_size, self.n))
-                enc.save(folder / f"step-{step if step is not None else 0}{suffix}.npz", compressed=True)
-        return row
+def _heldout_nll(model: GenerativeModel, held: ActionDataset) -> float:
+    """The mean held-out NLL, nats per molecule, valence masks on."""
+    assert isinstance(model, ARModel)
+    return float(-model.encoded_log_likelihood(held, mask=True).mean())
 
 
-def score_saved_samples(run: Path, reference: str | None, fcd: bool = True) -> list[dict[str, Any]]:
-    """Score the samples a :class:`SavedSampleEvaluator` kept in ``run`` into its learning curve (in
-    ``metrics.json``, rewritten atomically): validity and uniqueness of the masked samples, with
-    ``reference`` ("moses": novelty against its training set, FCD against its test set) those too, and the
-    validity of the unmasked ones. Rows already scored, or without their samples, stay as they are.
-    Returns the curve."""
-    import json
-
-    from ..evaluation import evaluate
-    from ..models.ar.encoding import molecules_from_actions
-    from ..samples import SampleSet
-
-    path = Path(run) / "metrics.json"
-    card = json.loads(path.read_text())
-    for row in card.get("learning_curve", []):
-        masked = Path(run) / "eval_samples" / f"step-{row['step']}.npz"
-        raw = masked.with_name(f"step-{row['step']}-nomask.npz")
-        if row.get("validity") is not None or not masked.is_file():
-            continue
-        samples = SampleSet.from_mols(molecules_from_actions(EncodedSet.load(masked)), model="ar")
-        result = evaluate(samples, reference=reference, fcd=fcd).metrics
-        row.update({k: result[k] for k in ("validity", "uniqueness", "novelty", "fcd") if k in result})
-        if raw.is_file():
-            row["validity_no_mask"] = SampleSet.from_mols(molecules_from_actions(EncodedSet.load(raw)),
-                                                          model="ar").validity
-        row["scored_by"] = "molgen.training.ar.score_saved_samples (RDKit, after the run)"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(card, indent=2))
-    os.replace(tmp, path)
-    return card.get("learning_curve", [])
+def _write_actions(model: GenerativeModel, n: int, seed: int, mask: bool, path: Path, batch_size: int = 2500) -> None:
+    """``n`` samples kept as action sequences (no RDKit)."""
+    assert isinstance(model, ARModel)
+    enc, _ = model.sample_actions(n, seed=seed, mask=mask, batch_size=min(batch_size, n))
+    enc.save(path, compressed=True)
 
 
 def sample_metrics(model: ARModel, train: set[str], held: ActionDataset, n: int = 500) -> dict[str, float]:

@@ -54,7 +54,7 @@ class TrainConfig:
     buckets: list[int] | None = None  # size buckets (atoms) for models whose data can plan by size
     max_molecules: int | None = None  # ar: train on a fixed random subset (seed 0) of this many training molecules
     amsgrad: bool = True             # AdamW with AMSGrad's running maximum (False: a quarter less train state)
-    encoded_data: str | None = None  # ar: a folder with the linearised training set (train.npz, heldout.npz): no RDKit
+    encoded_data: str | None = None  # ar, vae: a folder with the encoded training set (train.npz, heldout.npz): no RDKit
 
     def __post_init__(self) -> None:
         """Check every setting; a bad one is a ValueError naming it and its allowed range."""
@@ -93,6 +93,6 @@ class TrainConfig:
         need(self.max_molecules is None or (is_int(self.max_molecules) and self.max_molecules >= 1),
              "max_molecules", "an integer >= 1 (or None: the whole training split)")
         need(self.encoded_data is None or (isinstance(self.encoded_data, str) and bool(self.encoded_data)),
-             "encoded_data", "a folder path (or None: linearise the dataset's SMILES)")
+             "encoded_data", "a folder path (or None: encode the dataset's SMILES)")
         for name in ("clip_quantile", "bf16", "cpu_bf16", "compile", "progress", "amsgrad"):
             need(isinstance(getattr(self, name), bool), name, "true or false")

@@ -20,7 +20,7 @@ from torch import nn
 
 from ...nn.sampling import masked_choice, masked_log_softmax
 from ...nn.transformer import BiasedBlock
-from .featurization import VALENCE_BINS
+from .graphs import VALENCE_BINS
 
 if TYPE_CHECKING:
     from .scaffold import ScaffoldPrefix

@@ -6,7 +6,8 @@ are :mod:`molgen.models.vae.table`).
 
 The training-set cache lives in ``molgen._cache.cache_dir("vae")``: ``<name>-<key>.npz`` holds the
 featurised graphs as flat int8 arrays (``nodes`` (sum n, 4), ``edges`` (sum m, 5), per molecule
-``n_nodes``, ``n_edges``, ``keys``, ``status``; the rejected molecules' positions and reasons),
+``n_nodes``, ``n_edges``, ``keys``, ``status``; the rejected molecules' positions and reasons; the
+layout is :mod:`molgen.models.vae.graphs`, which reads and writes it without RDKit),
 and ``<name>-scan-<key>.npz`` the token counts of :func:`scan_atom_tokens`. Keys are SHA-256
 digests of every SMILES and of the settings (vocabulary, size limits, :data:`FEATURIZE_VERSION`,
 the featuriser's source code and the RDKit version), so any edit of the list or of the code
@@ -31,12 +32,9 @@ from ..._cache import cache_dir, cached_npz, digest_strings
 from ...chem.build import mol_from_graph, quiet_rdkit, sanitize
 from ...chem.elements import atomic_number, max_valence, parse_token, token_name
 from ...chem.order import canonical_bfs_order
+from .graphs import EDGE_COLUMNS, MAX_HS, NODE_COLUMNS  # the array layout (no RDKit)
 
 _BOND_ORDER = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
-VALENCE_BINS = 8           # embeddings of valence counts clamp at 7
-MAX_HS = 4                 # hydrogen-count feature clamps at 4
-NODE_COLUMNS = 4            # token, hydrogens, aromatic, in ring
-EDGE_COLUMNS = 5            # later atom, earlier atom, order, aromatic, in ring
 #: Bump when :func:`featurize` changes what it returns (the cache key also hashes its source code).
 FEATURIZE_VERSION = 1
 

@@ -65,27 +65,42 @@ import math
 import numbers
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem
 
-from ...chem.build import mol_from_graph
 from ...chem.elements import atomic_number, max_valence, parse_token
-from ...chem.scaffold import Scaffold
 from ...nn.graph_encoder import GraphEncoder
-from ...samples import SampleSet
 from .. import _inputs as check
 from ..base import GenerativeModel, evaluating, register
 from ..conditioning import (ConditionEncoder, check_candidates, check_guidance, closest_to_request,
                             condition_embedding, condition_tensors)
-from ..scaffold_sampling import check_method, sample_with_scaffold
 from .decoder import SequentialGraphDecoder
-from .featurization import MAX_HS
+from .graphs import MAX_HS, GraphArrays, collate, save_decoded
 from .latent_conditioning import LatentPropertyHead, guided_latents
-from .scaffold import ScaffoldPrefix
-from .table import GraphTable, collate
+
+if TYPE_CHECKING:  # RDKit is imported where molecules are read or built: training needs none (a bare GPU machine)
+    from rdkit import Chem
+
+    from ...chem.scaffold import Scaffold
+    from ...samples import SampleSet
+    from .scaffold import ScaffoldPrefix
+    from .table import GraphTable
+
+#: Decoded chunks: (atoms (B, A) token indices with -1 padding, bonds (B, A, A) orders, n_atoms (B,)).
+Chunks = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def graph_mols(atom_types: Sequence[str], atoms: np.ndarray, bonds: np.ndarray, n: np.ndarray) -> list["Chem.Mol"]:
+    """The (unsanitised) Mols of decoded graphs over the tokens ``atom_types`` (``atoms`` (B, A) token
+    indices, ``bonds`` (B, A, A) Kekulé orders, ``n`` (B,) atom counts)."""
+    from ...chem.build import mol_from_graph
+
+    zs = np.array([atomic_number(parse_token(t)[0]) for t in atom_types])
+    charges = np.array([parse_token(t)[1] for t in atom_types])
+    return [mol_from_graph(zs[atoms[i, :k]], bonds[i, :k, :k], charges[atoms[i, :k]])
+            for i, k in enumerate(np.asarray(n).tolist())]
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -134,8 +149,6 @@ class GraphVAE(GenerativeModel):
         self.beta, self.kl_start_step, self.kl_warmup_steps = float(beta), int(kl_start_step), int(kl_warmup_steps)
         self.valence_masks_in_loss = bool(valence_masks_in_loss)
         self.sample_batch_size = int(sample_batch_size)
-        self._z = [atomic_number(parse_token(t)[0]) for t in self.atom_types]
-        self._charges = [parse_token(t)[1] for t in self.atom_types]
         self.encoder = GraphEncoder(node_sizes=(len(self.atom_types), MAX_HS + 1, 2, 2), edge_sizes=(4, 2, 2),
                                     hidden=encoder_hidden, layers=encoder_layers, out_dim=2 * latent_dim)
         self.decoder = SequentialGraphDecoder(caps, self.max_atoms, latent_dim, decoder_dim, decoder_layers,
@@ -210,11 +223,13 @@ class GraphVAE(GenerativeModel):
     def graphs(self, molecules: "str | Chem.Mol | Sequence[str | Chem.Mol] | SampleSet") -> GraphTable:
         """Featurise molecules (SMILES, Mols or a SampleSet) for this model; reasons for rejects in
         ``.reasons``."""
+        from .table import GraphTable
+
         table = GraphTable(check.molecule_list(molecules), self.atom_types, self.max_atoms)
         table.ensure(np.arange(len(table)))
         return table
 
-    def _batch_to(self, table: GraphTable, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    def _batch_to(self, table: GraphArrays, rows: np.ndarray) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in collate(table, rows).items()}
 
     def _chunks(self, rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -254,7 +269,7 @@ class GraphVAE(GenerativeModel):
             raise ValueError(f"cannot encode {_label(items[i])}: {table.reasons[i]}")
         return self._table_posterior(table, np.arange(len(items)), batch_size)
 
-    def _table_posterior(self, table: GraphTable, rows: np.ndarray, batch_size: int = 512
+    def _table_posterior(self, table: GraphArrays, rows: np.ndarray, batch_size: int = 512
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         mus, logvars = [], []
         with evaluating(self):
@@ -264,25 +279,53 @@ class GraphVAE(GenerativeModel):
                 logvars.append(logvar)
         return torch.cat(mus), torch.cat(logvars)
 
-    def _decode_graphs(self, z: torch.Tensor, temperature: float, greedy: bool, constrained: bool,
-                       seed: int | None, batch_size: int | None, prefix: ScaffoldPrefix | None = None,
-                       cond: torch.Tensor | None = None, guidance: float = 1.0) -> list[Chem.Mol]:
+    def _decode_arrays(self, z: torch.Tensor, temperature: float, greedy: bool, constrained: bool,
+                       seed: int | None, batch_size: int | None, prefix: "ScaffoldPrefix | None" = None,
+                       cond: torch.Tensor | None = None, guidance: float = 1.0) -> Chunks:
+        """The decoder's graphs of latents ``z``, as host arrays in chunks of ``batch_size``."""
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         size = batch_size or self.sample_batch_size
-        mols: list[Chem.Mol] = []
+        out: Chunks = []
         with evaluating(self):
             for s in range(0, z.shape[0], size):
                 zs = z[s:s + size].to(self.device)
                 rows = None if cond is None else cond.to(self.device)[None].expand(zs.shape[0], -1)
                 atoms, bonds, n, _ = self.decoder.generate(zs, temperature, greedy, constrained, gen, prefix,
                                                            rows, guidance)
-                mols.extend(self._to_mols(atoms.cpu().numpy(), bonds.cpu().numpy(), n.cpu().numpy()))
-        return mols
+                out.append((atoms.cpu().numpy(), bonds.cpu().numpy(), n.cpu().numpy()))
+        return out
 
-    def _to_mols(self, atoms: np.ndarray, bonds: np.ndarray, n: np.ndarray) -> list[Chem.Mol]:
-        zs, charges = np.array(self._z), np.array(self._charges)
-        return [mol_from_graph(zs[atoms[i, :k]], bonds[i, :k, :k], charges[atoms[i, :k]])
-                for i, k in enumerate(n.tolist())]
+    def _decode_graphs(self, z: torch.Tensor, temperature: float, greedy: bool, constrained: bool,
+                       seed: int | None, batch_size: int | None, prefix: "ScaffoldPrefix | None" = None,
+                       cond: torch.Tensor | None = None, guidance: float = 1.0) -> list["Chem.Mol"]:
+        return [m for chunk in self._decode_arrays(z, temperature, greedy, constrained, seed, batch_size, prefix,
+                                                   cond, guidance) for m in graph_mols(self.atom_types, *chunk)]
+
+    def _prior_chunks(self, z: torch.Tensor, base: int, size: int, temperature: float, greedy: bool,
+                      constrained: bool, prefix: "ScaffoldPrefix | None" = None, cond: torch.Tensor | None = None,
+                      guidance: float = 1.0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """What :meth:`sample` decodes from the latents ``z`` of a draw seeded ``base``: chunks of ``size``,
+        each with its own seed."""
+        for s in range(0, z.shape[0], size):
+            yield from self._decode_arrays(z[s:s + size], temperature, greedy, constrained,
+                                           (base * 1_000_003 + s) % check.SEED_LIMIT, size, prefix, cond, guidance)
+
+    def sample_graphs(self, n: int, path: "str | Path", seed: int = 0, constrained: bool = True,
+                      batch_size: int | None = None) -> None:
+        """Write the graphs of ``sample(n, seed, constrained=constrained, batch_size=batch_size)`` (the
+        same draws, unconditional) to ``path`` without building molecules (no RDKit:
+        :func:`~molgen.models.vae.graphs.save_decoded`; :func:`graph_mols` turns them into Mols where RDKit is)."""
+        n, seed = check.positive_int("n", n), check.seed(seed)
+        size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        z = torch.randn((n, self.latent_dim), generator=gen, device=self.device)
+        save_decoded(Path(path), self.atom_types, self._prior_chunks(z, seed, size, 1.0, False, constrained))
+
+    def reconstruct_graphs(self, table: GraphArrays, rows: np.ndarray, path: "str | Path") -> None:
+        """Write the graphs that :meth:`reconstruct` decodes for accepted ``rows`` of a featurised table
+        (greedily, from the posterior means) to ``path``, without RDKit."""
+        mu, _ = self._table_posterior(table, np.asarray(rows, dtype=np.int64))
+        save_decoded(Path(path), self.atom_types, self._decode_arrays(mu, 1.0, True, True, None, None))
 
     def decode(self, z: torch.Tensor, greedy: bool = True, temperature: float = 1.0, constrained: bool = True,
                seed: int | None = None, batch_size: int | None = None) -> SampleSet:
@@ -292,6 +335,8 @@ class GraphVAE(GenerativeModel):
         temperature = check.positive_float("temperature", temperature)
         seed = None if seed is None else check.seed(seed)
         batch_size = check.optional_positive_int("batch_size", batch_size)
+        from ...samples import SampleSet
+
         mols = self._decode_graphs(z, temperature, greedy, constrained, seed, batch_size)
         return SampleSet.from_mols(mols, constrained=constrained, greedy=greedy)
 
@@ -303,6 +348,8 @@ class GraphVAE(GenerativeModel):
                     spherical: bool = False) -> list[str | None]:
         """Greedy decodings of ``steps`` evenly spaced points from z(a) to z(b), both included
         (posterior means; linear, or spherical-linear with ``spherical``)."""
+        from rdkit import Chem
+
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
             raise ValueError(f"steps must be an integer of at least 2 (both end points included), got {steps!r}")
         for name, x in (("a", a), ("b", b)):
@@ -328,6 +375,8 @@ class GraphVAE(GenerativeModel):
         n = check.positive_int("n", n)
         scale = check.nonnegative_float("scale", scale)
         seed = check.seed(seed)
+        from rdkit import Chem
+
         if not isinstance(molecule, (str, Chem.Mol)):
             raise ValueError(f"molecule must be one SMILES string or RDKit Mol, got {type(molecule).__name__}")
         z = self.encode(molecule)
@@ -380,6 +429,10 @@ class GraphVAE(GenerativeModel):
             latent_gen = torch.Generator(device=self.device).manual_seed((seed + 1) % check.SEED_LIMIT)
             rates: list[float] = []
         size = check.positive_int("batch_size", batch_size) if batch_size is not None else self.sample_batch_size
+        from ...samples import SampleSet
+        from ..scaffold_sampling import check_method, sample_with_scaffold
+        from .scaffold import ScaffoldPrefix
+
         scaffold_method = check_method(scaffold_method, scaffold)
         prefix = None if scaffold is None else ScaffoldPrefix.build(scaffold, self.atom_types, self.max_atoms)
         gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -392,11 +445,9 @@ class GraphVAE(GenerativeModel):
                 z, rate = guided_latents(self.latent_head, z, *request, guidance, prior_scale, latent_gen)
                 rates.append(rate)
             mols: list[Chem.Mol] = []
-            for s in range(0, total, size):
-                mols.extend(self._decode_graphs(z[s:s + size], temperature, greedy, constrained,
-                                                (base * 1_000_003 + s) % check.SEED_LIMIT, size, prefix,
-                                                cond, guidance))
-                bar.update(min(size, total - s) / candidates)
+            for chunk in self._prior_chunks(z, base, size, temperature, greedy, constrained, prefix, cond, guidance):
+                mols.extend(graph_mols(self.atom_types, *chunk))
+                bar.update(len(chunk[2]) / candidates)
             if candidates == 1:
                 return mols
             return [mols[i] for i in closest_to_request(mols, candidates, condition, self.condition_stats)]
@@ -452,9 +503,27 @@ class GraphVAE(GenerativeModel):
         table = self.graphs(items)
         out = np.full(len(items), np.nan)
         rows = np.flatnonzero(table.status == 1)
+        out[rows] = self.table_log_likelihood(table, rows, samples, importance_weighted, constrained, seed,
+                                              batch_size)
+        reasons = [table.reasons.get(i) for i in range(len(items))]
+        if return_reasons:
+            return out, reasons
+        bad = [(i, r) for i, r in enumerate(reasons) if r is not None]
+        if bad:
+            shown = "; ".join(f"{_label(items[i])}: {r}" for i, r in bad[:3])
+            warnings.warn(f"log_likelihood is NaN for {len(bad)} of {len(items)} molecules ({shown})",
+                          stacklevel=2)
+        return out
+
+    def table_log_likelihood(self, table: GraphArrays, rows: np.ndarray, samples: int = 1,
+                             importance_weighted: bool = False, constrained: bool = True, seed: int = 0,
+                             batch_size: int = 256) -> np.ndarray:
+        """:meth:`log_likelihood` (float64 nats) of accepted ``rows`` of a featurised table, no RDKit needed."""
+        out = np.empty(len(rows))
         gen = torch.Generator(device=self.device).manual_seed(seed)
         with evaluating(self):
-            for chunk in self._chunks(rows, batch_size):
+            for start in range(0, len(rows), batch_size):
+                chunk = np.asarray(rows[start:start + batch_size])
                 batch = self._batch_to(table, chunk)
                 mu, logvar = self.posterior(batch)
                 std = (0.5 * logvar).exp()
@@ -474,21 +543,15 @@ class GraphVAE(GenerativeModel):
                     value = torch.logsumexp(stacked, dim=0) - math.log(samples)
                 else:
                     value = stacked.mean(0) - gaussian_kl(mu, logvar)
-                out[chunk] = value.double().cpu().numpy()
-        reasons = [table.reasons.get(i) for i in range(len(items))]
-        if return_reasons:
-            return out, reasons
-        bad = [(i, r) for i, r in enumerate(reasons) if r is not None]
-        if bad:
-            shown = "; ".join(f"{_label(items[i])}: {r}" for i, r in bad[:3])
-            warnings.warn(f"log_likelihood is NaN for {len(bad)} of {len(items)} molecules ({shown})",
-                          stacklevel=2)
+                out[start:start + len(chunk)] = value.double().cpu().numpy()
         return out
 
 
 def _label(x: "str | Chem.Mol | None") -> str:
     if isinstance(x, str):
         return repr(x)
+    from rdkit import Chem
+
     if isinstance(x, Chem.Mol):
         return "a Mol"
     if x is None:
