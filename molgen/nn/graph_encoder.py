@@ -12,7 +12,10 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch_geometric.nn import GINEConv, global_add_pool, global_max_pool, global_mean_pool
+
+# torch_geometric is imported where a GraphEncoder is built or run: importing it takes about 1.5 s here
+# (it pulls in torch._dynamo), which every CLI would pay on start, EDM's included (the model registry
+# imports each model's module).
 
 
 class CategoricalEmbedding(nn.Module):
@@ -44,6 +47,8 @@ class GraphEncoder(nn.Module):
 
     def __init__(self, node_sizes: Sequence[int], edge_sizes: Sequence[int], hidden: int = 128,
                  layers: int = 4, out_dim: int = 128) -> None:
+        from torch_geometric.nn import GINEConv
+
         super().__init__()
         self.node_embed = CategoricalEmbedding(node_sizes, hidden)
         self.edge_embeds = nn.ModuleList(CategoricalEmbedding(edge_sizes, hidden) for _ in range(layers))
@@ -58,6 +63,8 @@ class GraphEncoder(nn.Module):
                 batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
         """Graph vectors from node features ``x`` (n, k), directed ``edge_index`` (2, e) with
         features ``edge_attr`` (e, m), and the graph index of every node ``batch`` (n,)."""
+        from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
+
         h = self.node_embed(x)
         for conv, norm, emb in zip(self.convs, self.norms, self.edge_embeds):
             h = h + conv(norm(h), edge_index, emb(edge_attr))
