@@ -268,7 +268,9 @@ def render(runs: Sequence[Run], title: str = "Benchmark results") -> str:
 def render_conditional(pretrained: Path | None = None) -> list[str]:
     """The conditional-generation section: for every shipped checkpoint whose card has an
     ``other_evaluations/conditional`` (``benchmarks.studies.conditional_generation``), the MAE of RDKit's
-    value against each requested target per sampler, and its requested-against-achieved figure."""
+    value against each requested target per sampler, and its requested-against-achieved figure; first the
+    curated summary across checkpoints, ``benchmarks/results/conditional_summary.md``, where there is one
+    (its numbers come from the ``conditional_*.txt`` files beside it, each with its command)."""
     from molgen.models.base import PRETRAINED_DIR
     from molgen.models.card import read_card
 
@@ -298,7 +300,9 @@ def render_conditional(pretrained: Path | None = None) -> list[str]:
              "between the target and RDKit's value of the valid samples. 'unconditional' is the same checkpoint "
              "without a condition and 'test molecules' the test split itself: what a model that ignores the "
              "condition but matches the data gets.")
-    return ["## Conditional generation", "", intro, "", *lines]
+    summary = Path(__file__).resolve().parent / "results" / "conditional_summary.md"
+    curated = [summary.read_text().rstrip("\n"), ""] if summary.is_file() else []
+    return ["## Conditional generation", "", intro, "", *curated, *lines]
 
 
 def write_report(runs: Sequence[Run], path: str | Path) -> Path:

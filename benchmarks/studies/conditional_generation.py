@@ -1,7 +1,7 @@
 """How well a conditional checkpoint hits requested properties (issue 14's protocol).
 
     python -m benchmarks.studies.conditional_generation --checkpoint ar-qm9-cond [-n 1000] [--guidance 1 2]
-        [--targets logp,qed,mw] [--pair logp,qed] [--test-sample 20000] [--candidates 1 4]
+        [--targets logp,qed,mw] [--pair logp,qed] [--test-sample 20000] [--candidates 1 4 16]
 
 For each of the checkpoint's conditions, targets at the test split's 10th, 50th and 90th percentiles;
 at each target ``n`` samples, reporting the MAE between the target and RDKit's value of the valid
