@@ -91,30 +91,28 @@ pin() { if command -v taskset >/dev/null && [ "$(nproc)" -ge 16 ]; then taskset 
 COMMON=(--dataset moses --device "$DEVICE" --max-minutes "$MINUTES" --eval-minutes "$EVAL_MINUTES"
         --eval-samples "$EVAL_N" --checkpoint-every 2000 --no-progress)
 logs=()
+# launch RUN MODEL DATA CHECKPOINT CORES RESUME BATCH LR: train run RUN (M or V) in the background, resuming
+# runs/gpu-burst/RUN exactly when RESUME is 1 and it is there, otherwise starting from the shipped CHECKPOINT
+launch() {
+  local run=$1 model=$2 data=$3 init=$4 cores=$5 resume=$6 batch=$7 lr=$8
+  if [ "$resume" = 1 ] && [ -d "runs/gpu-burst/$run" ]; then
+    pin "$cores" $PY -m molgen.train --model "$model" --encoded-data "$data" "${COMMON[@]}" \
+        --resume "runs/gpu-burst/$run" > "$OUT/$run.log" 2>&1 &
+  else
+    rm -rf "runs/gpu-burst/$run"
+    pin "$cores" $PY -m molgen.train --model "$model" --encoded-data "$data" "${COMMON[@]}" --init-from "$init" \
+        --out "runs/gpu-burst/$run" --batch-size "$batch" --lr "$lr" --warmup-steps "$WARMUP" --no-amsgrad \
+        > "$OUT/$run.log" 2>&1 &
+  fi
+  logs+=("$run.log")
+}
 if [[ " $MODELS " == *" ar "* ]]; then
   $PY -m benchmarks.gpu_burst.moses_travel unpack "$PACK" "$DATA" || exit 1
-  if [ "$RESUME_M" = 1 ] && [ -d runs/gpu-burst/M ]; then
-    pin 0-7 $PY -m molgen.train --model ar --encoded-data "$DATA" "${COMMON[@]}" --resume runs/gpu-burst/M \
-        > "$OUT/M.log" 2>&1 &
-  else
-    rm -rf runs/gpu-burst/M
-    pin 0-7 $PY -m molgen.train --model ar --encoded-data "$DATA" "${COMMON[@]}" --init-from ar-moses \
-        --out runs/gpu-burst/M --batch-size "$BATCH" --lr "$LR" --warmup-steps "$WARMUP" --no-amsgrad > "$OUT/M.log" 2>&1 &
-  fi
-  logs+=(M.log)
+  launch M ar "$DATA" ar-moses 0-7 "$RESUME_M" "$BATCH" "$LR"
 fi
 if [[ " $MODELS " == *" vae "* ]]; then
   $PY -m benchmarks.gpu_burst.moses_vae_travel unpack "$VAE_PACK" "$VAE_DATA" || exit 1
-  if [ "$RESUME_V" = 1 ] && [ -d runs/gpu-burst/V ]; then
-    pin 8-15 $PY -m molgen.train --model vae --encoded-data "$VAE_DATA" "${COMMON[@]}" --resume runs/gpu-burst/V \
-        > "$OUT/V.log" 2>&1 &
-  else
-    rm -rf runs/gpu-burst/V
-    pin 8-15 $PY -m molgen.train --model vae --encoded-data "$VAE_DATA" "${COMMON[@]}" --init-from vae-moses \
-        --out runs/gpu-burst/V --batch-size "$VBATCH" --lr "$VLR" --warmup-steps "$WARMUP" --no-amsgrad \
-        > "$OUT/V.log" 2>&1 &
-  fi
-  logs+=(V.log)
+  launch V vae "$VAE_DATA" vae-moses 8-15 "$RESUME_V" "$VBATCH" "$VLR"
 fi
 wait
 for log in "${logs[@]}"; do echo "== ${log%.log}: $(tail -n 1 "$OUT/$log")"; done
