@@ -73,12 +73,18 @@ def _edm(model: str, nll: str | None, atom: str, mol: str, valid: str, vu: str, 
     return PublishedRow("qm9_edm", model, values, source, checked)
 
 
-def _moses(model: str, valid: str | None, u10k: str | None, fcd: str, fcd_sf: str, snn: str,
-           frag: str | None, scaf: str | None, intdiv: str | None, filters: str | None,
-           novelty: str | None) -> PublishedRow:
-    cells = {"validity": valid, "unique@10000": u10k, "fcd": fcd, "fcd_testsf": fcd_sf, "snn": snn, "frag": frag,
-             "scaf": scaf, "intdiv1": intdiv, "filters": filters, "novelty": novelty}
-    return PublishedRow("moses", model, {k: v for k, v in cells.items() if v is not None}, _MOSES)
+#: MOSES' Table 2 columns in its order (README of molecularsets/moses): Test, then TestSF, for each set metric
+MOSES_COLUMNS = ("validity", "unique@1000", "unique@10000", "fcd", "fcd_testsf", "snn", "snn_testsf", "frag",
+                 "frag_testsf", "scaf", "scaf_testsf", "intdiv1", "intdiv2", "filters", "novelty")
+
+
+def _moses(model: str, row: str) -> PublishedRow:
+    """One row of MOSES' table, its means as printed there (``±`` spreads left out), space-separated in the
+    order of :data:`MOSES_COLUMNS`."""
+    values = row.split()
+    if len(values) != len(MOSES_COLUMNS):
+        raise ValueError(f"{model}: {len(values)} values for {len(MOSES_COLUMNS)} MOSES columns")
+    return PublishedRow("moses", model, dict(zip(MOSES_COLUMNS, values)), _MOSES)
 
 
 def _guacamol(model: str, valid: str, unique: str, novel: str, kl: str, fcd: str) -> PublishedRow:
@@ -111,15 +117,17 @@ PUBLISHED: tuple[PublishedRow, ...] = (
                  "Zang & Wang, MoFlow: An Invertible Flow Model for Generating Molecular Graphs, KDD 2020 "
                  "(README of the authors' code)"),
     # --- MOSES ----------------------------------------------------------------------------------
-    _moses("Train (data)", None, None, "0.008", "0.4755", "0.6419", None, None, None, None, None),
-    _moses("CharRNN", "0.9748", "0.9994", "0.0732", "0.5204", "0.6015", "0.9998", "0.9242", "0.8562", "0.9943",
-           "0.8419"),
-    _moses("VAE", "0.9767", "0.9984", "0.099", "0.567", "0.6257", "0.9994", "0.9386", "0.8558", "0.997", "0.6949"),
-    _moses("AAE", "0.9368", "0.9973", "0.5555", "1.0572", "0.6081", "0.991", "0.9022", "0.8557", "0.996", "0.7931"),
-    _moses("JTN-VAE", "1.0", "0.9996", "0.3954", "0.9382", "0.5477", "0.9965", "0.8964", "0.8551", "0.976",
-           "0.9143"),
-    _moses("LatentGAN", "0.8966", "0.9968", "0.2968", "0.8281", "0.5371", "0.9986", "0.8867", "0.8565", "0.9735",
-           "0.9498"),
+    _moses("Train (data)", "1.0 1.0 1.0 0.008 0.4755 0.6419 0.5859 1.0 0.9986 0.9907 0.0 0.8567 0.8508 1.0 1.0"),
+    _moses("CharRNN", "0.9748 1.0 0.9994 0.0732 0.5204 0.6015 0.5649 0.9998 0.9983 0.9242 0.1101 0.8562 0.8503 "
+                      "0.9943 0.8419"),
+    _moses("VAE", "0.9767 1.0 0.9984 0.099 0.567 0.6257 0.5783 0.9994 0.9984 0.9386 0.0588 0.8558 0.8498 0.997 "
+                  "0.6949"),
+    _moses("AAE", "0.9368 1.0 0.9973 0.5555 1.0572 0.6081 0.5677 0.991 0.9905 0.9022 0.0789 0.8557 0.8499 0.996 "
+                  "0.7931"),
+    _moses("JTN-VAE", "1.0 1.0 0.9996 0.3954 0.9382 0.5477 0.5194 0.9965 0.9947 0.8964 0.1009 0.8551 0.8493 0.976 "
+                      "0.9143"),
+    _moses("LatentGAN", "0.8966 1.0 0.9968 0.2968 0.8281 0.5371 0.5132 0.9986 0.9972 0.8867 0.1072 0.8565 0.8505 "
+                        "0.9735 0.9498"),
     # --- GuacaMol distribution learning (ChEMBL) -----------------------------------------------
     _guacamol("Random sampler", "1.000", "0.997", "0.000", "0.998", "0.929"),
     _guacamol("SMILES LSTM", "0.959", "1.000", "0.912", "0.991", "0.913"),

@@ -32,6 +32,12 @@ class Table:
     published: str | None = None           # published table quoted beside the measured rows
     published_datasets: tuple[str, ...] = ("qm9",)
     note: str = ""
+    column_datasets: tuple[tuple[str, str], ...] = ()  # (metric key, the only dataset whose runs show it)
+
+    def columns_for(self, dataset: str) -> tuple[tuple[str, str], ...]:
+        """The columns a run on ``dataset`` shows (TestSF exists for MOSES alone)."""
+        only = dict(self.column_datasets)
+        return tuple((c, h) for c, h in self.columns if only.get(c, dataset) == dataset)
 
 
 TABLES: dict[str, Table] = {
@@ -57,15 +63,17 @@ TABLES: dict[str, Table] = {
     "moses": Table(
         "MOSES metrics",
         (("validity", "valid"), ("unique@1000", "unique@1k"), ("unique@10000", "unique@10k"), ("fcd", "FCD/{ref}"),
-         ("snn", "SNN/{ref}"), ("frag", "Frag/{ref}"), ("scaf", "Scaf/{ref}"), ("intdiv1", "IntDiv1"),
-         ("intdiv2", "IntDiv2"), ("filters", "Filters"), ("novelty", "novelty")),
+         ("fcd_testsf", "FCD/TestSF"), ("snn", "SNN/{ref}"), ("snn_testsf", "SNN/TestSF"), ("frag", "Frag/{ref}"),
+         ("frag_testsf", "Frag/TestSF"), ("scaf", "Scaf/{ref}"), ("scaf_testsf", "Scaf/TestSF"),
+         ("intdiv1", "IntDiv1"), ("intdiv2", "IntDiv2"), ("filters", "Filters"), ("novelty", "novelty")),
         percent=False, digits=3, published="moses", published_datasets=("moses",),
         note="As MOSES computes them, on the valid molecules: unique@k over the first k valid ones (empty when "
              "fewer were drawn), FCD (lower is better), SNN, Frag and Scaf against the comparison set, IntDiv with "
              "Morgan fingerprints (radius 2, 1024 bits), Filters (MCF, PAINS, allowed atoms, no charges, no large "
              "rings). These set metrics depend on the sample size: compare rows with the same number of "
-             "molecules (MOSES used 30,000). MOSES' FCD against its scaffold test set is kept in "
-             "`benchmarks/published.py` but not measured here."),
+             "molecules (MOSES used 30,000). TestSF is MOSES' scaffold test set (scaffolds absent from "
+             "training); its columns stay empty in runs made before they were measured.",
+        column_datasets=tuple((f"{m}_testsf", "moses") for m in ("fcd", "snn", "frag", "scaf"))),
     "guacamol": Table(
         "GuacaMol distribution-learning scores",
         (("validity", "validity"), ("uniqueness", "uniqueness"), ("novelty", "novelty"), ("kl_score", "KL score"),
@@ -152,13 +160,14 @@ def render_table(run: Run, key: str) -> list[str]:
     if not rows:
         return []
     ref = next((r.reference for r in run.rows if r.reference), "reference")
-    header = ["model", "samples", *(h.format(ref=ref) for _, h in table.columns), "source"]
-    body = [[r.name, _samples_cell(r), *(_measured_cell(r, c, table) for c, _ in table.columns), _source_cell(r)]
+    columns = table.columns_for(run.dataset)
+    header = ["model", "samples", *(h.format(ref=ref) for _, h in columns), "source"]
+    body = [[r.name, _samples_cell(r), *(_measured_cell(r, c, table) for c, _ in columns), _source_cell(r)]
             for r in rows]
     sources = _Sources()
     quoted = published_rows(table.published) if table.published and run.dataset in table.published_datasets else []
     for p in quoted:
-        body.append([p.model, "", *(p.values.get(c, "") for c, _ in table.columns), sources.ref(p)])
+        body.append([p.model, "", *(p.values.get(c, "") for c, _ in columns), sources.ref(p)])
     lines = [f"### {table.title}", "", *_md_table(header, body), ""]
     if quoted:
         lines += ["Quoted rows, as printed in their sources" + (" (another dataset: ChEMBL 24)"

@@ -122,7 +122,7 @@ def test_every_published_row_has_a_source_and_numbers_as_printed():
     for row in PUBLISHED:
         assert row.values, row.model
         for key in row.values:
-            columns = {c for t in TABLES.values() for c, _ in t.columns} | {"fcd_testsf"}
+            columns = {c for t in TABLES.values() for c, _ in t.columns}
             assert key in columns, (row.model, key)
     edm = {r.model: r for r in published_rows("qm9_edm")}
     assert edm["EDM"].values == {"nll": "-110.7", "atom_stability": "98.7", "molecule_stability": "82.0",
@@ -130,7 +130,13 @@ def test_every_published_row_has_a_source_and_numbers_as_printed():
     assert "nll" not in edm["G-SchNet"].values  # not given by the source: left empty, not invented
     assert {"EDM", "GeoLDM", "G-SchNet"} <= set(edm)
     assert {"CGVAE", "GraphAF", "GraphDF"} <= {r.model for r in published_rows("qm9_2d")}
-    assert {"CharRNN", "VAE", "JTN-VAE"} <= {r.model for r in published_rows("moses")}
+    moses = {r.model: r for r in published_rows("moses")}
+    assert {"CharRNN", "VAE", "JTN-VAE"} <= set(moses)
+    # MOSES' README: CharRNN's Test / TestSF pairs as printed (FCD, SNN, Frag, Scaf), and every column filled
+    assert [moses["CharRNN"].values[k] for k in ("fcd", "fcd_testsf", "snn", "snn_testsf", "frag", "frag_testsf",
+                                                 "scaf", "scaf_testsf")] == \
+        ["0.0732", "0.5204", "0.6015", "0.5649", "0.9998", "0.9983", "0.9242", "0.1101"]
+    assert all(len(r.values) == 15 for r in moses.values())
 
 
 def test_a_published_row_without_source_or_with_a_non_number_is_refused():
@@ -289,3 +295,10 @@ def test_requested_against_achieved_plot(tmp_path) -> None:
     path = requested_achieved(data, tmp_path / "c.png", title="t")
     assert path is not None and 1_000 < path.stat().st_size < MAX_BYTES
     assert requested_achieved({"logp": {"guidance 2": {1.0: np.array([])}}}, tmp_path / "e.png") is None
+
+
+def test_the_moses_table_shows_testsf_columns_for_moses_runs_only():
+    moses = [h for _, h in TABLES["moses"].columns_for("moses")]
+    qm9 = [h for _, h in TABLES["moses"].columns_for("qm9")]
+    assert [h for h in moses if "TestSF" in h] == ["FCD/TestSF", "SNN/TestSF", "Frag/TestSF", "Scaf/TestSF"]
+    assert not [h for h in qm9 if "TestSF" in h] and len(qm9) == len(moses) - 4
