@@ -174,6 +174,20 @@ def test_filters(smiles, passes):
 
 
 @needs_moses
+@pytest.mark.parametrize("smiles, reason", [
+    ("CC(=O)Nc1ccc(O)cc1", None),
+    ("C1CCCCCCCC1", "ring of 9 atoms"),
+    ("C[N+](C)(C)Cc1ccccc1", "formal charge"),
+    ("CCP(C)C", "atom P"),
+    ("CCC=O", "MCF MCF7"),                   # aldehyde
+    ("O=C1NC(=S)SC1=Cc1ccccc1", "PAINS ene_rhod_A(235)"),
+])
+def test_filter_failure_names_the_rule(smiles, reason):
+    assert M.filter_failure(smiles) == reason
+    assert M.passes_filters(smiles) is (reason is None)
+
+
+@needs_moses
 def test_filters_pass_rate_on_moses_test_set_is_one():
     # MOSES built its sets from molecules that pass these filters
     test = moses_data.load_moses("test")[:200]

@@ -146,3 +146,15 @@ def test_scaffold_generation_study_counts_presence_redraws_and_the_fcd_floor(tmp
     # a '*' filled by an aromatic bond (an AR sample that bridges the para positions) is still as marked
     assert study.holder_test("*c1ccc(*)cc1")(to_mol("c1cc2ccc1[nH]c1nn(C)nc1s2"))
     assert not study.holder_test("*c1ccc(*)cc1")(to_mol("Cc1ccc(C)c(C)c1"))
+
+
+def test_filter_failure_study_groups_reasons_by_rule_and_counts_valid_molecules_only():
+    from benchmarks.studies.filter_failures import failures, report, rule_of
+
+    assert [rule_of(r) for r in ("ring of 9 atoms", "MCF MCF7", "PAINS ene_rhod_A(235)", "atom P",
+                                 "formal charge")] == ["ring of 8+ atoms", "MCF", "PAINS", "atom", "formal charge"]
+    n_valid, reasons = failures(["CCO", "C1CCCCCCC1", "CC[NH3+]", "not a molecule", "CCP"])
+    assert n_valid == 4 and reasons == {"ring of 8 atoms": 1, "formal charge": 1, "atom P": 1}
+    lines = report("toy", n_valid, reasons, top=2)
+    assert lines[0] == "toy: 4 valid molecules, Filters 0.2500 (3 fail)"
+    assert sum("of valid" in line for line in lines) == 3 and len(lines) == 1 + 3 + 1 + 2

@@ -42,7 +42,7 @@ __all__ = [
     "fragment_counts", "scaffold_counts", "cosine_similarity",
     "MosesReference", "moses_reference",
     "snn", "frag_similarity", "scaffold_similarity", "internal_diversity", "internal_diversities",
-    "filter_patterns", "passes_filters", "filters_pass_rate", "unique_at_k",
+    "filter_patterns", "filter_failure", "passes_filters", "filters_pass_rate", "unique_at_k",
 ]
 
 ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
@@ -243,59 +243,80 @@ def filter_patterns() -> tuple[list[Chem.Mol], list[Chem.Mol]]:
     with the SMARTS padded by spaces). The patterns are meant to be matched against molecules
     with explicit hydrogens (several use ``[H]`` / ``[#1]``). Parsed once per file version.
     """
-    mcf, pains = _read_patterns(*((p, p.stat().st_mtime_ns, p.stat().st_size) for p in _filter_files()))
-    return list(mcf), list(pains)
+    mcf, pains = _read_named_patterns(*_file_versions())
+    return [pattern for _, pattern in mcf], [pattern for _, pattern in pains]
+
+
+def _file_versions() -> tuple[tuple[Path, int, int], ...]:
+    """The filter files with their versions (mtime, size): the key the parsed patterns are cached by."""
+    return tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in _filter_files())
 
 
 @lru_cache(maxsize=2)
-def _read_patterns(*files: tuple[Path, int, int]) -> tuple[tuple[Chem.Mol, ...], ...]:
+def _read_named_patterns(*files: tuple[Path, int, int]) -> tuple[tuple[tuple[str, Chem.Mol], ...], ...]:
+    """``((name, pattern), ...)`` per file: MCF's names as given (``MCF7``), PAINS' ``<regId=...>``
+    unwrapped (``ene_rhod_A(235)``)."""
     import pandas as pd
 
     mcf_table = pd.read_csv(files[0][0], dtype=str)
     pains_table = pd.read_csv(files[1][0], header=None, names=["smarts", "name"], dtype=str)
     result = []
-    for table in (mcf_table, pains_table):
+    for table, names in ((mcf_table, mcf_table.get("names")), (pains_table, pains_table["name"])):
         patterns = []
-        for smarts in table["smarts"]:
+        for i, smarts in enumerate(table["smarts"]):
             pattern = Chem.MolFromSmarts(smarts.strip())
             if pattern is None:
                 raise ValueError(f"cannot parse filter SMARTS {smarts.strip()!r}")
-            patterns.append(pattern)
+            name = names.iloc[i] if names is not None and isinstance(names.iloc[i], str) else f"pattern {i + 1}"
+            name = name.strip()
+            if name.startswith("<regId=") and name.endswith(">"):
+                name = name[len("<regId="):-1]
+            patterns.append((name, pattern))
         result.append(tuple(patterns))
     return tuple(result)
 
 
 def _alert_catalog() -> FilterCatalog.FilterCatalog:
     """MCF + PAINS patterns in one RDKit FilterCatalog (one C++ call per molecule)."""
-    return _catalog_for(_filter_files())
+    return _catalog_for(*_file_versions())
 
 
 @lru_cache(maxsize=2)
-def _catalog_for(files: tuple[Path, Path]) -> FilterCatalog.FilterCatalog:
-    mcf, pains = filter_patterns()
+def _catalog_for(*files: tuple[Path, int, int]) -> FilterCatalog.FilterCatalog:
+    mcf, pains = _read_named_patterns(*files)
     catalog = FilterCatalog.FilterCatalog()
-    for i, pattern in enumerate(mcf + pains):
-        catalog.AddEntry(FilterCatalog.FilterCatalogEntry(f"moses-alert-{i}", FilterCatalog.SmartsMatcher(pattern)))
+    for kind, table in (("MCF", mcf), ("PAINS", pains)):
+        for name, pattern in table:
+            catalog.AddEntry(FilterCatalog.FilterCatalogEntry(f"{kind} {name}", FilterCatalog.SmartsMatcher(pattern)))
     return catalog
 
 
-def passes_filters(mol: MolLike) -> bool:
-    """MOSES' filter: no ring >= 8 atoms, uncharged, only C N S O F Cl Br H, no MCF/PAINS alert.
-
-    The alerts are matched on the molecule with explicit hydrogens. Needs the fetched MOSES files.
-    """
+def filter_failure(mol: MolLike) -> str | None:
+    """Why ``mol`` fails MOSES' filter, or None when it passes: ``ring of N atoms`` (N >= 8),
+    ``formal charge``, ``atom X`` (not C N S O F Cl Br H), ``MCF <name>`` / ``PAINS <name>`` (the
+    first alert that matches, on the molecule with explicit hydrogens) or ``no SMILES``. The first
+    reason in that order is given. Needs the fetched MOSES files."""
     (mol,) = to_mols([mol])
-    if any(len(ring) >= 8 for ring in mol.GetRingInfo().AtomRings()):
-        return False
+    rings = [len(ring) for ring in mol.GetRingInfo().AtomRings() if len(ring) >= 8]
+    if rings:
+        return f"ring of {max(rings)} atoms"
     if any(atom.GetFormalCharge() != 0 for atom in mol.GetAtoms()):
-        return False
-    if any(atom.GetSymbol() not in ALLOWED_ATOMS for atom in mol.GetAtoms()):
-        return False
-    if _alert_catalog().HasMatch(Chem.AddHs(mol)):
-        return False
+        return "formal charge"
+    for atom in mol.GetAtoms():
+        if atom.GetSymbol() not in ALLOWED_ATOMS:
+            return f"atom {atom.GetSymbol()}"
+    match = _alert_catalog().GetFirstMatch(Chem.AddHs(mol))
+    if match is not None:
+        return match.GetDescription()
     # MOSES also requires a non-empty SMILES (without stereo) that parses back.
     smiles = Chem.MolToSmiles(mol, isomericSmiles=False)
-    return bool(smiles) and Chem.MolFromSmiles(smiles) is not None
+    return None if smiles and Chem.MolFromSmiles(smiles) is not None else "no SMILES"
+
+
+def passes_filters(mol: MolLike) -> bool:
+    """MOSES' filter: no ring >= 8 atoms, uncharged, only C N S O F Cl Br H, no MCF/PAINS alert
+    (:func:`filter_failure` says which rule a molecule breaks). Needs the fetched MOSES files."""
+    return filter_failure(mol) is None
 
 
 def filters_pass_rate(gen: Sequence[MolLike]) -> float:
