@@ -14,7 +14,7 @@ from molgen.chem.build import sanitize
 from molgen.chem.convert import canonicalize, to_smiles
 from molgen.chem.elements import max_valence
 from molgen.models.ar import ARModel
-from molgen.models.ar.encoding import (ATOM, RING, ActionDataset, _z_charge, code_to_token, delinearize, encode,
+from molgen.models.ar.encoding import (ATOM, RING, STOP, ActionDataset, _z_charge, code_to_token, delinearize, encode,
                                        linearize)
 from molgen.models.ar.graph_state import GraphState
 from molgen.nn.sampling import filter_logits
@@ -114,10 +114,40 @@ def test_masked_model_gives_zero_probability_to_over_valent_sequence() -> None:
         assert math.isfinite(model._teacher(bad, valence=False).sum().item())
 
 
+def test_ring_size_limit_gives_zero_probability_to_larger_rings_only_with_masks() -> None:
+    rings = ["C1CCCCCC1", "C1CCCCCCC1", "O=C1CCCCCCCN1", "C1CC2CCCCCC2C1"]  # 7, 8, 9, 6 + 7 atoms
+    free = tiny(seed=2).log_likelihood(rings)
+    limited = tiny(seed=2, max_ring_size=7)
+    ll = limited.log_likelihood(rings)
+    assert np.isfinite(free).all()
+    assert np.isfinite(ll[[0, 3]]).all() and np.isneginf(ll[[1, 2]]).all()
+    assert np.all(ll[[0, 3]] >= free[[0, 3]] - 1e-5)  # the mass of the larger rings goes elsewhere
+    assert np.isfinite(limited.log_likelihood(rings, mask=False)).all()
+    assert np.isfinite(tiny(seed=2, max_ring_size=8).log_likelihood(rings[:2])).all()
+    with pytest.raises(ValueError, match="max_ring_size"):
+        tiny(max_ring_size=2)
+
+
+def test_ring_size_limit_holds_in_untrained_samples() -> None:
+    def largest_ring(smiles: list[str]) -> int:
+        mols = [Chem.MolFromSmiles(s) for s in smiles]  # kept alive: RingInfo points into its Mol
+        return max((len(r) for m in mols for r in m.GetRingInfo().AtomRings()), default=0)
+
+    def ring_happy(**kw: object) -> ARModel:  # untrained, but biased to grow and to close rings
+        model = tiny(seed=3, **kw)
+        with torch.no_grad():
+            model.kind_head.bias[[ATOM, RING, STOP]] = torch.tensor([2.0, 2.0, -1.0])
+        return model
+
+    assert largest_ring(ring_happy().sample(300, seed=0).smiles) > 4  # rings of 5 and 6 atoms
+    out = ring_happy(max_ring_size=4).sample(300, seed=0)
+    assert out.validity == 1.0 and largest_ring(out.smiles) == 4
+
+
 # --- likelihood --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("mask", [True, False])
-def test_likelihood_equals_sum_of_incremental_step_log_probs(mask: bool) -> None:
-    model = tiny(seed=1)
+@pytest.mark.parametrize("mask, max_ring", [(True, None), (False, None), (True, 6)])
+def test_likelihood_equals_sum_of_incremental_step_log_probs(mask: bool, max_ring: int | None) -> None:
+    model = tiny(seed=1, max_ring_size=max_ring)
     batch = batch_of(model, MOLS)
     ll = model.log_likelihood(MOLS, mask=mask)
     res = model._decode(len(MOLS), forced=batch, mask=mask)

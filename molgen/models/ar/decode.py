@@ -100,7 +100,9 @@ def decode(model: "ARModel", batch: int, gen: torch.Generator | None = None, mas
         key_p, key_r, ctx_p, ctx_r = proj.split(d, -1)
         rem, dist = st.rem, st.row(st.dist, st.last)
         mrem = rem if con is None else con.free_rem(rem)  # valence the masks may use
-        kind_m, parent_m, ring_m = st.masks(mask, model.max_atoms, t == T - 1, mrem)
+        # a scaffold brings its own rings: the ring-size limit applies to unconstrained sampling
+        kind_m, parent_m, ring_m = st.masks(mask, model.max_atoms, t == T - 1, mrem,
+                                            model.max_ring_size if con is None else None)
         if con is not None:
             kind_m, parent_m, ring_m = con.masks(st.n, t, model.max_actions, kind_m, parent_m, ring_m,
                                                  st.last, st.done)

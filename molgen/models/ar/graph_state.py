@@ -19,7 +19,8 @@ BIG = 1000  # "infinite" graph distance
 
 
 def action_masks(n: torch.Tensor, last_parent: torch.Tensor, ring_lo: torch.Tensor, rem: torch.Tensor,
-                  done: torch.Tensor, valence: bool, max_atoms: int, last_step: torch.Tensor
+                  done: torch.Tensor, valence: bool, max_atoms: int, last_step: torch.Tensor,
+                  ring_dist: torch.Tensor | None = None, max_ring: int | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Which actions are allowed, for states of any leading shape S (rem: S + (N,)).
 
@@ -27,7 +28,9 @@ def action_masks(n: torch.Tensor, last_parent: torch.Tensor, ring_lo: torch.Tens
     Structure: parents never precede the last parent (breadth-first order), ring targets lie
     strictly between the lower bound ``ring_lo`` and the last atom, the first action adds an atom,
     the last allowed action (``last_step``) is STOP. Valence: a bond needs remaining valence >= 1 on
-    both ends (bond orders are masked by the caller).
+    both ends (bond orders are masked by the caller). Ring size, with ``valence`` and ``max_ring``: a
+    ring bond from the last atom to an atom ``ring_dist`` (S + (N,)) bonds away closes a ring of
+    ``ring_dist + 1`` atoms, at most ``max_ring``.
     """
     ar = torch.arange(rem.shape[-1], device=rem.device)
     exists = ar < n[..., None]
@@ -37,6 +40,8 @@ def action_masks(n: torch.Tensor, last_parent: torch.Tensor, ring_lo: torch.Tens
     if valence:
         parent = parent & (rem >= 1)
         ring = ring & (rem >= 1) & (rem.gather(-1, last[..., None]) >= 1)
+        if max_ring is not None:
+            ring = ring & (ring_dist < max_ring)
     first = n == 0
     grow = ~done & ~last_step
     atom_ok = (first | (parent.any(-1) & (n < max_atoms))) & grow
@@ -93,12 +98,14 @@ class GraphState:
         """``m[b, idx[b], :]`` for a (B, N, N) tensor."""
         return m[self.rows, idx]
 
-    def masks(self, valence: bool, max_atoms: int, last_step: bool, rem: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def masks(self, valence: bool, max_atoms: int, last_step: bool, rem: torch.Tensor | None = None,
+              max_ring: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Allowed kinds (B, 3: ATOM, RING, STOP), parents (B, N) and ring targets (B, N); valence
-        from ``rem`` where given (e.g. less what a scaffold still needs), else the remaining valence."""
+        from ``rem`` where given (e.g. less what a scaffold still needs), else the remaining valence;
+        with ``max_ring`` no ring closure makes a ring of more atoms (see :func:`action_masks`)."""
+        ring_dist = self.row(self.dist, self.last) if max_ring is not None else None
         return action_masks(self.n, self.last_parent, self.ring_lo, self.rem if rem is None else rem, self.done,
-                             valence, max_atoms, torch.tensor(last_step, device=self.n.device))
+                             valence, max_atoms, torch.tensor(last_step, device=self.n.device), ring_dist, max_ring)
 
     def apply(self, kind: torch.Tensor, typ: torch.Tensor, ptr: torch.Tensor, bond: torch.Tensor,
               maxval: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -161,7 +168,7 @@ class GraphState:
 
 def teacher_states(kind: torch.Tensor, typ: torch.Tensor, ptr: torch.Tensor, bond: torch.Tensor,
                     maxval: torch.Tensor, valence: bool, max_atoms: int, max_actions: int,
-                    max_distance: int) -> dict[str, Any]:
+                    max_distance: int, max_ring: int | None = None) -> dict[str, Any]:
     """Everything :class:`GraphState` would produce step by step, for whole padded action sequences
     (B, L) at once: masks, remaining valences, distances from the last atom, attention relations and
     token features. Only a loop over atoms (prefix-graph distances) remains, not over actions.
@@ -193,8 +200,6 @@ def teacher_states(kind: torch.Tensor, typ: torch.Tensor, ptr: torch.Tensor, bon
     ring_lo = torch.cat([torch.zeros(B, 1, dtype=torch.long, device=dev), v[:, :-1]], 1)
     stops = torch.cumsum((kind == STOP).long(), 1)
     done = (stops - (kind == STOP).long()) > 0
-    masks = action_masks(n_t, last_parent, ring_lo, rem, done, valence, max_atoms,
-                          (t_idx == max_actions - 1)[None, :])
     # bond orders and creation times of the final graphs
     flat = N * N
     order = torch.zeros(B, flat + 1, dtype=torch.long, device=dev)
@@ -223,6 +228,8 @@ def teacher_states(kind: torch.Tensor, typ: torch.Tensor, ptr: torch.Tensor, bon
     d_i = prefix_d.gather(1, i_t[:, :, None, None].expand(B, L, N, N))
     dist = (d_i.masked_fill(~nb_t[..., None], BIG).min(2).values + 1).clamp(max=BIG)
     dist = torch.where(ar == i_t[..., None], 0, dist)
+    masks = action_masks(n_t, last_parent, ring_lo, rem, done, valence, max_atoms,
+                          (t_idx == max_actions - 1)[None, :], dist, max_ring)
     # attention relations: query token t (atom i_t) to key token m (its owner atom)
     owners = torch.cat([torch.full((B, 1), -1, dtype=torch.long, device=dev), cum[:, :-1] - 1], 1)
     o = owners.clamp(min=0)[:, None, :].expand(B, L, L)

@@ -102,6 +102,9 @@ class ARModel(GenerativeModel):
     the heavy atoms of a molecule (sampling and scoring; :func:`molgen.training.ar.training_setup` sets
     it to the training set's largest molecule, so the model never samples sizes it has not seen);
     sequences hold at most ``2 * max_atoms`` actions; graph distances are clipped at ``max_distance`` bonds.
+    ``max_ring_size`` (None: no limit): with the masks on, no ring closure makes a ring of more atoms
+    (MOSES' data has no ring of 8 or more, by construction); like the valence masks it shapes sampling
+    and the masked likelihood, and a molecule with a larger ring scores -inf there.
     """
 
     name: ClassVar[str] = "ar"
@@ -111,13 +114,16 @@ class ARModel(GenerativeModel):
     def __init__(self, atom_types: Sequence[str] = ("C", "N", "O", "F"), max_atoms: int = 38,
                  d_model: int = 128, n_layers: int = 4, n_heads: int = 4, d_ff: int = 512,
                  max_distance: int = 12, dropout: float = 0.0, valence_mask_in_loss: bool = False,
-                 conditions: Sequence[str] = (), condition_stats: dict | None = None) -> None:
+                 max_ring_size: int | None = None, conditions: Sequence[str] = (), condition_stats: dict | None = None) -> None:
         super().__init__()
         self.atom_types = tuple(atom_types)
         self.max_atoms = int(max_atoms)
         self.max_actions = 2 * self.max_atoms
         self.max_distance = int(max_distance)
         self.valence_mask_in_loss = bool(valence_mask_in_loss)
+        if max_ring_size is not None and int(max_ring_size) < 3:
+            raise ValueError(f"max_ring_size must be >= 3 (or None), got {max_ring_size!r}")
+        self.max_ring_size = None if max_ring_size is None else int(max_ring_size)
         V, d = len(self.atom_types), d_model
         self.V, self.d = V, d
         self.register_buffer("maxval", torch.tensor([max_valence(t) for t in self.atom_types]), persistent=False)
@@ -218,7 +224,7 @@ class ARModel(GenerativeModel):
         B, L = kind.shape
         dev, d = self.device, self.d
         S = teacher_states(kind, typ, ptr, bond, self.maxval, valence, self.max_atoms, self.max_actions,
-                            self.max_distance)
+                            self.max_distance, self.max_ring_size)
         N, owners = S["n_atoms"], S["owners"]
         x = self._bos(B)[:, None]
         if L > 1:
