@@ -362,3 +362,15 @@ def test_training_setup_sizes_the_model_from_the_data_and_evaluates_it(tmp_path,
     row = setup.evaluate(model)
     assert model.training and row["validity"] == 1.0 and 0.0 <= row["novelty"] <= 1.0
     assert math.isfinite(row["heldout_nll"]) and row["heldout_nll"] > 0
+
+
+def test_ring_size_limit_is_settable_saved_and_recorded(tmp_path) -> None:
+    model = tiny(seed=3)
+    model.max_ring_size = 6
+    assert model.config["max_ring_size"] == 6 and model.sample(10, seed=0).info["max_ring_size"] == 6
+    model.save_pretrained(tmp_path / "m")
+    assert ARModel.from_pretrained(tmp_path / "m").max_ring_size == 6
+    model.max_ring_size = None
+    assert "max_ring_size" not in model.sample(10, seed=0).info
+    with pytest.raises(ValueError, match="max_ring_size must be an integer >= 3"):
+        model.max_ring_size = True

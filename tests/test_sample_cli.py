@@ -88,6 +88,8 @@ def test_unwritable_output(tiny_ckpt: Path, tmp_path: Path) -> None:
     (("--model", "ar", "--top-p", "1.5"), "--top-p must be a finite number in (0, 1]"),
     (("--model", "ar", "--top-k", "0"), "--top-k must be at least 1"),
     (("--atoms", "0"), "--atoms must be between 1 and 1,000"),
+    (("--model", "ar", "--max-ring-size", "2"), "--max-ring-size must be at least 3, got 2"),
+    (("--max-ring-size", "6"), "--max-ring-size does not apply to the edm model"),
 ])
 def test_bad_values_are_refused_before_anything_is_loaded(args: tuple[str, ...], text: str, tmp_path: Path,
                                                           monkeypatch) -> None:
@@ -203,3 +205,17 @@ def test_conformers_for_a_graph_model(tmp_path: Path) -> None:
         expected += [(f"ar sample {i}", "0"), (f"ar sample {i}", "1")] if ok else [(f"ar sample {i}", None)]
     assert [(r.source, r.mol.GetProp("molgen_conformer") if r.mol is not None else None) for r in records] == expected
     assert records[0].mol.GetProp("molgen_seed") == "0"
+
+
+def test_max_ring_size_limits_the_rings_of_graph_samples(tmp_path: Path) -> None:
+    from rdkit import Chem
+
+    from molgen.chem.io import read_molecules
+    from molgen.sample import main
+
+    out = tmp_path / "vae.smi"
+    assert main(["--model", "vae", "--dataset", "moses", "-n", "200", "--max-ring-size", "6", "-o", str(out),
+                 "--no-progress"]) == 0
+    mols = [Chem.MolFromSmiles(Chem.MolToSmiles(r.mol)) for r in read_molecules(out).records]
+    assert len(mols) == 200 and all(m is not None for m in mols)
+    assert max(len(r) for m in mols for r in m.GetRingInfo().AtomRings()) == 6  # benzene rings stay

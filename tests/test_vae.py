@@ -223,9 +223,9 @@ def test_loss_is_nll_plus_annealed_kl_and_counts_steps():
     assert int(model.step) == 4  # evaluation does not advance the schedule
 
 
-@pytest.mark.parametrize("constrained", [True, False])
-def test_teacher_forced_nll_equals_log_probability_of_sampled_graphs(constrained):
-    model = tiny().eval()
+@pytest.mark.parametrize("constrained, max_ring", [(True, None), (False, None), (True, 4)])
+def test_teacher_forced_nll_equals_log_probability_of_sampled_graphs(constrained, max_ring):
+    model = tiny(max_ring_size=max_ring).eval()
     z = torch.randn(100, model.latent_dim, generator=torch.Generator().manual_seed(0))
     atoms, bonds, n, logp = model.decoder.generate(z, constrained=constrained,
                                                    generator=torch.Generator().manual_seed(1))
@@ -250,6 +250,59 @@ def test_constrained_decoding_never_exceeds_a_valence(temperature):
     assert all(len(Chem.GetMolFrags(m)) == 1 for m in out.mols)
     # the same untrained network without the masks makes invalid molecules: the masks do the work
     assert model.decode(z[:500], greedy=False, seed=0, constrained=False).validity < 0.9
+
+
+def _largest_rings(atoms: torch.Tensor, bonds: torch.Tensor, n: torch.Tensor) -> list[int]:
+    """Largest SSSR ring of each decoded graph (RDKit, on the bond graph alone)."""
+    out = []
+    for i, k in enumerate(n.tolist()):
+        mol = Chem.RWMol()
+        for _ in range(k):
+            mol.AddAtom(Chem.Atom(6))
+        for a, c in zip(*np.nonzero(np.triu(bonds[i, :k, :k].numpy()))):
+            mol.AddBond(int(a), int(c), Chem.BondType.SINGLE)
+        out.append(max((len(r) for r in Chem.GetSymmSSSR(mol)), default=0))
+    return out
+
+
+def test_ring_distances_are_shortest_paths_in_the_decoders_order_of_bonds():
+    from molgen.models.vae.decoder import BIG, ring_distances
+
+    table = GraphTable(["C1CCC2CC2C1", "c1ccc2ccccc2c1", "CC1(C)CN1", "OC1COC1"], TOKENS, 12)
+    bonds = table.batch(np.arange(4))["bonds"]
+    d = ring_distances(bonds)
+    for b in range(4):
+        n = int((bonds[b].sum(1) > 0).sum())
+        for t in range(1, n):
+            for j in range(t):  # brute force: BFS from t over atoms < t and t's bonds to atoms < j
+                adj = {a: {c for c in range(t) if bonds[b, a, c] > 0} for a in range(t)}
+                adj[t] = {c for c in range(j) if bonds[b, t, c] > 0}
+                for c in adj[t]:
+                    adj[c] = adj[c] | {t}
+                seen, frontier, dist = {t}, {t}, 0
+                while frontier and j not in seen:
+                    frontier = {c for a in frontier for c in adj[a]} - seen
+                    seen |= frontier
+                    dist += 1
+                assert int(d[b, t, j]) == (dist if j in seen else BIG), (b, t, j)
+
+
+def test_ring_size_limit_holds_in_samples_and_scores_larger_rings_minus_infinity():
+    z = 3.0 * torch.randn(600, 16, generator=torch.Generator().manual_seed(2))
+    free = tiny(max_atoms=12).eval()
+    sizes = _largest_rings(*free.decoder.generate(z, generator=torch.Generator().manual_seed(3))[:3])
+    assert max(sizes) > 5  # untrained and unlimited: rings of every size
+    limited = tiny(max_atoms=12, max_ring_size=5).eval()
+    sizes = _largest_rings(*limited.decoder.generate(z, generator=torch.Generator().manual_seed(3))[:3])
+    assert max(sizes) == 5
+    assert limited.decode(z[:200], seed=0).validity == 1.0
+    rings = ["C1CCCCC1", "C1CCCC1", "C1CCCCCCC1"]
+    ll = limited.log_likelihood(rings, samples=2, seed=0)
+    assert np.isneginf(ll[[0, 2]]).all() and np.isfinite(ll[1])
+    # without the masks the limit is off, as the valence rule is
+    assert np.isfinite(limited.log_likelihood(rings, samples=2, seed=0, constrained=False)).all()
+    with pytest.raises(ValueError, match="max_ring_size"):
+        tiny(max_ring_size=2)
 
 
 # --- a trained tiny model --------------------------------------------------------------------------
@@ -442,3 +495,15 @@ def test_shipped_qm9_checkpoint_samples_valid_molecules():
     assert model.reconstruct("CCO") == ["CCO"]
     evaluation = read_metrics(folder)["evaluation"]
     assert evaluation["constrained"]["validity"] == 1.0 and "command" in evaluation
+
+
+def test_ring_size_limit_is_settable_saved_and_recorded(tmp_path):
+    model = tiny(max_atoms=12).eval()
+    model.max_ring_size = 5
+    assert model.decoder.max_ring == 5 and model.config["max_ring_size"] == 5
+    assert model.sample(20, seed=0).info["max_ring_size"] == 5
+    assert "max_ring_size" not in model.sample(20, seed=0, constrained=False).info
+    model.save_pretrained(tmp_path / "m")
+    assert GraphVAE.from_pretrained(tmp_path / "m").max_ring_size == 5
+    with pytest.raises(ValueError, match="max_ring_size must be an integer >= 3"):
+        model.max_ring_size = 2.5

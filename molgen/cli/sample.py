@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaffold-method", default=None, metavar="METHOD",
                    help="with --scaffold: auto (filter unconstrained samples, decode the rest; default), "
                         "filter or decode only")
+    p.add_argument("--max-ring-size", type=int, default=None, metavar="K",
+                   help="no ring of more than K atoms (ar, vae; with the valence masks; default: the checkpoint's)")
     p.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
                    help="sample p(x | y) from a checkpoint that takes conditions, e.g. --condition logp=2.5 "
                         "--condition qed=0.8 (ar: trained with them; vae: its latent property head) or "
@@ -118,6 +120,10 @@ def _sampling_options(args: argparse.Namespace, cls: type) -> dict:
             check_method(args.scaffold_method)
         except ValueError as exc:  # the flag's name, not the Python argument's
             raise ValueError(str(exc).replace("scaffold_method", "--scaffold-method")) from None
+    if args.max_ring_size is not None:
+        if not isinstance(getattr(cls, "max_ring_size", None), property):
+            raise ValueError(f"--max-ring-size does not apply to the {args.model} model")
+        check_count(args.max_ring_size, "--max-ring-size", 3)
     if args.resamplings is not None and args.fix is None:
         raise ValueError("--resamplings applies with --fix only")
     wanted = {"steps": args.steps, "temperature": args.temperature, "top_k": args.top_k,
@@ -202,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         conditional = conditional.with_name(conditional.name + "-cond")
         checkpoint = conditional if (conditional / "config.json").is_file() else None
     model = models.load(args.model, dataset=args.dataset, checkpoint=checkpoint, device=device)
+    if args.max_ring_size is not None:
+        model.max_ring_size = args.max_ring_size
     t0 = time.perf_counter()
     result = model.sample(args.num, seed=args.seed, progress=not args.no_progress, **opts)
     seconds = time.perf_counter() - t0

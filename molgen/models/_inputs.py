@@ -19,6 +19,15 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def ring_size_limit(value: Any, name: str = "max_ring_size") -> int | None:
+    """A ring-size limit: None (no limit) or an int >= 3 (the most atoms a ring may have)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 3:
+        raise ValueError(f"{name} must be an integer >= 3 (or None: no limit), got {value!r}")
+    return int(value)
+
+
 def optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else positive_int(name, value)
 

@@ -114,16 +114,15 @@ class ARModel(GenerativeModel):
     def __init__(self, atom_types: Sequence[str] = ("C", "N", "O", "F"), max_atoms: int = 38,
                  d_model: int = 128, n_layers: int = 4, n_heads: int = 4, d_ff: int = 512,
                  max_distance: int = 12, dropout: float = 0.0, valence_mask_in_loss: bool = False,
-                 max_ring_size: int | None = None, conditions: Sequence[str] = (), condition_stats: dict | None = None) -> None:
+                 max_ring_size: int | None = None, conditions: Sequence[str] = (),
+                 condition_stats: dict | None = None) -> None:
         super().__init__()
         self.atom_types = tuple(atom_types)
         self.max_atoms = int(max_atoms)
         self.max_actions = 2 * self.max_atoms
         self.max_distance = int(max_distance)
         self.valence_mask_in_loss = bool(valence_mask_in_loss)
-        if max_ring_size is not None and int(max_ring_size) < 3:
-            raise ValueError(f"max_ring_size must be >= 3 (or None), got {max_ring_size!r}")
-        self.max_ring_size = None if max_ring_size is None else int(max_ring_size)
+        self._max_ring_size = check.ring_size_limit(max_ring_size)
         V, d = len(self.atom_types), d_model
         self.V, self.d = V, d
         self.register_buffer("maxval", torch.tensor([max_valence(t) for t in self.atom_types]), persistent=False)
@@ -282,6 +281,18 @@ class ARModel(GenerativeModel):
         return [delinearize([self.atom_types[t] for t in types[b, :n[b]]], kind[b], ptr[b], bond[b])
                 for b in range(kind.shape[0])]
 
+    @property
+    def max_ring_size(self) -> int | None:
+        """The ring-size limit of sampling and the masked likelihood (None: none); settable, and
+        kept in the config that :meth:`save_pretrained` writes."""
+        return self._max_ring_size
+
+    @max_ring_size.setter
+    def max_ring_size(self, value: int | None) -> None:
+        self._max_ring_size = check.ring_size_limit(value)
+        if hasattr(self, "config"):
+            self.config["max_ring_size"] = self._max_ring_size
+
     def _decode(self, batch: int, gen: torch.Generator | None = None, mask: bool = True, temperature: float = 1.0,
                 top_k: int | None = None, top_p: float | None = None,
                 forced: dict[str, torch.Tensor] | None = None, constraint: ScaffoldConstraint | None = None,
@@ -367,6 +378,8 @@ class ARModel(GenerativeModel):
                 n, constraint.scaffold, scaffold_method, draw, lambda k: draw(k, constraint)))
         if cond is not None:
             extra.update(condition=dict(condition or {}), guidance=guidance, candidates=candidates)
+        if self.max_ring_size is not None and mask:
+            extra.update(max_ring_size=self.max_ring_size)
         return SampleSet.from_mols(mols, model="ar", seed=seed, log_prob=log_prob, mask=mask,
                                    temperature=temperature, top_k=top_k, top_p=top_p, **extra)
 

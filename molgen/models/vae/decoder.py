@@ -26,6 +26,29 @@ if TYPE_CHECKING:
     from .scaffold import ScaffoldPrefix
 
 
+BIG = 1000  # "infinite" graph distance
+
+
+def ring_distances(bonds: torch.Tensor) -> torch.Tensor:
+    """``d[b, t, j]`` (B, N, N), for j < t: bonds from atom t to atom j in the graph of atoms 0..t-1
+    with t's bonds to the atoms before j (BIG where t has none of those yet). A bond t-j where the
+    distance is d closes a ring of d + 1 atoms; that is the decoder's order of decisions."""
+    b, n = bonds.shape[:2]
+    d = torch.full((b, n, n), BIG, dtype=torch.long, device=bonds.device)
+    out = torch.full_like(d, BIG)
+    d.diagonal(dim1=1, dim2=2).zero_()
+    ar = torch.arange(n, device=bonds.device)
+    for t in range(1, n):
+        to = bonds[:, t, :t] > 0                                   # (B, t): t's bonds to earlier atoms
+        via = d[:, :t, :t] + 1                                     # via earlier atom k to j
+        before = to[:, :, None] & (ar[:t, None] < ar[None, :t])    # k bonded to t and k < j
+        out[:, t, :t] = via.masked_fill(~before, BIG).min(1).values.clamp(max=BIG)
+        dt = via.masked_fill(~to[:, :, None], BIG).min(1).values.clamp(max=BIG)  # t to every earlier atom
+        d[:, t, :t], d[:, :t, t] = dt, dt
+        d[:, :t, :t] = torch.minimum(d[:, :t, :t], (dt[:, :, None] + dt[:, None, :]).clamp(max=BIG))
+    return out
+
+
 def _reverse_later(open_: torch.Tensor) -> torch.Tensor:
     """``out[..., j]`` = whether any ``open_[..., j']`` with ``j' > j`` is true."""
     c = open_.long().flip(-1).cumsum(-1).flip(-1)
@@ -36,13 +59,15 @@ class SequentialGraphDecoder(nn.Module):
     """p(G | z): atoms in canonical BFS order, each followed by its bonds to earlier atoms.
 
     ``caps`` are the valence caps of the atom tokens; index ``len(caps)`` is the END token.
+    ``max_ring`` (None: no limit): under the valence masks, no bond closes a ring of more atoms.
     """
 
     def __init__(self, caps: Sequence[int], max_atoms: int, latent_dim: int, dim: int, layers: int,
-                 heads: int, dropout: float = 0.0, mlp_ratio: int = 4) -> None:
+                 heads: int, dropout: float = 0.0, mlp_ratio: int = 4, max_ring: int | None = None) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"decoder_dim ({dim}) must be a multiple of decoder_heads ({heads})")
+        self.max_ring = max_ring
         self.n_types, self.max_atoms, self.heads, self.n_layers = len(caps), max_atoms, heads, layers
         self.register_buffer("caps", torch.tensor(list(caps), dtype=torch.long), persistent=False)
         self.z_in = nn.Linear(latent_dim, dim)
@@ -116,7 +141,8 @@ class SequentialGraphDecoder(nn.Module):
         """-log p(G | z) per molecule (nats) under teacher forcing; all decisions in one pass.
 
         With ``valence_masks`` the logits are masked as in constrained decoding (the likelihood of
-        the sampler); without, only the connectivity rule and the atom limit are applied.
+        the sampler, ring-size limit included); without, only the connectivity rule and the atom limit
+        are applied.
         """
         b, big_n = atoms.shape
         dev = z.device
@@ -163,6 +189,9 @@ class SequentialGraphDecoder(nn.Module):
                 later = ji < ti - 1
                 cap = torch.full_like(used, 3)
             allowed_e = torch.stack([has | later, cap >= 1, cap >= 2, cap >= 3], dim=-1)
+            if valence_masks and self.max_ring is not None:  # a ring bond closes at most max_ring atoms
+                small = ring_distances(bonds)[bi, ti, ji] < self.max_ring
+                allowed_e[:, 1:] &= (~has | small)[:, None]
             logp_e = masked_log_softmax(logits_e, allowed_e)
             step_nll = -logp_e.gather(-1, bonds[bi, ti, ji][:, None])[:, 0]
             nll = nll.index_add(0, bi, step_nll)
@@ -175,7 +204,8 @@ class SequentialGraphDecoder(nn.Module):
                  guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode a batch of latents: ``(atoms (B, A) with -1 padding, bonds (B, A, A), n_atoms (B,),
         log p(G | z) (B,) in nats of the decisions taken, under the masks used)``. With ``prefix``
-        the scaffold's atoms and bonds come first (:mod:`molgen.models.vae.scaffold`). ``cond`` (B, dim):
+        the scaffold's atoms and bonds come first (:mod:`molgen.models.vae.scaffold`), and the ring-size
+        limit does not apply (a scaffold brings its own rings). ``cond`` (B, dim):
         a condition embedding; ``guidance`` w != 1 mixes conditional and unconditional logits.
 
         The transformer runs incrementally: each step adds one position and attends to cached keys
@@ -216,6 +246,10 @@ class SequentialGraphDecoder(nn.Module):
             ok[:, :n_fixed] = prefix.ok.to(dev)
             need[:, :n_fixed] = prefix.stars.to(dev)
             marked[:n_fixed] = prefix.scaffold.marked
+        limit = self.max_ring if constrained and prefix is None else None
+        if limit is not None:  # all-pair bond distances of the atoms placed so far
+            dist = torch.full((b, big_a, big_a), BIG, dtype=torch.long, device=dev)
+            dist.diagonal(dim1=1, dim2=2).zero_()
 
         def free(upto: int) -> torch.Tensor:  # valence atoms 0..upto-1 may still give new bonds
             # a marked scaffold atom at most its open '*' (the hydrogens written on it stay)
@@ -256,6 +290,8 @@ class SequentialGraphDecoder(nn.Module):
             urgent = (big_a - p) <= need.sum(1)
             first_star = torch.where(open_star.any(1) & urgent, open_star.long().argmax(1), -1)
             used = torch.zeros(b, dtype=torch.long, device=dev)
+            if limit is not None:
+                dp = torch.full((b, p), BIG, dtype=torch.long, device=dev)  # from atom p, by its bonds so far
             q = self.q_proj(hs[:, p]) + self.q_atom(rows(a))
             k = self.k_proj(hs[:, 1:p + 1]) + self.k_atom(rows(atoms[:, :p].clamp(min=0)))
             # everything but the running used-valence term is fixed for this atom: precompute it
@@ -273,6 +309,8 @@ class SequentialGraphDecoder(nn.Module):
                 allowed_e = torch.stack([first_ok | ~new, cap >= 1, cap >= 2, cap >= 3], dim=-1)
                 allowed_e[:, 1:] &= (new & ok[:, j] & ~(j < first_star))[:, None]
                 allowed_e[:, 0] &= ~((first_star == j) & (cap >= 1))
+                if limit is not None:  # a ring bond (not p's first) closes a ring of dp + 1 atoms
+                    allowed_e[:, 1:] &= (~has | (dp[:, j] < limit))[:, None]
                 if p < n_fixed:  # a scaffold bond
                     allowed_e = F.one_hot(prefix.bonds[p, j].to(dev), 4).bool().expand(b, 4)
                 order, lp = masked_choice(logits, allowed_e, temperature, greedy, generator)
@@ -281,8 +319,13 @@ class SequentialGraphDecoder(nn.Module):
                 bonds[:, j, p] = order
                 used = used + order
                 rem[:, j] = rem[:, j] - order
+                if limit is not None:
+                    dp = torch.where((order > 0)[:, None], torch.minimum(dp, dist[:, j, :p] + 1), dp)
                 if p >= n_fixed:
                     need[:, j] = (need[:, j] - order).clamp(min=0)
             rem[:, p] = torch.where(new, cap_p - used, 0)
             n_atoms[new] = p + 1
+            if limit is not None:
+                dist[:, p, :p], dist[:, :p, p] = dp, dp
+                dist[:, :p, :p] = torch.minimum(dist[:, :p, :p], (dp[:, :, None] + dp[:, None, :]).clamp(max=BIG))
         return atoms, bonds, n_atoms, logp

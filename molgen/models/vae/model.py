@@ -124,6 +124,9 @@ class GraphVAE(GenerativeModel):
         kl_start_step, kl_warmup_steps: the KL weight is 0 before ``kl_start_step`` and reaches
             ``beta`` linearly ``kl_warmup_steps`` later.
         valence_masks_in_loss: train with the sampler's valence masks instead of learning valences.
+        max_ring_size: None (no limit), or the most atoms a ring may have: with the valence masks on,
+            no bond that closes a larger ring is decoded, and such a molecule scores -inf there (MOSES'
+            data has no ring of 8 or more atoms, by construction).
         sample_batch_size: molecules decoded at once by ``sample``.
         conditions, condition_stats: property names (:data:`molgen.metrics.properties.CONDITIONS`)
             the decoder takes, and their training statistics (a conditional model).
@@ -138,7 +141,7 @@ class GraphVAE(GenerativeModel):
                  decoder_dim: int = 128, decoder_layers: int = 4, decoder_heads: int = 4,
                  decoder_mlp_ratio: int = 4, dropout: float = 0.0, beta: float = 1.0, kl_start_step: int = 0,
                  kl_warmup_steps: int = 2000, valence_masks_in_loss: bool = False,
-                 sample_batch_size: int = 1000, conditions: Sequence[str] = (),
+                 max_ring_size: int | None = None, sample_batch_size: int = 1000, conditions: Sequence[str] = (),
                  condition_stats: dict | None = None) -> None:
         super().__init__()
         self.atom_types = tuple(atom_types)
@@ -148,16 +151,29 @@ class GraphVAE(GenerativeModel):
         self.max_atoms, self.latent_dim = int(max_atoms), int(latent_dim)
         self.beta, self.kl_start_step, self.kl_warmup_steps = float(beta), int(kl_start_step), int(kl_warmup_steps)
         self.valence_masks_in_loss = bool(valence_masks_in_loss)
+        limit = check.ring_size_limit(max_ring_size)
         self.sample_batch_size = int(sample_batch_size)
         self.encoder = GraphEncoder(node_sizes=(len(self.atom_types), MAX_HS + 1, 2, 2), edge_sizes=(4, 2, 2),
                                     hidden=encoder_hidden, layers=encoder_layers, out_dim=2 * latent_dim)
         self.decoder = SequentialGraphDecoder(caps, self.max_atoms, latent_dim, decoder_dim, decoder_layers,
-                                              decoder_heads, dropout, decoder_mlp_ratio)
+                                              decoder_heads, dropout, decoder_mlp_ratio, limit)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.conditions, self.condition_stats = tuple(conditions), dict(condition_stats or {})
         self.cond_encoder = (ConditionEncoder(self.conditions, self.condition_stats, decoder_dim)
                              if self.conditions else None)
         self.latent_head: LatentPropertyHead | None = None
+
+    @property
+    def max_ring_size(self) -> int | None:
+        """The decoder's ring-size limit under the valence masks (None: none); settable, and kept in
+        the config that :meth:`save_pretrained` writes."""
+        return self.decoder.max_ring
+
+    @max_ring_size.setter
+    def max_ring_size(self, value: int | None) -> None:
+        self.decoder.max_ring = check.ring_size_limit(value)
+        if hasattr(self, "config"):
+            self.config["max_ring_size"] = self.decoder.max_ring
 
     def __setattr__(self, name: str, value: object) -> None:
         if name == "latent_head":  # kept out of the state dict: the VAE's weights stay as they are
@@ -471,6 +487,8 @@ class GraphVAE(GenerativeModel):
             extra.update(condition=dict(condition), guidance=guidance, conditioned_by="latent head",
                          latent_steps=self.latent_head.steps if guidance else 0, candidates=candidates,
                          latent_acceptance=float(np.mean(rates)) if rates else None)
+        if self.max_ring_size is not None and constrained:
+            extra.update(max_ring_size=self.max_ring_size)
         return SampleSet.from_mols(mols, model="vae", constrained=constrained, temperature=temperature,
                                    greedy=greedy, seed=seed, prior_scale=prior_scale, **extra)
 
