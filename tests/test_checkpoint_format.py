@@ -204,6 +204,26 @@ def test_metrics_added_by_other_tools_are_kept_and_do_not_block_resume(tmp_path:
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["fcd"] == 1.5
 
 
+def test_evaluations_of_earlier_weights_become_history_when_training_goes_on(tmp_path: Path) -> None:
+    from molgen.models.card import read_card, update_card
+
+    _train(tmp_path / "r", 5)
+    update_card(tmp_path / "r", "evaluation", {"command": "eval", "date": "d", "validity": 0.5})
+    update_card(tmp_path / "r", "score_reference", {"command": "ref", "date": "d", "quantiles": [1.0, 2.0]})
+    _train(tmp_path / "r", 5)  # nothing trained: the same weights keep their evaluation
+    assert read_card(tmp_path / "r")["evaluation"]["validity"] == 0.5
+    _train(tmp_path / "r", 10)
+    card = read_card(tmp_path / "r")
+    assert "evaluation" not in card and "score_reference" not in card and card["steps"] == 10
+    assert card["earlier_evaluations"] == [{"steps": 5, "epochs": pytest.approx(card["epochs"] / 2),
+                                            "evaluation": {"command": "eval", "date": "d", "validity": 0.5},
+                                            "score_reference": {"command": "ref", "date": "d", "quantiles": [1.0, 2.0]}}]
+    update_card(tmp_path / "r", "evaluation", {"command": "eval2", "date": "d"})
+    _train(tmp_path / "r", 12)
+    card = read_card(tmp_path / "r")
+    assert [e["steps"] for e in card["earlier_evaluations"]] == [5, 10] and "evaluation" not in card
+
+
 def test_training_refuses_a_folder_with_weights_but_no_train_state(tmp_path: Path) -> None:
     folder = tmp_path / "shipped"
     shutil.copytree(PRETRAINED / "ar-qm9", folder)

@@ -12,7 +12,10 @@ A card says what the weights are and how good they are. Its top-level keys:
 - ``score_reference``: quantiles of the test split's NLL (``quantiles``, 0 to 100 %), with its
   ``command`` and ``date``, from which ``model.score`` gives percentiles;
 - ``other_evaluations``: ``{name: evaluation}`` for further settings (another temperature, another
-  number of diffusion steps), each with its ``command`` and ``date`` too.
+  number of diffusion steps), each with its ``command`` and ``date`` too;
+- ``earlier_evaluations``: when training goes on from a checkpoint, the three sections above describe
+  weights that are gone, so the trainer moves them here (:func:`retire_evaluations`), as a list of
+  ``{"steps", "epochs", "evaluation", ...}``, oldest first: history, never the headline.
 
 Older cards used other names for the same things (``split``, ``train_machine``, top-level
 ``evaluation_<setting>`` keys); :func:`validate_card` refuses them and names the key to use. JSON has
@@ -58,6 +61,9 @@ def _problems(card: Any, shipped: bool) -> list[str]:
         out.append("'other_evaluations' must be an object {name: evaluation}")
         others = {}
     evaluations.update({f"other_evaluations/{name}": value for name, value in others.items()})
+    earlier = card.get("earlier_evaluations", [])
+    if not (isinstance(earlier, list) and all(isinstance(e, dict) and "steps" in e for e in earlier)):
+        out.append("'earlier_evaluations' must be a list of objects, each with its 'steps'")
     for where, value in evaluations.items():
         if not isinstance(value, dict):
             out.append(f"{where!r} must be an object")
@@ -81,6 +87,23 @@ def upgrade_card(card: dict[str, Any]) -> dict[str, Any]:
                 out[new] = value
     if others:
         out["other_evaluations"] = others
+    return out
+
+
+#: The sections that describe one set of weights.
+EVALUATION_SECTIONS = ("evaluation", "score_reference", "other_evaluations")
+
+
+def retire_evaluations(card: dict[str, Any], steps: int) -> dict[str, Any]:
+    """``card`` for weights at ``steps``: if it was written at another step, its evaluations (which
+    measured the weights it was written with) move to ``earlier_evaluations`` with that step and epoch
+    count, so that neither ``list_models`` nor ``model.score`` reports numbers of weights that are gone."""
+    if card.get("steps") == steps or not any(key in card for key in EVALUATION_SECTIONS):
+        return card
+    out = {k: v for k, v in card.items() if k not in EVALUATION_SECTIONS}
+    earlier = {"steps": card.get("steps"), "epochs": card.get("epochs"),
+               **{k: card[k] for k in EVALUATION_SECTIONS if k in card}}
+    out["earlier_evaluations"] = [*(card.get("earlier_evaluations") or []), earlier]
     return out
 
 

@@ -31,7 +31,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..models.base import GenerativeModel
-from ..models.card import upgrade_card, validate_card
+from ..models.card import retire_evaluations, upgrade_card, validate_card
 from ..models.checkpoint import MAX_FILE_BYTES, CheckpointError, checkpoint_files, has_train_state, write_checkpoint
 from ..models.train_state import EMA_IN_WEIGHTS, encode_train_state, read_train_state
 from .config import BatchDataset, TrainConfig, TrainingDiverged, TrainingInterrupted
@@ -169,12 +169,12 @@ class Trainer:
                    "train_seconds": round(self.state.wall_seconds, 1), "train_config": asdict(self.cfg),
                    "learning_curve": self.curve}
         old = self.out / "metrics.json"
-        if old.exists():  # keep evaluation results written by other tools
+        if old.exists():  # keep what other tools wrote; evaluations of earlier weights become history
             try:
                 prev = json.loads(old.read_text())
                 if not isinstance(prev, dict):
                     raise ValueError("not a JSON object")
-                metrics = {**upgrade_card(prev), **metrics}
+                metrics = {**retire_evaluations(upgrade_card(prev), self.state.step), **metrics}
             except (ValueError, UnicodeDecodeError) as exc:
                 tqdm.write(f"warning: {old} is unreadable ({exc.__class__.__name__}); writing a new one")
         validate_card(metrics)
