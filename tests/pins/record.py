@@ -2,6 +2,7 @@
 
     python -m tests.pins.record              # rewrites tests/pins/pins.json and the sample files beside it
     python -m tests.pins.record --reference  # adds evaluate's numbers against the references (slow, cold cache)
+    python -m tests.pins.record --only edm-qm9 [--reference]  # one model (comma-separated names): others stay
 
 Run it only when a change of behaviour is intended; ``tests/test_pins.py`` compares against the file.
 Samples are pinned by a digest of their SMILES (and, for 3D models, their atom types), 3D coordinates
@@ -92,17 +93,27 @@ def evaluate_file(path: Path, reference: str | None = None, fcd: bool = False) -
 
 
 def main() -> None:
-    if "--reference" in sys.argv[1:]:
+    args = sys.argv[1:]
+    only = args[args.index("--only") + 1].split(",") if "--only" in args else None
+    if only and not set(only) <= set(SAMPLING):
+        raise SystemExit(f"error: --only takes names among {', '.join(SAMPLING)}")
+    if "--reference" in args:
         pins = json.loads(PIN_FILE.read_text())
-        pins["evaluate_reference"] = {}
+        pins.setdefault("evaluate_reference", {})
         for file in pins["evaluate"]:
-            pins["evaluate_reference"][file] = evaluate_file(HERE / file, reference_for(file), fcd=fcd_for(file))
-            print(file, "against", reference_for(file), flush=True)
+            if only is None or any(sample_file(name).name == file for name in only):
+                pins["evaluate_reference"][file] = evaluate_file(HERE / file, reference_for(file), fcd=fcd_for(file))
+                print(file, "against", reference_for(file), flush=True)
         PIN_FILE.write_text(json.dumps(pins, indent=1, allow_nan=False) + "\n")
         print(f"wrote {PIN_FILE}")
         return
-    pins: dict[str, Any] = {"models": {}, "evaluate": {}, "evaluate_reference": {}}
-    for name in SAMPLING:
+    if only:  # re-record these models; the others' pins stay as they are
+        pins = json.loads(PIN_FILE.read_text())
+        for name in only:
+            pins.get("evaluate_reference", {}).pop(sample_file(name).name, None)
+    else:
+        pins = {"models": {}, "evaluate": {}, "evaluate_reference": {}}
+    for name in only or SAMPLING:
         pin, out = record_model(name)
         pins["models"][name] = pin
         path = sample_file(name)
@@ -110,7 +121,7 @@ def main() -> None:
         pins["evaluate"][path.name] = evaluate_file(path)
         print(name, pin["digest"][:12], f"validity {pin['validity']:.3f}")
     PIN_FILE.write_text(json.dumps(pins, indent=1, allow_nan=False) + "\n")
-    print(f"wrote {PIN_FILE}")
+    print(f"wrote {PIN_FILE}" + (" (then --reference" + (f" --only {','.join(only)}" if only else "") + ")"))
 
 
 if __name__ == "__main__":
