@@ -107,6 +107,21 @@ def test_near_miss_only_writes_its_own_file_and_no_model_card(tmp_path, monkeypa
     assert "ar-qm9 (exact" in text and "raw NLL" in text and "better: " in text
 
 
+def test_a_results_file_keeps_the_lines_of_models_a_run_did_not_name():
+    from benchmarks.studies.score_reference import merge_results
+
+    old = "# cmd all\n# machine A\n\nar-qm9: old ar\n  AUROC ar\nedm-qm9: old edm\n  AUROC edm\n"
+    text = merge_results(old, ["# cmd edm", "# machine B"], ["edm-qm9: new edm", "  AUROC new"])
+    assert text.splitlines() == ["# cmd edm   (lines of: edm-qm9)", "# machine B", "#   other lines: cmd all",
+                                 "#   other lines: machine A", "", "ar-qm9: old ar", "  AUROC ar",
+                                 "edm-qm9: new edm", "  AUROC new"]
+    again = merge_results(text, ["# cmd ar", "# machine C"], ["ar-qm9: newer ar"])
+    assert again.splitlines()[:6] == ["# cmd ar   (lines of: ar-qm9)", "# machine C",
+                                      "#   other lines: cmd edm   (lines of: edm-qm9)", "#   other lines: machine B",
+                                      "#   other lines: cmd all", "#   other lines: machine A"]
+    assert "ar-qm9: newer ar" in again and "edm-qm9: new edm" in again and "old ar" not in again
+
+
 def test_scaffold_generation_study_counts_presence_redraws_and_the_fcd_floor(tmp_path, monkeypatch):
     """The scaffold study end to end on a stand-in model and a 12-molecule 'MOSES test' (seconds)."""
     import molgen

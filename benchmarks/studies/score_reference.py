@@ -3,6 +3,7 @@ against near misses.
 
     python -m benchmarks.studies.score_reference [-n 2000] [--models ar-qm9,ar-moses,vae-qm9,vae-moses,edm-qm9]
     python -m benchmarks.studies.score_reference --near-miss-only [-n 2000] [--edm-n 300]
+    python -m benchmarks.studies.score_reference --reference-only --models edm-qm9   # after new EDM weights
 
 Reference part (skipped with ``--near-miss-only``): for each checkpoint, the NLL of ``n`` molecules of its
 own test split (a seeded draw; EDM: ``n // 4`` QM9 test molecules in 3D, the bound with 8 time samples)
@@ -19,6 +20,10 @@ largest molecule), kept only when RDKit sanitises it and its canonical SMILES is
 the near misses so far. EDM: ``--edm-n`` molecules per class, both classes (the test molecules and their
 near misses) embedded the same way (ETKDG + MMFF with hydrogens, :func:`molgen.chem.write.embed_3d`), so
 that the geometry's source does not tell them apart. Writes benchmarks/results/score_reference_near_miss.txt.
+
+With ``--models`` naming only some models, a results file that exists keeps the other models' lines (and
+the datasets' near-miss lines of datasets not named), under a header that says which lines came from
+which command.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from benchmarks.timing import Stopwatch, command_line, machine
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "score_reference.txt"
 NEAR_MISS_RESULTS = RESULTS.with_name("score_reference_near_miss.txt")
 EDITS = ("element", "bond order", "delete atom", "add atom")
+ALL_MODELS = "ar-qm9,ar-moses,vae-qm9,vae-moses,edm-qm9"
 
 
 def auroc(inlier: np.ndarray, outlier: np.ndarray) -> float:
@@ -228,27 +234,67 @@ def near_miss_part(args, test: dict[str, list[str]]) -> list[str]:
     return lines
 
 
+def merge_results(old_text: str, header: list[str], body: list[str]) -> str:
+    """``body`` (this run's lines) merged into a results file's ``old_text``: a block (a line at the left
+    margin and the indented lines under it, keyed by its first word) replaces the old block of that key
+    and the others stay; the header names this run's keys, then keeps the old header."""
+    def blocks(lines: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        key = None
+        for line in lines:
+            if line and not line.startswith(" "):
+                key = line.split()[0].rstrip(":")
+                out[key] = [line]
+            elif key is not None and line:
+                out[key].append(line)
+        return out
+
+    old_lines = old_text.splitlines()
+    old_header = [line for line in old_lines if line.startswith("#")]
+    old_blocks = blocks([line for line in old_lines if not line.startswith("#")])
+    new_blocks = blocks(body)
+    merged = {**old_blocks, **new_blocks}
+    mine = ", ".join(new_blocks)
+    head = [f"{header[0]}   (lines of: {mine})", *header[1:2],
+            *(line if line.startswith("#   other lines") else f"#   other lines: {line.lstrip('# ')}" for line in old_header)]
+    return "\n".join(head + [""] + [line for block in merged.values() for line in block]) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("-n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--models", default="ar-qm9,ar-moses,vae-qm9,vae-moses,edm-qm9")
+    p.add_argument("--models", default=ALL_MODELS)
     p.add_argument("--edm-n", type=int, default=300, help="molecules per class for EDM's near-miss AUROC")
     p.add_argument("--near-miss-only", action="store_true",
                    help="only the near-miss AUROCs: no model card or score_reference.txt is rewritten")
+    p.add_argument("--reference-only", action="store_true",
+                   help="only the model cards' score references (and score_reference.txt)")
     args = p.parse_args()
     if args.n < 2 or args.edm_n < 2:
         raise SystemExit(f"-n and --edm-n must be at least 2, got {args.n} and {args.edm_n}")
+    if args.near_miss_only and args.reference_only:
+        raise SystemExit("--near-miss-only and --reference-only exclude each other")
+    unknown = sorted(set(args.models.split(",")) - set(ALL_MODELS.split(",")))
+    if unknown:
+        raise SystemExit(f"unknown model {', '.join(unknown)}; choose among {ALL_MODELS}")
+    subset = set(args.models.split(",")) != set(ALL_MODELS.split(","))
 
+    from molgen.chem.files import write_atomic
     from molgen.datasets import dataset_smiles
 
     test = {ds: draw(dataset_smiles(ds, "test"), args.n, args.seed) for ds in ("qm9", "moses")}
     header = [f"# {command_line()}", f"# {machine()}", ""]
-    outputs = {NEAR_MISS_RESULTS: near_miss_part}
+    outputs = {} if args.reference_only else {NEAR_MISS_RESULTS: near_miss_part}
     if not args.near_miss_only:
         outputs = {RESULTS: reference_part, **outputs}
     for path, part in outputs.items():
-        path.write_text("\n".join(header + part(args, test)) + "\n")
+        body = part(args, test)
+        if subset and path.exists():
+            text = merge_results(path.read_text(), header, body)
+        else:
+            text = "\n".join(header + body) + "\n"
+        write_atomic(path, [text])
         print(f"wrote {path}")
 
 
