@@ -94,8 +94,9 @@ def evaluate_file(path: Path, reference: str | None = None, fcd: bool = False) -
 
 def main() -> None:
     args = sys.argv[1:]
-    only = args[args.index("--only") + 1].split(",") if "--only" in args else None
-    if only and not set(only) <= set(SAMPLING):
+    only = args[args.index("--only") + 1:][:1] if "--only" in args else None
+    only = only[0].split(",") if only else (None if "--only" not in args else [])
+    if only is not None and (not only or not set(only) <= set(SAMPLING)):
         raise SystemExit(f"error: --only takes names among {', '.join(SAMPLING)}")
     if "--reference" in args:
         pins = json.loads(PIN_FILE.read_text())
