@@ -39,6 +39,19 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
+def _forget_unhandled_interrupt() -> None:
+    """CPython 3.11 sets a process-wide flag when a KeyboardInterrupt passes through ``exec()`` of a
+    string (SciPy's import runs such code), even when the program then handles it; at exit it then kills
+    itself with SIGINT (status -2) instead of exiting with the status given. The CLI has handled the
+    Ctrl-C, so clear the flag where this interpreter has it."""
+    try:
+        import ctypes
+
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt").value = 0
+    except (ImportError, ValueError, AttributeError, OSError):  # another interpreter or version
+        pass
+
+
 def run_cli(main: Callable[[], int | None]) -> NoReturn:
     """Run a command's ``main()`` (no arguments: bind argv with a lambda) and exit with its status."""
     from .._alloc import keep_large_blocks
@@ -47,6 +60,7 @@ def run_cli(main: Callable[[], int | None]) -> NoReturn:
     try:
         code = main()
     except KeyboardInterrupt:
+        _forget_unhandled_interrupt()
         fail("interrupted", 130)
     except (ValueError, OSError, RuntimeError) as exc:
         if os.environ.get("MOLGEN_TRACEBACK"):
