@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ._atomic import replace_atomically
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -56,7 +58,7 @@ def cached_npz(path: Path, digest: str, compute: "Callable[[], dict[str, np.ndar
     """Arrays computed once for an input set and kept in ``path`` (``.npz``, no pickles) with the
     set's ``digest``; a file written for another set, or one that cannot be read, is recomputed
     (with a warning) and replaced.
-    The file is written under a temporary name and renamed, so concurrent processes never read half a file."""
+    The file is replaced atomically (:mod:`molgen._atomic`), so concurrent processes never read half a file."""
     import numpy as np
 
     if path.is_file():
@@ -69,10 +71,6 @@ def cached_npz(path: Path, digest: str, compute: "Callable[[], dict[str, np.ndar
             why = f"cannot be read ({type(exc).__name__}: {exc})"
         warnings.warn(f"cached arrays {path} {why}; recomputing", stacklevel=2)
     arrays = compute()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        (np.savez_compressed if compressed else np.savez)(tmp, digest=np.array(digest), **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save = np.savez_compressed if compressed else np.savez
+    replace_atomically(path, lambda f: save(f, digest=np.array(digest), **arrays))
     return arrays

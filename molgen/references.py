@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import rdkit
 
+from ._atomic import replace_atomically
 from ._cache import cache_dir, cached_npz, digest_files, digest_strings
 from .chem.convert import canonicalize, mols_from_3d, to_mol, to_smiles
 from .chem.io import MoleculeFileError, read_molecules
-from .chem.files import sigterm_as_exception
 
 #: Named references; a path to a molecule file is accepted too.
 REFERENCES = ("qm9", "moses")
@@ -75,14 +75,11 @@ class _Bundle:
                 text = f.read()
             return text.split("\n") if text else []
         values = compute()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with sigterm_as_exception():  # SIGTERM and Ctrl-C leave no temporary file behind
-            try:
-                with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as f:
-                    f.write("\n".join(values))
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+        def write(f) -> None:
+            with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as z:
+                z.write("\n".join(values).encode("utf-8"))
+
+        replace_atomically(path, write)  # SIGTERM and Ctrl-C leave no temporary file behind
         return values
 
     def arrays(self, part: str, compute: Callable[[], dict[str, np.ndarray]],
@@ -256,7 +253,10 @@ def _canonical_parallel(smiles: list[str], chunk: int = 20_000, desc: str = "can
         else:
             from concurrent.futures import ProcessPoolExecutor
 
-            done = stack.enter_context(ProcessPoolExecutor(workers)).map(_canonical_chunk, parts)
+            pool = ProcessPoolExecutor(workers)
+            # on Ctrl-C or an error, drop the chunks not started (a plain ``with`` would wait for all of them)
+            stack.callback(lambda: pool.shutdown(wait=True, cancel_futures=True))
+            done = pool.map(_canonical_chunk, parts)
         for part in done:
             out.extend(part)
             bar.update(len(part))

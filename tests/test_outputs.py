@@ -339,6 +339,30 @@ write_atomic({str(target)!r}, chunks())
     assert sorted(os.listdir(tmp_path)) == ["out.smi", "script.py"]
 
 
+def test_every_atomic_writer_keeps_the_old_file_on_an_error_and_leaves_no_temporary_file(tmp_path):
+    from molgen._atomic import replace_atomically
+    from molgen._cache import cached_npz
+    from molgen.models.checkpoint import atomic_write_text
+
+    target = tmp_path / "a.json"
+    target.write_text("old")
+
+    def broken(f):
+        f.write(b"half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        replace_atomically(target, broken, durable=True)
+    assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["a.json"]
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["a.json"]
+    with pytest.raises(IsADirectoryError):
+        replace_atomically(tmp_path, lambda f: f.write(b"x"))
+    assert cached_npz(tmp_path / "sub" / "c.npz", "d1", lambda: {"x": np.arange(3)})["x"].tolist() == [0, 1, 2]
+    assert cached_npz(tmp_path / "sub" / "c.npz", "d1", lambda: pytest.fail("recomputed"))["x"].tolist() == [0, 1, 2]
+    assert sorted(os.listdir(tmp_path / "sub")) == ["c.npz"]
+
+
 def test_ctrl_c_during_sdf_embedding_is_not_swallowed(tmp_path):
     target = tmp_path / "out.sdf"
     proc = _start(f"""

@@ -33,6 +33,7 @@ def join_tars(src: Path, into: Path) -> list[str]:
 def score_curve(run: Path) -> list[dict]:
     from molgen.chem.build import mol_from_graph, sanitize
     from molgen.chem.geometry import bond_orders
+    from molgen._atomic import replace_atomically
     from molgen.training.edm import load_samples
 
     metrics_path = run / "metrics.json"
@@ -44,9 +45,8 @@ def score_curve(run: Path) -> list[dict]:
             row["validity"] = sum(sanitize(mol_from_graph(z, bond_orders(z, x))) is not None
                                   for z, x in zip(zs, xs)) / max(len(zs), 1)
             row["validity_scored_by"] = "benchmarks.gpu_burst.collect (RDKit, after the run)"
-    tmp = metrics_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.replace(metrics_path)
+    text = json.dumps(metrics, indent=2)
+    replace_atomically(metrics_path, lambda f: f.write(text.encode()))
     return metrics.get("learning_curve", [])
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import lzma
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from molgen._atomic import replace_atomically
 
 FORMAT = 1
 HELD_OUT = 1000  # the learning curve's held-out molecules (molgen.training.ar)
@@ -56,13 +57,8 @@ def unxz(packed: np.ndarray, dtype: type) -> np.ndarray:
 
 
 def write_pack(out: Path, arrays: dict[str, np.ndarray]) -> None:
-    """One .npz of ``arrays`` (no pickles), written under a temporary name and renamed."""
-    payload = io.BytesIO()
-    np.savez(payload, **arrays)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(payload.getvalue())
-    tmp.replace(out)
+    """One .npz of ``arrays`` (no pickles), replaced atomically."""
+    replace_atomically(out, lambda f: np.savez(f, **arrays))
 
 
 def read_pack(src: Path, format_key: str, version: int, what: str) -> dict[str, np.ndarray]:

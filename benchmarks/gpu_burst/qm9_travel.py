@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from molgen._atomic import replace_atomically
+
 SCALE = 1000.0  # int16 units per Angstrom
 FORMAT = 2
 
@@ -65,10 +67,8 @@ def pack(out: Path) -> None:
              pos=np.frombuffer(_encode_positions(q), dtype=np.uint8), index=arr.index,
              prop_cols=np.array(cols, dtype=np.int64), n_props=np.int64(len(PROPERTIES)),
              props=arr.props[rows][:, cols].astype(np.float32))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(lzma.compress(payload.getvalue(), preset=9 | lzma.PRESET_EXTREME))
-    tmp.replace(out)
+    packed = lzma.compress(payload.getvalue(), preset=9 | lzma.PRESET_EXTREME)
+    replace_atomically(out, lambda f: f.write(packed))
     err = np.abs(q / SCALE - arr.pos[atoms]).max()
     print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.1f} MiB, {len(rows)} training and validation molecules of {len(arr)}, "
           f"max rounding {err:.5f} A)")
@@ -107,10 +107,9 @@ def unpack(src: Path) -> Path:
     folder = cache_dir("qm9")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "qm9.npz"
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, z=d["z"][atoms], pos=d["pos"][atoms], ptr=ptr, smiles=np.full(n, "", dtype="<U1"),
-             index=d["index"], props=props, version=_CACHE_VERSION)
-    tmp.replace(path)
+    arrays = dict(z=d["z"][atoms], pos=d["pos"][atoms], ptr=ptr, smiles=np.full(n, "", dtype="<U1"),
+                  index=d["index"], props=props, version=_CACHE_VERSION)
+    replace_atomically(path, lambda f: np.savez(f, **arrays))
     print(f"unpacked {len(rows)} molecules (of {n} rows) into {path}")
     return path
 

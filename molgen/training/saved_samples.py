@@ -11,10 +11,10 @@ reconstructs held-out molecules ``step-N-recon.npz`` beside the targets, ``heldo
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .._atomic import replace_atomically
 from ..models.base import GenerativeModel
 
 #: seeds of the two sample files of each evaluation: (file suffix, valence masks on, seed)
@@ -118,7 +118,6 @@ def score_saved_samples(run: Path, reference: str | None, fcd: bool = True) -> l
             got = smiles(recon)
             row["reconstruction"] = sum(a is not None and a == b for a, b in zip(got, targets)) / max(len(got), 1)
         row["scored_by"] = "molgen.training.saved_samples.score_saved_samples (RDKit, after the run)"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(card, indent=2))
-    os.replace(tmp, path)
+    text = json.dumps(card, indent=2)
+    replace_atomically(path, lambda f: f.write(text.encode()))
     return card.get("learning_curve", [])

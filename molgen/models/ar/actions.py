@@ -13,7 +13,6 @@ flat arrays; :class:`ActionDataset` cuts padded training batches from it.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..._atomic import replace_atomically
 from ...chem import elements
 from ...chem.elements import atomic_number, symbol, token_name
 
@@ -125,9 +125,8 @@ class EncodedSet:
 
     def save(self, path: Path, compressed: bool = False) -> None:
         """Write the arrays to ``path`` (.npz, zip-compressed with ``compressed``), atomically."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        (np.savez_compressed if compressed else np.savez)(tmp, **self.to_arrays())
-        os.replace(tmp, path)
+        save, arrays = np.savez_compressed if compressed else np.savez, self.to_arrays()
+        replace_atomically(path, lambda f: save(f, **arrays))
 
     @classmethod
     def load(cls, path: Path) -> "EncodedSet":

@@ -11,12 +11,13 @@ from molecules is :mod:`molgen.models.vae.featurization`, RDKit's side).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+
+from ..._atomic import replace_atomically
 
 VALENCE_BINS = 8           # embeddings of valence counts clamp at 7
 MAX_HS = 4                 # hydrogen-count feature clamps at 4
@@ -26,10 +27,8 @@ FLAT_KEYS = ("nodes", "edges", "n_nodes", "n_edges", "keys", "status", "failed_i
 
 
 def _atomic_save(path: Path, arrays: dict[str, np.ndarray], compressed: bool = False) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
-    os.replace(tmp, path)
+    save = np.savez_compressed if compressed else np.savez
+    replace_atomically(path, lambda f: save(f, **arrays))
 
 
 class GraphArrays:
