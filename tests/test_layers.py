@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent / "molgen"
 
 #: unit -> layer; a unit is a subpackage (``chem``) or a top-level module (``samples``)
 LAYERS = {
-    "_cache": 0, "_alloc": 0, "_cpu": 0, "chem": 0,
+    "_atomic": 0, "_cache": 0, "_alloc": 0, "_cpu": 0, "chem": 0,
     "samples": 1, "datasets": 1, "metrics": 1, "nn": 1, "diffusion": 1,
     "models": 2, "references": 2, "evaluation": 2,
     "training": 3,
@@ -20,7 +20,7 @@ LAYERS = {
 }
 _ENTRY_POINTS = ("sample", "train", "evaluate", "interpolate", "denoise", "score", "__main__")  # python -m molgen.X: thin modules
 #: imports allowed between units of one layer (importer -> imported)
-SAME_LAYER = {("evaluation", "references"), ("datasets", "samples"),
+SAME_LAYER = {("evaluation", "references"), ("datasets", "samples"), ("chem", "_atomic"), ("_cache", "_atomic"),
               *((m, c) for m in _ENTRY_POINTS for c in ("cli", "_cli")), ("cli", "_cli")}
 ONLY = {"metrics": {"chem", "_cache", "metrics"}}
 
