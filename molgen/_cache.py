@@ -71,6 +71,14 @@ def cached_npz(path: Path, digest: str, compute: "Callable[[], dict[str, np.ndar
             why = f"cannot be read ({type(exc).__name__}: {exc})"
         warnings.warn(f"cached arrays {path} {why}; recomputing", stacklevel=2)
     arrays = compute()
-    save = np.savez_compressed if compressed else np.savez
-    replace_atomically(path, lambda f: save(f, digest=np.array(digest), **arrays))
+    write_npz(path, {"digest": np.array(digest), **arrays}, compressed)
     return arrays
+
+
+def write_npz(path: str | os.PathLike, arrays: "dict[str, np.ndarray]", compressed: bool = False) -> Path:
+    """``arrays`` as one ``.npz`` (zip-compressed with ``compressed``; no pickles), replacing ``path``
+    atomically (:mod:`molgen._atomic`)."""
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    return replace_atomically(path, lambda f: save(f, **arrays))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from molgen._atomic import replace_atomically
+from molgen._cache import write_npz
 
 FORMAT = 1
 HELD_OUT = 1000  # the learning curve's held-out molecules (molgen.training.ar)
@@ -58,7 +58,7 @@ def unxz(packed: np.ndarray, dtype: type) -> np.ndarray:
 
 def write_pack(out: Path, arrays: dict[str, np.ndarray]) -> None:
     """One .npz of ``arrays`` (no pickles), replaced atomically."""
-    replace_atomically(out, lambda f: np.savez(f, **arrays))
+    write_npz(out, arrays)
 
 
 def read_pack(src: Path, format_key: str, version: int, what: str) -> dict[str, np.ndarray]:

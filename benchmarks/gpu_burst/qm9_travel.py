@@ -91,7 +91,7 @@ def read(src: Path) -> dict[str, np.ndarray]:
 
 
 def unpack(src: Path) -> Path:
-    from molgen._cache import cache_dir
+    from molgen._cache import cache_dir, write_npz
     from molgen.datasets.qm9 import _CACHE_VERSION
 
     d = read(src)
@@ -107,9 +107,8 @@ def unpack(src: Path) -> Path:
     folder = cache_dir("qm9")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "qm9.npz"
-    arrays = dict(z=d["z"][atoms], pos=d["pos"][atoms], ptr=ptr, smiles=np.full(n, "", dtype="<U1"),
-                  index=d["index"], props=props, version=_CACHE_VERSION)
-    replace_atomically(path, lambda f: np.savez(f, **arrays))
+    write_npz(path, dict(z=d["z"][atoms], pos=d["pos"][atoms], ptr=ptr, smiles=np.full(n, "", dtype="<U1"),
+                         index=d["index"], props=props, version=_CACHE_VERSION))
     print(f"unpacked {len(rows)} molecules (of {n} rows) into {path}")
     return path
 

@@ -275,10 +275,10 @@ def main() -> None:
         raise SystemExit(f"-n and --edm-n must be at least 2, got {args.n} and {args.edm_n}")
     if args.near_miss_only and args.reference_only:
         raise SystemExit("--near-miss-only and --reference-only exclude each other")
-    unknown = sorted(set(args.models.split(",")) - set(ALL_MODELS.split(",")))
-    if unknown:
-        raise SystemExit(f"unknown model {', '.join(unknown)}; choose among {ALL_MODELS}")
-    subset = set(args.models.split(",")) != set(ALL_MODELS.split(","))
+    chosen, every = set(args.models.split(",")), set(ALL_MODELS.split(","))
+    if chosen - every:
+        raise SystemExit(f"unknown model {', '.join(sorted(chosen - every))}; choose among {ALL_MODELS}")
+    subset = chosen != every
 
     from molgen.chem.files import write_atomic
     from molgen.datasets import dataset_smiles

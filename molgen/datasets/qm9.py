@@ -18,8 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._atomic import replace_atomically
-from .._cache import cache_dir, digest_files, file_stamp
+from .._cache import cache_dir, digest_files, file_stamp, write_npz
 from ..chem.elements import VOCABULARIES, atomic_number
 
 N_MOLECULES = 130_831
@@ -99,10 +98,9 @@ def _build_cache(path: Path) -> None:
         raise DataMissingError("qm9pack CSVs are inconsistent (atom counts do not match)")
     ptr = np.concatenate([[0], np.cumsum(n_atoms)])
     props = np.stack([df[c].to_numpy(np.float64) for c in PROPERTIES], axis=1)
-    arrays = dict(z=z, pos=pos, ptr=ptr, smiles=df["SMILES"].to_numpy(dtype=str),
-                  index=df["Index"].to_numpy(np.int64), props=props, version=_CACHE_VERSION,
-                  raw_digest=digest_files(raw), raw_stamp=file_stamp(raw))
-    replace_atomically(path, lambda f: np.savez(f, **arrays))
+    write_npz(path, dict(z=z, pos=pos, ptr=ptr, smiles=df["SMILES"].to_numpy(dtype=str),
+                         index=df["Index"].to_numpy(np.int64), props=props, version=_CACHE_VERSION,
+                         raw_digest=digest_files(raw), raw_stamp=file_stamp(raw)))
 
 
 def _is_stale(f: "np.lib.npyio.NpzFile") -> bool:

@@ -132,8 +132,10 @@ class MosesReference:
         )
 
     def save(self, path: str | Path, digest: str = "") -> None:
-        """Write to an ``.npz`` file (no pickles)."""
-        np.savez_compressed(path, digest=np.array(digest), **self.to_arrays())
+        """Write to an ``.npz`` file (no pickles), atomically."""
+        from .._cache import write_npz
+
+        write_npz(path, {"digest": np.array(digest), **self.to_arrays()}, compressed=True)
 
     @classmethod
     def load(cls, path: str | Path) -> "MosesReference":

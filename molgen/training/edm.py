@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._atomic import replace_atomically
+from .._cache import write_npz
 from ..chem.geometry import bond_orders, stability
 from ..datasets.qm9 import HALVES, check_conditions, qm9_properties
 from ..datasets.qm9_3d import QM9Bucketed, QM9Padded
@@ -72,8 +72,8 @@ def sample_quality(zs: list[np.ndarray], xs: list[np.ndarray]) -> dict[str, floa
 def save_samples(path: Path, zs: list[np.ndarray], xs: list[np.ndarray]) -> None:
     """Keep one evaluation's samples (atomic numbers, Angstrom) as a compressed .npz, atomically."""
     n_atoms = np.array([len(z) for z in zs], dtype=np.int64)
-    z, pos = np.concatenate(zs).astype(np.int8), np.concatenate(xs).astype(np.float32)
-    replace_atomically(path, lambda f: np.savez_compressed(f, n_atoms=n_atoms, z=z, pos=pos))
+    write_npz(path, {"n_atoms": n_atoms, "z": np.concatenate(zs).astype(np.int8),
+                     "pos": np.concatenate(xs).astype(np.float32)}, compressed=True)
 
 
 def load_samples(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..._atomic import replace_atomically
+from ..._cache import write_npz
 from ...chem import elements
 from ...chem.elements import atomic_number, symbol, token_name
 
@@ -125,8 +125,7 @@ class EncodedSet:
 
     def save(self, path: Path, compressed: bool = False) -> None:
         """Write the arrays to ``path`` (.npz, zip-compressed with ``compressed``), atomically."""
-        save, arrays = np.savez_compressed if compressed else np.savez, self.to_arrays()
-        replace_atomically(path, lambda f: save(f, **arrays))
+        write_npz(path, self.to_arrays(), compressed)
 
     @classmethod
     def load(cls, path: Path) -> "EncodedSet":

@@ -17,18 +17,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..._atomic import replace_atomically
+from ..._cache import write_npz
 
 VALENCE_BINS = 8           # embeddings of valence counts clamp at 7
 MAX_HS = 4                 # hydrogen-count feature clamps at 4
 NODE_COLUMNS = 4            # token, hydrogens, aromatic, in ring
 EDGE_COLUMNS = 5            # later atom, earlier atom, order, aromatic, in ring
 FLAT_KEYS = ("nodes", "edges", "n_nodes", "n_edges", "keys", "status", "failed_idx", "failed_reason")
-
-
-def _atomic_save(path: Path, arrays: dict[str, np.ndarray], compressed: bool = False) -> None:
-    save = np.savez_compressed if compressed else np.savez
-    replace_atomically(path, lambda f: save(f, **arrays))
 
 
 class GraphArrays:
@@ -75,8 +70,8 @@ class GraphArrays:
 
     def save(self, path: Path) -> None:
         """The table as one .npz (flat arrays, vocabulary, size limits; no pickles), written atomically."""
-        _atomic_save(path, {**self.flat(), "tokens": np.asarray(self.tokens, dtype=str),
-                            "max_atoms": np.int64(self.max_atoms), "max_edges": np.int64(self.max_edges)})
+        write_npz(path, {**self.flat(), "tokens": np.asarray(self.tokens, dtype=str),
+                         "max_atoms": np.int64(self.max_atoms), "max_edges": np.int64(self.max_edges)})
 
     @classmethod
     def load(cls, path: Path) -> "GraphArrays":
@@ -157,9 +152,9 @@ def save_decoded(path: Path, tokens: Sequence[str],
         n_bonds.append(np.bincount(mol, minlength=n.size))
         bonds.append(np.stack([i, j, lower[mol, i, j]], axis=1))
     cat = (lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape, np.int64))
-    _atomic_save(path, {"tokens": np.asarray(tokens, dtype=str), "n_atoms": cat(n_atoms, 0).astype(np.int16),
-                        "atoms": cat(atoms, 0).astype(np.int8), "n_bonds": cat(n_bonds, 0).astype(np.int16),
-                        "bonds": cat(bonds, (0, 3)).astype(np.int8)}, compressed=True)
+    write_npz(path, {"tokens": np.asarray(tokens, dtype=str), "n_atoms": cat(n_atoms, 0).astype(np.int16),
+                     "atoms": cat(atoms, 0).astype(np.int8), "n_bonds": cat(n_bonds, 0).astype(np.int16),
+                     "bonds": cat(bonds, (0, 3)).astype(np.int8)}, compressed=True)
 
 
 def load_decoded(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
